@@ -1,0 +1,116 @@
+//! Chunks: the blobs of the archive and their records in the chunks table.
+
+use super::column;
+use arrow_array::{
+    ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray, UInt64Array,
+    builder::FixedSizeBinaryBuilder,
+};
+use arrow_schema::{DataType, Field, Schema};
+use std::sync::Arc;
+
+/// How a chunk's bytes are stored in its blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// The blob is the raw bytes.
+    Stored,
+    /// The blob is one standard zstd frame.
+    Zstd,
+}
+
+impl Codec {
+    /// The name written in the `codec` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Stored => "stored",
+            Codec::Zstd => "zstd",
+        }
+    }
+}
+
+/// One row of the chunks table: where a blob lies and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkRecord {
+    /// Byte offset of the blob in the archive.
+    pub offset: u64,
+    /// Length of the blob in the archive.
+    pub stored_len: u64,
+    /// Length of the chunk's uncompressed bytes.
+    pub raw_len: u64,
+    /// How the blob encodes the chunk.
+    pub codec: Codec,
+    /// BLAKE3 of the uncompressed bytes.
+    pub digest: [u8; 32],
+}
+
+/// The chunks table's schema.
+pub fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("chunk", DataType::UInt64, false),
+        Field::new("offset", DataType::UInt64, false),
+        Field::new("stored_len", DataType::UInt64, false),
+        Field::new("raw_len", DataType::UInt64, false),
+        Field::new("codec", DataType::Utf8, false),
+        Field::new("blake3", DataType::FixedSizeBinary(32), false),
+    ]))
+}
+
+/// Builds the chunks table; row `i` is chunk `i`.
+pub fn to_batch(chunks: &[ChunkRecord]) -> RecordBatch {
+    let mut digests = FixedSizeBinaryBuilder::with_capacity(chunks.len(), 32);
+    for c in chunks {
+        digests
+            .append_value(c.digest)
+            .unwrap_or_else(|e| unreachable!("32-byte digest: {e}"));
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(0..chunks.len() as u64)),
+        Arc::new(UInt64Array::from_iter_values(
+            chunks.iter().map(|c| c.offset),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            chunks.iter().map(|c| c.stored_len),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            chunks.iter().map(|c| c.raw_len),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            chunks.iter().map(|c| c.codec.name()),
+        )),
+        Arc::new(digests.finish()),
+    ];
+    RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("chunks batch: {e}"))
+}
+
+/// Reads the chunks table, checking types and the row numbering.
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<ChunkRecord>, String> {
+    let ids = column::<UInt64Array>(batch, "chunk", false)?;
+    let offsets = column::<UInt64Array>(batch, "offset", false)?;
+    let stored = column::<UInt64Array>(batch, "stored_len", false)?;
+    let raw = column::<UInt64Array>(batch, "raw_len", false)?;
+    let codecs = column::<StringArray>(batch, "codec", false)?;
+    let digests = column::<FixedSizeBinaryArray>(batch, "blake3", false)?;
+    if digests.value_length() != 32 {
+        return Err("chunks: blake3 column is not 32 bytes wide".into());
+    }
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        if ids.value(i) != i as u64 {
+            return Err(format!("chunks: row {i} has chunk number {}", ids.value(i)));
+        }
+        let codec = match codecs.value(i) {
+            "stored" => Codec::Stored,
+            "zstd" => Codec::Zstd,
+            other => return Err(format!("chunk {i}: unknown codec {other:?}")),
+        };
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(digests.value(i));
+        out.push(ChunkRecord {
+            offset: offsets.value(i),
+            stored_len: stored.value(i),
+            raw_len: raw.value(i),
+            codec,
+            digest,
+        });
+    }
+    Ok(out)
+}

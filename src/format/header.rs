@@ -1,0 +1,51 @@
+//! The 16-byte header at byte 0: magic and format version.
+
+/// Magic bytes at offset 0 of every archive.
+pub const MAGIC: [u8; 8] = *b"ZNPYURNG";
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+/// Length of the header; the first blob starts here.
+pub const HEADER_LEN: u64 = 16;
+
+/// The header bytes: magic, version (u32 LE), flags (u32 LE, zero).
+pub fn encode() -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h
+}
+
+/// Checks a header and returns its version, or says what is wrong.
+pub fn decode(h: &[u8; HEADER_LEN as usize]) -> Result<u32, String> {
+    let (magic, rest) = h.split_at(8);
+    if magic != MAGIC {
+        return Err("bad magic at byte 0".into());
+    }
+    let version = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+    if version != VERSION {
+        return Err(format!(
+            "format version {version} is not supported (this build reads {VERSION})"
+        ));
+    }
+    let flags = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+    if flags != 0 {
+        return Err(format!("unknown header flags {flags:#x}"));
+    }
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_rejects() {
+        assert_eq!(decode(&encode()), Ok(VERSION));
+        let mut bad = encode();
+        bad[0] ^= 1;
+        assert!(decode(&bad).unwrap_err().contains("magic"));
+        let mut v2 = encode();
+        v2[8] = 2;
+        assert!(decode(&v2).unwrap_err().contains("version 2"));
+    }
+}

@@ -1,0 +1,209 @@
+//! The index: entries sub-indexes per group, the chunks table and the manifest, written
+//! after the blobs; and reading them back with every field checked against the file.
+
+use super::chunk::{self, ChunkRecord, Codec};
+use super::entry::{self, Entry, EntryKind};
+use super::manifest::{self, Group, SubIndex, SubIndexKind};
+use super::{footer, header, ipc_decode, ipc_encode};
+use std::ops::Range;
+
+/// Largest uncompressed chunk a reader accepts (the largest `--chunk-size`).
+pub const MAX_CHUNK_LEN: u64 = 64 << 20;
+
+/// A decoded, validated index.
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    /// The groups, each with the range of `entries` that belongs to it.
+    pub groups: Vec<(Group, Range<usize>)>,
+    /// All entries, group after group.
+    pub entries: Vec<Entry>,
+    /// All chunks; chunk `i` is `chunks[i]`.
+    pub chunks: Vec<ChunkRecord>,
+    /// End of the blob region (where the index begins).
+    pub blob_end: u64,
+}
+
+/// Encodes the index that follows the blobs ending at `blob_end`: sub-index streams,
+/// the manifest and the footer, as bytes to append at `blob_end`.
+pub fn encode(groups: &[(Group, &[Entry])], chunks: &[ChunkRecord], blob_end: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rows = Vec::new();
+    let mut push = |out: &mut Vec<u8>, kind, group: Group, bytes: Vec<u8>, n: usize| {
+        rows.push(SubIndex {
+            kind,
+            group,
+            offset: blob_end + out.len() as u64,
+            length: bytes.len() as u64,
+            rows: n as u64,
+        });
+        out.extend_from_slice(&bytes);
+    };
+    for (group, entries) in groups {
+        let bytes = ipc_encode(&entry::to_batch(entries.iter()));
+        push(
+            &mut out,
+            SubIndexKind::Entries,
+            group.clone(),
+            bytes,
+            entries.len(),
+        );
+    }
+    let bytes = ipc_encode(&chunk::to_batch(chunks));
+    push(
+        &mut out,
+        SubIndexKind::Chunks,
+        Group::default(),
+        bytes,
+        chunks.len(),
+    );
+    let manifest_offset = blob_end + out.len() as u64;
+    out.extend_from_slice(&ipc_encode(&manifest::to_batch(&rows)));
+    out.extend_from_slice(&footer::encode(manifest_offset));
+    out
+}
+
+/// Reads and validates the index of an archive of `file_len` bytes; `read_at(offset,
+/// len)` returns exactly those bytes. Errors are the problem, without the file name.
+pub fn read(
+    file_len: u64,
+    mut read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Result<Index, String> {
+    let io = |e: std::io::Error| format!("read: {e}");
+    if file_len < header::HEADER_LEN + footer::FOOTER_LEN {
+        return Err(format!("only {file_len} bytes long"));
+    }
+    let head = read_at(0, header::HEADER_LEN as usize).map_err(io)?;
+    let head: [u8; 16] = head.try_into().map_err(|_| "short header read")?;
+    header::decode(&head).map_err(|p| format!("not a znippy archive: {p}"))?;
+    let foot = read_at(file_len - footer::FOOTER_LEN, footer::FOOTER_LEN as usize).map_err(io)?;
+    let foot: [u8; 16] = foot.try_into().map_err(|_| "short footer read")?;
+    let manifest_offset = footer::decode(&foot)?;
+    let manifest_end = file_len - footer::FOOTER_LEN;
+    if manifest_offset < header::HEADER_LEN || manifest_offset >= manifest_end {
+        return Err(format!(
+            "manifest offset {manifest_offset} outside the file (length {file_len})"
+        ));
+    }
+    let bytes = read_at(manifest_offset, (manifest_end - manifest_offset) as usize).map_err(io)?;
+    let rows = manifest::from_batch(&ipc_decode(&bytes).map_err(|e| format!("manifest: {e}"))?)
+        .map_err(|e| format!("manifest: {e}"))?;
+
+    // Sub-indexes must be disjoint, inside [HEADER_LEN, manifest_offset).
+    let mut spans: Vec<(u64, u64)> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let end = r
+            .offset
+            .checked_add(r.length)
+            .filter(|&end| r.offset >= header::HEADER_LEN && end <= manifest_offset)
+            .ok_or_else(|| {
+                format!(
+                    "sub-index at {} (+{}) lies outside the index region",
+                    r.offset, r.length
+                )
+            })?;
+        spans.push((r.offset, end));
+    }
+    spans.sort_unstable();
+    if spans.windows(2).any(|w| w[0].1 > w[1].0) {
+        return Err("sub-indexes overlap".into());
+    }
+    let blob_end = spans.first().map_or(manifest_offset, |s| s.0);
+
+    let mut index = Index {
+        blob_end,
+        ..Index::default()
+    };
+    let mut chunk_tables = 0;
+    for r in &rows {
+        let bytes = read_at(r.offset, r.length as usize).map_err(io)?;
+        let batch = ipc_decode(&bytes).map_err(|e| format!("sub-index at {}: {e}", r.offset))?;
+        if batch.num_rows() as u64 != r.rows {
+            return Err(format!(
+                "sub-index at {} has {} rows, manifest says {}",
+                r.offset,
+                batch.num_rows(),
+                r.rows
+            ));
+        }
+        match r.kind {
+            SubIndexKind::Chunks => {
+                chunk_tables += 1;
+                index.chunks = chunk::from_batch(&batch)?;
+            }
+            SubIndexKind::Entries => {
+                let start = index.entries.len();
+                index.entries.extend(entry::from_batch(&batch)?);
+                index
+                    .groups
+                    .push((r.group.clone(), start..index.entries.len()));
+            }
+        }
+    }
+    if chunk_tables != 1 {
+        return Err(format!("{chunk_tables} chunks tables (expected 1)"));
+    }
+    validate(&index)?;
+    Ok(index)
+}
+
+/// Checks that chunks lie in the blob region and that every file's data location is
+/// consistent with the chunks, so readers can trust offsets and lengths.
+fn validate(index: &Index) -> Result<(), String> {
+    // Prefix sums of raw lengths: file spans are checked in O(1) each.
+    let mut cum = Vec::with_capacity(index.chunks.len() + 1);
+    cum.push(0u64);
+    for (i, c) in index.chunks.iter().enumerate() {
+        let in_region = c
+            .offset
+            .checked_add(c.stored_len)
+            .is_some_and(|end| c.offset >= header::HEADER_LEN && end <= index.blob_end);
+        if !in_region {
+            return Err(format!(
+                "chunk {i}: blob at {} (+{}) outside the blob region",
+                c.offset, c.stored_len
+            ));
+        }
+        if c.raw_len == 0 || c.raw_len > MAX_CHUNK_LEN {
+            return Err(format!("chunk {i}: uncompressed length {}", c.raw_len));
+        }
+        if c.codec == Codec::Stored && c.stored_len != c.raw_len {
+            return Err(format!(
+                "chunk {i}: stored blob length differs from its raw length"
+            ));
+        }
+        let total = cum.last().copied().unwrap_or(0);
+        cum.push(total + c.raw_len); // ≤ 2^26 per chunk, cannot overflow in practice
+    }
+    for e in &index.entries {
+        let name = || e.display_path();
+        if e.path.is_empty() {
+            return Err("an entry has an empty path".into());
+        }
+        let (Some(loc), EntryKind::File) = (e.location, e.kind) else {
+            continue;
+        };
+        let n = index.chunks.len() as u64;
+        if loc.first_chunk > loc.last_chunk || loc.last_chunk >= n {
+            return Err(format!(
+                "{}: chunks {}..={} out of range ({n} chunks)",
+                name(),
+                loc.first_chunk,
+                loc.last_chunk
+            ));
+        }
+        let (first, last) = (loc.first_chunk as usize, loc.last_chunk as usize);
+        let start = cum[first] + loc.chunk_offset;
+        let end = start.checked_add(e.size);
+        let fits = loc.chunk_offset < index.chunks[first].raw_len
+            && end.is_some_and(|end| end > cum[last] && end <= cum[last + 1]);
+        if !fits {
+            return Err(format!(
+                "{}: size {} does not fit chunks {first}..={last} at offset {}",
+                name(),
+                e.size,
+                loc.chunk_offset
+            ));
+        }
+    }
+    Ok(())
+}

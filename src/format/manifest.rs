@@ -1,0 +1,111 @@
+//! The manifest: one row per sub-index stream (its group, kind, offset, length, rows).
+
+use super::column;
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt16Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A (pkg_type, repo) group: each group's entries are one sub-index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Group {
+    /// Package type number, if any.
+    pub pkg_type: Option<u16>,
+    /// Repository name, if any.
+    pub repo: Option<String>,
+}
+
+/// What a sub-index stream holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubIndexKind {
+    /// An entries table (one per group).
+    Entries,
+    /// The chunks table (exactly one per archive).
+    Chunks,
+}
+
+/// One manifest row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubIndex {
+    /// Entries or chunks.
+    pub kind: SubIndexKind,
+    /// The group (entries only).
+    pub group: Group,
+    /// Offset of the Arrow IPC stream in the archive.
+    pub offset: u64,
+    /// Length of the stream in bytes.
+    pub length: u64,
+    /// Number of rows in it.
+    pub rows: u64,
+}
+
+/// Key of the schema metadata entry carrying the format version.
+pub const VERSION_KEY: &str = "znippy.format_version";
+
+/// The manifest's schema (with the format version in its metadata).
+pub fn schema() -> Arc<Schema> {
+    let meta = HashMap::from([(VERSION_KEY.to_string(), super::header::VERSION.to_string())]);
+    Arc::new(
+        Schema::new(vec![
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("pkg_type", DataType::UInt16, true),
+            Field::new("repo", DataType::Utf8, true),
+            Field::new("offset", DataType::UInt64, false),
+            Field::new("length", DataType::UInt64, false),
+            Field::new("rows", DataType::UInt64, false),
+        ])
+        .with_metadata(meta),
+    )
+}
+
+/// Builds the manifest table.
+pub fn to_batch(rows: &[SubIndex]) -> RecordBatch {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(
+            |r| match r.kind {
+                SubIndexKind::Entries => "entries",
+                SubIndexKind::Chunks => "chunks",
+            },
+        ))),
+        Arc::new(UInt16Array::from_iter(
+            rows.iter().map(|r| r.group.pkg_type),
+        )),
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|r| r.group.repo.as_deref()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.offset))),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.length))),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.rows))),
+    ];
+    RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("manifest: {e}"))
+}
+
+/// Reads the manifest table.
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<SubIndex>, String> {
+    let kind = column::<StringArray>(batch, "kind", false)?;
+    let pkg = column::<UInt16Array>(batch, "pkg_type", true)?;
+    let repo = column::<StringArray>(batch, "repo", true)?;
+    let offset = column::<UInt64Array>(batch, "offset", false)?;
+    let length = column::<UInt64Array>(batch, "length", false)?;
+    let rows = column::<UInt64Array>(batch, "rows", false)?;
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        use arrow_array::Array;
+        let kind = match kind.value(i) {
+            "entries" => SubIndexKind::Entries,
+            "chunks" => SubIndexKind::Chunks,
+            other => return Err(format!("manifest row {i}: unknown kind {other:?}")),
+        };
+        out.push(SubIndex {
+            kind,
+            group: Group {
+                pkg_type: pkg.is_valid(i).then(|| pkg.value(i)),
+                repo: repo.is_valid(i).then(|| repo.value(i).to_string()),
+            },
+            offset: offset.value(i),
+            length: length.value(i),
+            rows: rows.value(i),
+        });
+    }
+    Ok(out)
+}

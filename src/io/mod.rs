@@ -1,0 +1,195 @@
+//! The I/O queue a pipeline thread submits reads and writes to, with two backends:
+//! io_uring (fixed buffers, many requests in flight) and portable pread/pwrite.
+//!
+//! Both backends have the same contract: [`Queue::push`] queues an operation,
+//! [`Queue::submit`] hands everything queued to the kernel (after which the file
+//! descriptors used may be closed: the kernel holds its own reference), and
+//! [`Queue::wait`] returns completions. Short transfers are reported as they are; the
+//! caller finishes them. The portable backend performs each operation in `push`.
+
+mod portable;
+mod uring;
+
+use crate::error::{Error, Result};
+use std::io;
+use std::os::fd::RawFd;
+
+/// Which backend to use, as asked for by the user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoMode {
+    /// io_uring where it can be set up, else portable (after one line saying why).
+    #[default]
+    Auto,
+    /// io_uring or fail.
+    Uring,
+    /// pread/pwrite only.
+    Portable,
+}
+
+impl std::str::FromStr for IoMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(IoMode::Auto),
+            "uring" | "io_uring" => Ok(IoMode::Uring),
+            "portable" => Ok(IoMode::Portable),
+            other => Err(Error::Invalid(format!(
+                "unknown io backend {other:?} (expected auto, uring or portable)"
+            ))),
+        }
+    }
+}
+
+/// Environment variable that forces a backend when the mode is `Auto`.
+pub const IO_ENV: &str = "ZNIPPY_IO";
+/// Test hook: `setup` or `register` makes io_uring set-up fail as it would where it is
+/// disabled (EPERM) or where the memlock limit is too low (ENOMEM).
+pub const FAULT_ENV: &str = "ZNIPPY_IO_FAULT";
+
+/// The backend a pipeline actually runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring with registered buffers.
+    Uring,
+    /// pread/pwrite.
+    Portable,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Uring => "io_uring",
+            Backend::Portable => "portable",
+        })
+    }
+}
+
+/// One I/O request. Buffers are raw pointers into ring memory that the caller keeps
+/// alive and untouched until the request's completion is returned.
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    /// Read `len` bytes at `offset` of `fd` into `buf` (registered buffer `fixed`).
+    Read {
+        /// File to read.
+        fd: RawFd,
+        /// Destination inside registered buffer `fixed`.
+        buf: *mut u8,
+        /// Bytes to read.
+        len: u32,
+        /// File offset.
+        offset: u64,
+        /// Index of the registered buffer holding `buf`.
+        fixed: u16,
+    },
+    /// Write `len` bytes from `buf` (registered buffer `fixed`) at `offset` of `fd`.
+    Write {
+        /// File to write.
+        fd: RawFd,
+        /// Source inside registered buffer `fixed`.
+        buf: *const u8,
+        /// Bytes to write.
+        len: u32,
+        /// File offset.
+        offset: u64,
+        /// Index of the registered buffer holding `buf`.
+        fixed: u16,
+    },
+}
+
+/// A finished request: its `user_data` and the byte count or `-errno`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The tag given to [`Queue::push`].
+    pub user_data: u64,
+    /// Bytes transferred, or a negated errno.
+    pub result: i32,
+}
+
+/// A per-thread I/O queue.
+pub enum Queue {
+    /// io_uring ring with this thread's registered buffers.
+    Uring(Box<uring::UringQueue>),
+    /// Synchronous pread/pwrite.
+    Portable(portable::PortableQueue),
+}
+
+impl Queue {
+    /// Queues `op` tagged `user_data`.
+    ///
+    /// # Safety
+    /// The op's buffer must stay valid, and not be otherwise accessed, until its
+    /// completion has been returned by [`Queue::wait`]; its fd must stay open until
+    /// [`Queue::submit`] returns.
+    pub unsafe fn push(&mut self, op: Op, user_data: u64) -> io::Result<()> {
+        match self {
+            // SAFETY: forwarded contract.
+            Queue::Uring(q) => unsafe { q.push(op, user_data) },
+            // SAFETY: forwarded contract.
+            Queue::Portable(q) => unsafe { q.push(op, user_data) },
+        }
+    }
+
+    /// Hands every queued operation to the kernel.
+    pub fn submit(&mut self) -> io::Result<()> {
+        match self {
+            Queue::Uring(q) => q.submit(),
+            Queue::Portable(_) => Ok(()),
+        }
+    }
+
+    /// Appends finished operations to `out`, waiting for at least `min` of them.
+    pub fn wait(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()> {
+        match self {
+            Queue::Uring(q) => q.wait(min, out),
+            Queue::Portable(q) => {
+                q.drain(out);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The queues of one pipeline, all on the same backend.
+pub struct Queues {
+    /// One queue per entry of the `buffers` argument, in order.
+    pub queues: Vec<Queue>,
+    /// The backend they run on.
+    pub backend: Backend,
+    /// Why `Auto` fell back to the portable backend, if it did.
+    pub fallback: Option<String>,
+}
+
+/// Sets up one queue per element of `buffers` (each the list of buffers to register
+/// with that queue). `Auto` falls back to portable queues if any io_uring step fails.
+pub fn open(mode: IoMode, buffers: &[Vec<libc::iovec>], entries: u32) -> Result<Queues> {
+    let mode = match (mode, std::env::var(IO_ENV)) {
+        (IoMode::Auto, Ok(v)) if !v.is_empty() => v.parse()?,
+        (mode, _) => mode,
+    };
+    let portable = |fallback| Queues {
+        queues: buffers
+            .iter()
+            .map(|_| Queue::Portable(portable::PortableQueue::default()))
+            .collect(),
+        backend: Backend::Portable,
+        fallback,
+    };
+    if mode == IoMode::Portable {
+        return Ok(portable(None));
+    }
+    let uring: io::Result<Vec<Queue>> = buffers
+        .iter()
+        .map(|bufs| uring::UringQueue::new(entries, bufs).map(|q| Queue::Uring(Box::new(q))))
+        .collect();
+    match (uring, mode) {
+        (Ok(queues), _) => Ok(Queues {
+            queues,
+            backend: Backend::Uring,
+            fallback: None,
+        }),
+        (Err(e), IoMode::Uring) => Err(Error::UringUnavailable(e.to_string())),
+        (Err(e), _) => Ok(portable(Some(format!(
+            "io_uring unavailable ({e}); using the portable pread/pwrite backend"
+        )))),
+    }
+}

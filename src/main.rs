@@ -1,0 +1,395 @@
+//! The znippy-uring command line: a thin layer over the library.
+//!
+//! Exit status: 0 success; 1 failure (the one-line message names the file and the
+//! problem; for `verify`, damage was found); 2 invalid command line.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use znippy_uring::{Archive, EntryKind, IoMode, PackOptions, UnpackOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "znippy-uring",
+    version,
+    about = "Parallel io_uring archiver: zstd chunks, Arrow index, per-file random access"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pack a directory tree into an archive.
+    Pack {
+        /// Directory to pack.
+        dir: PathBuf,
+        /// Archive to write (replaced atomically when complete).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// zstd level.
+        #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
+        level: i32,
+        /// Compressor threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Chunk size: a power of two from 64K to 64M (suffixes K, M).
+        #[arg(long, default_value = "1M", value_parser = parse_size)]
+        chunk_size: usize,
+        /// Compress known compressed formats too, instead of storing them as-is.
+        #[arg(long)]
+        no_skip: bool,
+        /// Package type number of the entries' group.
+        #[arg(long)]
+        pkg_type: Option<u16>,
+        /// Repository name of the entries' group.
+        #[arg(long)]
+        repo: Option<String>,
+        /// I/O backend: auto, uring or portable (or set ZNIPPY_IO).
+        #[arg(long, default_value = "auto")]
+        io: IoMode,
+    },
+    /// Unpack a whole archive into a directory.
+    Unpack {
+        /// Archive to read.
+        archive: PathBuf,
+        /// Target directory (created if missing).
+        #[arg(short = 'C', long = "directory", default_value = ".")]
+        dir: PathBuf,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Extract some entries (a directory brings its contents).
+    Extract {
+        /// Archive to read.
+        archive: PathBuf,
+        /// Paths inside the archive.
+        #[arg(required = true)]
+        paths: Vec<OsString>,
+        /// Target directory (created if missing).
+        #[arg(short = 'C', long = "directory", default_value = ".")]
+        dir: PathBuf,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// List the entries.
+    List {
+        /// Archive to read.
+        archive: PathBuf,
+        /// Long format: mode, size, mtime, path.
+        #[arg(short = 'l', long)]
+        long: bool,
+    },
+    /// Check every chunk and file checksum; name every damaged file.
+    Verify {
+        /// Archive to read.
+        archive: PathBuf,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Write one file to standard output, reading only its chunks.
+    Cat {
+        /// Archive to read.
+        archive: PathBuf,
+        /// Path inside the archive.
+        path: OsString,
+    },
+    /// Show format version, counts, sizes, ratio and groups.
+    Info {
+        /// Archive to read.
+        archive: PathBuf,
+    },
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let (num, mult) = [
+        ("kib", 1usize << 10),
+        ("mib", 1 << 20),
+        ("k", 1 << 10),
+        ("m", 1 << 20),
+    ]
+    .iter()
+    .find_map(|(suf, m)| lower.strip_suffix(suf).map(|n| (n.to_string(), *m)))
+    .unwrap_or((lower.clone(), 1));
+    num.trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?} (examples: 1M, 256K, 1048576)"))
+}
+
+fn threads(t: Option<usize>) -> usize {
+    t.unwrap_or_else(|| UnpackOptions::default().threads)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("znippy-uring: error: {}", msg.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn mb_per_s(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / 1e6 / secs.max(1e-9)
+}
+
+fn run(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Pack {
+            dir,
+            output,
+            level,
+            threads: t,
+            chunk_size,
+            no_skip,
+            pkg_type,
+            repo,
+            io,
+        } => {
+            let opts = PackOptions {
+                level,
+                threads: threads(t),
+                chunk_size,
+                skip_compressed: !no_skip,
+                pkg_type,
+                repo,
+                io,
+            };
+            let start = Instant::now();
+            let r = znippy_uring::pack(&dir, &output, &opts)?;
+            let secs = start.elapsed().as_secs_f64();
+            if let Some(why) = &r.fallback {
+                eprintln!("znippy-uring: {why}");
+            }
+            for w in &r.warnings {
+                eprintln!("znippy-uring: warning: {w}");
+            }
+            eprintln!(
+                "packed {} files, {} dirs, {} symlinks: {} -> {} bytes (ratio {:.2}) in {:.2} s, {:.0} MB/s [{}]",
+                r.files,
+                r.dirs,
+                r.symlinks,
+                r.bytes_in,
+                r.archive_len,
+                r.bytes_in as f64 / r.archive_len.max(1) as f64,
+                secs,
+                mb_per_s(r.bytes_in, secs),
+                r.backend
+            );
+        }
+        Command::Unpack {
+            archive,
+            dir,
+            threads: t,
+        } => {
+            let start = Instant::now();
+            let a = Archive::open(&archive)?;
+            let r = a.unpack(
+                &dir,
+                &UnpackOptions {
+                    threads: threads(t),
+                },
+            )?;
+            let secs = start.elapsed().as_secs_f64();
+            eprintln!(
+                "unpacked {} files, {} dirs, {} symlinks, {} bytes in {:.2} s, {:.0} MB/s",
+                r.files,
+                r.dirs,
+                r.symlinks,
+                r.bytes,
+                secs,
+                mb_per_s(r.bytes, secs)
+            );
+        }
+        Command::Extract {
+            archive,
+            paths,
+            dir,
+            threads: t,
+        } => {
+            let a = Archive::open(&archive)?;
+            let paths: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
+            let r = a.extract(
+                &paths,
+                &dir,
+                &UnpackOptions {
+                    threads: threads(t),
+                },
+            )?;
+            eprintln!(
+                "extracted {} files, {} dirs, {} symlinks, {} bytes",
+                r.files, r.dirs, r.symlinks, r.bytes
+            );
+        }
+        Command::List { archive, long } => {
+            let a = Archive::open(&archive)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for e in a.entries() {
+                if long {
+                    write!(
+                        out,
+                        "{} {:>12} {} ",
+                        mode_string(e.kind, e.mode),
+                        e.size,
+                        format_time(e.mtime_ns)
+                    )?;
+                }
+                out.write_all(&e.path)?;
+                if let (true, Some(t)) = (long, &e.link_target) {
+                    out.write_all(b" -> ")?;
+                    out.write_all(t)?;
+                }
+                out.write_all(b"\n")?;
+            }
+            out.flush().context("writing the listing")?;
+        }
+        Command::Verify {
+            archive,
+            threads: t,
+        } => {
+            let start = Instant::now();
+            let a = Archive::open(&archive)?;
+            let r = a.verify(threads(t))?;
+            let secs = start.elapsed().as_secs_f64();
+            for (path, why) in &r.damaged {
+                eprintln!("DAMAGED {path}: {why}");
+            }
+            if !r.is_ok() {
+                bail!("{}: {} damaged file(s)", archive.display(), r.damaged.len());
+            }
+            eprintln!(
+                "verified {} files, {} chunks, {} bytes in {:.2} s, {:.0} MB/s: OK",
+                r.files,
+                r.chunks,
+                r.bytes,
+                secs,
+                mb_per_s(r.bytes, secs)
+            );
+        }
+        Command::Cat { archive, path } => {
+            let a = Archive::open(&archive)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            a.read_file(path.as_bytes(), &mut out)?;
+            out.flush().context("writing to standard output")?;
+        }
+        Command::Info { archive } => {
+            let a = Archive::open(&archive)?;
+            let count = |k| a.entries().iter().filter(|e| e.kind == k).count();
+            let raw: u64 = a.chunks().iter().map(|c| c.raw_len).sum();
+            let stored: u64 = a.chunks().iter().map(|c| c.stored_len).sum();
+            let zstd = a
+                .chunks()
+                .iter()
+                .filter(|c| c.codec == znippy_uring::format::chunk::Codec::Zstd)
+                .count();
+            println!("archive:        {}", archive.display());
+            println!("format version: {}", znippy_uring::format::header::VERSION);
+            println!("size:           {} bytes", a.len());
+            println!(
+                "entries:        {} ({} files, {} dirs, {} symlinks)",
+                a.entries().len(),
+                count(EntryKind::File),
+                count(EntryKind::Dir),
+                count(EntryKind::Symlink)
+            );
+            println!(
+                "chunks:         {} ({} zstd, {} stored)",
+                a.chunks().len(),
+                zstd,
+                a.chunks().len() - zstd
+            );
+            println!(
+                "data:           {raw} bytes in {stored} bytes of blobs (ratio {:.2})",
+                raw as f64 / stored.max(1) as f64
+            );
+            println!("groups:         {}", a.groups().len());
+            for (g, range) in a.groups() {
+                let pkg = g.pkg_type.map_or("-".to_string(), |p| p.to_string());
+                println!(
+                    "  pkg_type {pkg:>5}  repo {:<20} {} entries",
+                    g.repo.as_deref().unwrap_or("-"),
+                    range.len()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ls -l` style mode string.
+fn mode_string(kind: EntryKind, mode: u32) -> String {
+    let t = match kind {
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'l',
+        EntryKind::File => '-',
+    };
+    let mut s = String::with_capacity(10);
+    s.push(t);
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// UTC `YYYY-MM-DD HH:MM:SS` from nanoseconds since the epoch.
+fn format_time(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times() {
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("256k"), Ok(256 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("x").is_err());
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(
+            format_time(1_700_000_000_000_000_000),
+            "2023-11-14 22:13:20"
+        );
+        assert_eq!(format_time(-1_000_000_000), "1969-12-31 23:59:59");
+        assert_eq!(mode_string(EntryKind::Dir, 0o40755), "drwxr-xr-x");
+    }
+}

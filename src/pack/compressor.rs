@@ -1,0 +1,367 @@
+//! A compressor: one pinned thread per core. It owns a ring of slots, claims chunk
+//! plans, has their file bytes read straight into free slots (many reads in flight),
+//! then compresses and hashes the oldest filled slot on its own core and hands the
+//! slot to the writer. The writer hands the slot back once its blob is on disk.
+
+use super::ring::Ring;
+use super::scanner::full_path;
+use super::segmenter::{ChunkPlan, Source};
+use crate::digest::{self, Digest, PieceDigest};
+use crate::error::{Error, Result};
+use crate::format::chunk::Codec;
+use crate::io::{Completion, Op, Queue};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use rustix::fs::{Mode, OFlags};
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A compressed (or stored) chunk waiting in a slot for the writer.
+pub struct Sealed {
+    /// Chunk number.
+    pub seq: u64,
+    /// The compressor whose ring holds it.
+    pub worker: usize,
+    /// The slot.
+    pub slot: usize,
+    /// How the blob encodes the chunk.
+    pub codec: Codec,
+    /// Blob length (bytes to write).
+    pub stored_len: usize,
+    /// Uncompressed length.
+    pub raw_len: usize,
+    /// BLAKE3 of the uncompressed bytes.
+    pub digest: Digest,
+    /// Digests of the file pieces in the chunk, by entry.
+    pub pieces: Vec<(usize, PieceDigest)>,
+}
+
+/// A slot coming back from the writer, with its (emptied) digest list for reuse.
+pub struct Returned {
+    /// The slot.
+    pub slot: usize,
+    /// The digest list, to reuse.
+    pub pieces: Vec<(usize, PieceDigest)>,
+}
+
+/// The pack root, for opening files relative to it.
+pub struct Root {
+    /// Directory descriptor of the root.
+    pub fd: OwnedFd,
+    /// Its path, for messages.
+    pub path: PathBuf,
+}
+
+/// Files opened per batch before their reads are submitted and the files closed.
+const OPEN_BATCH: usize = 32;
+
+struct Filling {
+    slot: usize,
+    plan: ChunkPlan,
+    pending: usize,
+}
+
+/// One compressor thread's state.
+pub struct Compressor {
+    /// Index among the compressors.
+    pub id: usize,
+    /// This compressor's ring.
+    pub ring: Arc<Ring>,
+    /// Its I/O queue (ring slots registered as buffers 2*slot, 2*slot+1).
+    pub queue: Queue,
+    /// zstd level.
+    pub level: i32,
+    /// Root for file sources.
+    pub root: Option<Arc<Root>>,
+}
+
+impl Compressor {
+    /// Runs until the plan channel closes, the writer goes away, or `abort` is set.
+    pub fn run(
+        mut self,
+        plans: Receiver<ChunkPlan>,
+        returns: Receiver<Returned>,
+        sealed: Sender<Sealed>,
+        abort: &AtomicBool,
+    ) -> Result<()> {
+        let mut zstd = zstd::bulk::Compressor::new(self.level)
+            .map_err(|e| Error::Invalid(format!("zstd level {}: {e}", self.level)))?;
+        let mut free: Vec<usize> = (0..self.ring.slots()).rev().collect();
+        let mut spare: Vec<Vec<(usize, PieceDigest)>> = Vec::new();
+        let mut filling: VecDeque<Filling> = VecDeque::new();
+        let mut completions: Vec<Completion> = Vec::new();
+        let mut plans_done = false;
+        let result = (|| -> Result<()> {
+            loop {
+                if abort.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                for r in returns.try_iter() {
+                    free.push(r.slot);
+                    spare.push(r.pieces);
+                }
+                // Fill free slots with new plans; block only when there is nothing else to do.
+                while !plans_done && !free.is_empty() {
+                    let next = if filling.is_empty() {
+                        plans.recv().map_err(|_| TryRecvError::Disconnected)
+                    } else {
+                        plans.try_recv()
+                    };
+                    match next {
+                        Ok(plan) => {
+                            let slot = free.pop().unwrap_or_default();
+                            filling.push_back(Filling {
+                                slot,
+                                plan,
+                                pending: 0,
+                            });
+                            self.start(&mut filling)?;
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => plans_done = true,
+                    }
+                }
+                self.queue
+                    .submit()
+                    .map_err(|e| Error::io(self.root_path(), "io_uring submit", e))?;
+                if filling.is_empty() {
+                    if plans_done {
+                        return Ok(());
+                    }
+                    // Every slot is with the writer: wait for one to come back.
+                    match returns.recv() {
+                        Ok(r) => {
+                            free.push(r.slot);
+                            spare.push(r.pieces);
+                        }
+                        Err(_) => return Ok(()), // writer gone; it reports why
+                    }
+                    continue;
+                }
+                while filling.front().is_some_and(|f| f.pending > 0) {
+                    completions.clear();
+                    self.queue
+                        .wait(1, &mut completions)
+                        .map_err(|e| Error::io(self.root_path(), "io_uring wait", e))?;
+                    for c in &completions {
+                        self.complete(&mut filling, *c)?;
+                    }
+                }
+                let Some(f) = filling.pop_front() else {
+                    continue;
+                };
+                let pieces = spare.pop().unwrap_or_default();
+                let out = self.seal(&mut zstd, f, pieces)?;
+                if sealed.send(out).is_err() {
+                    return Ok(()); // writer gone; it reports why
+                }
+            }
+        })();
+        if result.is_err() {
+            abort.store(true, Ordering::Relaxed);
+            self.drain(&filling);
+        }
+        result
+    }
+
+    fn root_path(&self) -> &Path {
+        self.root
+            .as_ref()
+            .map_or(Path::new("<memory>"), |r| &r.path)
+    }
+
+    /// Starts filling the newest slot of `filling` with its plan's bytes, counting the
+    /// reads left in flight in its `pending` as they are queued.
+    fn start(&mut self, filling: &mut VecDeque<Filling>) -> Result<()> {
+        let Some(f) = filling.back_mut() else {
+            return Ok(());
+        };
+        let (slot, plan) = (f.slot, &f.plan);
+        let base = self.ring.input_ptr(slot);
+        let mut open: Vec<OwnedFd> = Vec::with_capacity(OPEN_BATCH);
+        for (i, p) in plan.pieces.iter().enumerate() {
+            match &p.source {
+                Source::Memory(bytes) => {
+                    let src = usize::try_from(p.file_offset)
+                        .ok()
+                        .and_then(|o| bytes.get(o..o + p.len))
+                        .ok_or_else(|| Error::Invalid("piece outside its buffer".into()))?;
+                    // SAFETY: we own the slot; the piece lies inside the chunk.
+                    let dst = unsafe { self.ring.input(slot, plan.len) };
+                    dst[p.chunk_offset..p.chunk_offset + p.len].copy_from_slice(src);
+                }
+                Source::File(rel) => {
+                    let fd = self.open(rel)?;
+                    let op = Op::Read {
+                        fd: fd.as_raw_fd(),
+                        // SAFETY: chunk_offset + len <= plan.len <= slot capacity.
+                        buf: unsafe { base.add(p.chunk_offset) },
+                        len: p.len as u32,
+                        offset: p.file_offset,
+                        fixed: (slot * 2) as u16,
+                    };
+                    // SAFETY: the slot stays ours until this read completes; the fd is
+                    // kept open until `submit` below.
+                    unsafe { self.queue.push(op, ((slot as u64) << 32) | i as u64) }
+                        .map_err(|e| Error::io(self.full(rel), "queue read", e))?;
+                    f.pending += 1;
+                    open.push(fd);
+                    if open.len() == OPEN_BATCH {
+                        self.queue
+                            .submit()
+                            .map_err(|e| Error::io(self.full(rel), "submit read", e))?;
+                        open.clear();
+                    }
+                }
+            }
+        }
+        if !open.is_empty() {
+            self.queue
+                .submit()
+                .map_err(|e| Error::io(self.root_path(), "submit read", e))?;
+        }
+        Ok(())
+    }
+
+    fn full(&self, rel: &Path) -> PathBuf {
+        full_path(self.root_path(), rel.as_os_str().as_encoded_bytes())
+    }
+
+    fn open(&self, rel: &Path) -> Result<OwnedFd> {
+        let root = self
+            .root
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("file source without a root".into()))?;
+        rustix::fs::openat(
+            &root.fd,
+            rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(self.full(rel), "open", e.into()))
+    }
+
+    /// Accounts for one finished read; finishes short reads synchronously.
+    fn complete(&mut self, filling: &mut VecDeque<Filling>, c: Completion) -> Result<()> {
+        let slot = (c.user_data >> 32) as usize;
+        let index = (c.user_data & 0xffff_ffff) as usize;
+        let Some(f) = filling.iter_mut().find(|f| f.slot == slot) else {
+            return Err(Error::Invalid(format!("stray completion for slot {slot}")));
+        };
+        let Some(p) = f.plan.pieces.get(index) else {
+            return Err(Error::Invalid(format!(
+                "stray completion for piece {index}"
+            )));
+        };
+        let Source::File(rel) = &p.source else {
+            return Err(Error::Invalid("completion for a memory piece".into()));
+        };
+        let done = match c.result {
+            r if r >= 0 => r as usize,
+            r if r == -libc::EINTR || r == -libc::EAGAIN => 0,
+            r => {
+                return Err(Error::io(
+                    self.full(rel),
+                    "read",
+                    std::io::Error::from_raw_os_error(-r),
+                ));
+            }
+        };
+        if done < p.len {
+            // Short read: finish it here (rare: the file shrank, or a signal).
+            let fd = self.open(rel)?;
+            // SAFETY: we own the slot and no other read into this piece is in flight.
+            let buf = unsafe { self.ring.input(slot, f.plan.len) };
+            let dst = &mut buf[p.chunk_offset + done..p.chunk_offset + p.len];
+            read_exact_at(&fd, dst, p.file_offset + done as u64).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => Error::Input {
+                    path: self.full(rel),
+                    problem: format!(
+                        "file shrank while being packed (expected {} bytes)",
+                        p.file_offset + p.len as u64
+                    ),
+                },
+                _ => Error::io(self.full(rel), "read", e),
+            })?;
+        }
+        f.pending -= 1;
+        Ok(())
+    }
+
+    /// Hashes and compresses a filled slot.
+    fn seal(
+        &self,
+        zstd: &mut zstd::bulk::Compressor<'static>,
+        f: Filling,
+        mut pieces: Vec<(usize, PieceDigest)>,
+    ) -> Result<Sealed> {
+        // SAFETY: all reads into the slot have completed; we own it.
+        let data: &[u8] = unsafe { self.ring.input(f.slot, f.plan.len) };
+        let chunk_digest = digest::hash(data);
+        pieces.clear();
+        for p in &f.plan.pieces {
+            let d = if p.whole && p.len == data.len() {
+                PieceDigest::Whole(chunk_digest)
+            } else {
+                let bytes = &data[p.chunk_offset..p.chunk_offset + p.len];
+                digest::piece(bytes, p.file_offset, p.whole)
+            };
+            pieces.push((p.entry, d));
+        }
+        let mut codec = Codec::Stored;
+        let mut stored_len = data.len();
+        if !f.plan.store {
+            // SAFETY: we own the slot; the output half is separate from the input half.
+            let out = unsafe { self.ring.output(f.slot) };
+            let n = zstd
+                .compress_to_buffer(data, out)
+                .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
+            // Keep the frame only if it saves more than 3%.
+            if (n as u64) * 100 < (data.len() as u64) * 97 {
+                codec = Codec::Zstd;
+                stored_len = n;
+            }
+        }
+        Ok(Sealed {
+            seq: f.plan.seq,
+            worker: self.id,
+            slot: f.slot,
+            codec,
+            stored_len,
+            raw_len: data.len(),
+            digest: chunk_digest,
+            pieces,
+        })
+    }
+
+    /// After an error: waits for reads still in flight so no I/O outlives the ring.
+    fn drain(&mut self, filling: &VecDeque<Filling>) {
+        let mut left: usize = filling.iter().map(|f| f.pending).sum();
+        let mut out = Vec::new();
+        while left > 0 {
+            out.clear();
+            if self.queue.wait(1, &mut out).is_err() {
+                return;
+            }
+            left = left.saturating_sub(out.len());
+        }
+    }
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub fn read_exact_at(fd: &OwnedFd, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pread(fd, &mut *buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

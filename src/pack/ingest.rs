@@ -1,0 +1,185 @@
+//! Streaming ingest: a program sends in-memory entries over a channel and gets a
+//! report when it finishes. Entries of distinct (pkg_type, repo) pairs are written as
+//! separate sub-indexes; the data runs through the same pipeline as [`super::pack`].
+
+use super::output::Output;
+use super::pipeline::Pipeline;
+use super::segmenter::{Segmenter, Source};
+use super::{PackOptions, PackReport, finish};
+use crate::error::{Error, Result};
+use crate::format::entry::{Entry, EntryKind, check_path};
+use crate::format::manifest::Group;
+use crate::skip;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// One in-memory file to archive.
+#[derive(Clone, Debug, Default)]
+pub struct IngestEntry {
+    /// Relative, `/`-separated path (any bytes but NUL).
+    pub path: Vec<u8>,
+    /// The file's contents.
+    pub data: Vec<u8>,
+    /// Package type of its group.
+    pub pkg_type: Option<u16>,
+    /// Repository of its group.
+    pub repo: Option<String>,
+    /// Permission bits (default 0o644).
+    pub mode: Option<u32>,
+    /// Modification time in ns since the epoch (default 0, for reproducible archives).
+    pub mtime_ns: i64,
+}
+
+impl IngestEntry {
+    /// A file `path` with contents `data`, in the default group.
+    pub fn new(path: impl Into<Vec<u8>>, data: impl Into<Vec<u8>>) -> Self {
+        IngestEntry {
+            path: path.into(),
+            data: data.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Puts the entry in the (pkg_type, repo) group.
+    pub fn group(mut self, pkg_type: Option<u16>, repo: Option<&str>) -> Self {
+        self.pkg_type = pkg_type;
+        self.repo = repo.map(str::to_string);
+        self
+    }
+}
+
+/// A streaming archive being written.
+///
+/// ```
+/// use znippy_uring::{Ingest, IngestEntry, PackOptions};
+/// let dir = std::env::temp_dir().join(format!("ingest-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let ingest = Ingest::create(&dir.join("out.znippy"), &PackOptions::default())?;
+/// let tx = ingest.sender();
+/// tx.send(IngestEntry::new("a.txt", "hello")).unwrap();
+/// tx.send(IngestEntry::new("lib/x.jar", vec![0u8; 10]).group(Some(2), Some("maven"))).unwrap();
+/// drop(tx);
+/// let report = ingest.finish()?;
+/// assert_eq!(report.files, 2);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Ingest {
+    tx: Option<Sender<IngestEntry>>,
+    thread: JoinHandle<Result<PackReport>>,
+}
+
+impl Ingest {
+    /// Starts writing the archive `dest`.
+    pub fn create(dest: &Path, opts: &PackOptions) -> Result<Ingest> {
+        opts.validate()?;
+        let output = Output::create(dest)?;
+        let pipeline = Pipeline::start(
+            opts.config(None),
+            output.file.clone(),
+            output.tmp_path().into(),
+        )?;
+        let (tx, rx) = bounded::<IngestEntry>(64);
+        let opts = opts.clone();
+        let thread = std::thread::Builder::new()
+            .name("znippy-ingest".into())
+            .spawn(move || run(rx, output, pipeline, &opts))
+            .map_err(|e| Error::io(dest, "spawn ingest", e))?;
+        Ok(Ingest {
+            tx: Some(tx),
+            thread,
+        })
+    }
+
+    /// A sender for entries; drop every sender (and call [`Ingest::finish`]) to finish.
+    pub fn sender(&self) -> Sender<IngestEntry> {
+        self.tx.clone().unwrap_or_else(|| bounded(0).0)
+    }
+
+    /// Waits for all senders to be dropped, then completes the archive.
+    pub fn finish(mut self) -> Result<PackReport> {
+        self.tx = None;
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(Error::Invalid("ingest thread panicked".into())))
+    }
+}
+
+fn run(
+    rx: Receiver<IngestEntry>,
+    output: Output,
+    pipeline: Pipeline,
+    opts: &PackOptions,
+) -> Result<PackReport> {
+    let mut seg = Segmenter::new(opts.chunk_size, pipeline.plans());
+    let mut entries: Vec<(Group, Entry)> = Vec::new();
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut failure = None;
+    for item in rx.iter() {
+        let name = String::from_utf8_lossy(&item.path).into_owned();
+        if let Err(why) = check_path(&item.path) {
+            failure = Some(Error::Input {
+                path: name.into(),
+                problem: format!("invalid entry path: {why}"),
+            });
+            break;
+        }
+        if !seen.insert(item.path.clone()) {
+            failure = Some(Error::Input {
+                path: name.into(),
+                problem: "path sent twice".into(),
+            });
+            break;
+        }
+        let size = item.data.len() as u64;
+        let store = opts.skip_compressed && skip::is_compressed_name(&item.path);
+        if size > 0
+            && seg
+                .add(
+                    entries.len(),
+                    Source::Memory(Arc::from(item.data)),
+                    size,
+                    store,
+                )
+                .is_err()
+        {
+            break; // the pipeline failed; finishing it reports why
+        }
+        entries.push((
+            Group {
+                pkg_type: item.pkg_type,
+                repo: item.repo,
+            },
+            Entry {
+                path: item.path,
+                kind: EntryKind::File,
+                mode: 0o100000 | (item.mode.unwrap_or(0o644) & 0o7777),
+                mtime_ns: item.mtime_ns,
+                uid: 0,
+                gid: 0,
+                size,
+                location: None,
+                digest: None,
+                link_target: None,
+            },
+        ));
+    }
+    if let Some(e) = failure {
+        drop(rx);
+        drop(seg);
+        pipeline.abort();
+        return Err(e);
+    }
+    finish(
+        output,
+        pipeline,
+        seg,
+        entries,
+        opts.group(),
+        opts.chunk_size,
+        Vec::new(),
+    )
+}

@@ -1,0 +1,303 @@
+//! Packing: scanner -> segmenter -> compressors (pinned, one ring each) -> writer ->
+//! index -> rename. [`pack`] packs a directory tree; [`Ingest`] packs entries a program
+//! sends over a channel. Both run the same pipeline.
+
+mod compressor;
+mod ingest;
+mod output;
+mod pipeline;
+mod ring;
+mod scanner;
+mod segmenter;
+mod writer;
+
+pub use ingest::{Ingest, IngestEntry};
+pub use pipeline::{RING_BUDGET, slots_per_ring};
+
+use crate::digest;
+use crate::error::{Error, Result};
+use crate::format::entry::{DataLocation, Entry, EntryKind};
+use crate::format::index;
+use crate::format::manifest::Group;
+use crate::io::{Backend, IoMode};
+use crate::skip;
+use compressor::Root;
+use output::Output;
+use pipeline::{Config, Pipeline};
+use segmenter::{Segmenter, Source};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use writer::Written;
+
+/// Smallest and largest accepted chunk sizes (powers of two in between).
+pub const CHUNK_SIZE_RANGE: (usize, usize) = (64 << 10, 64 << 20);
+/// Default chunk size.
+pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+
+/// How to pack.
+#[derive(Clone, Debug)]
+pub struct PackOptions {
+    /// zstd level (default 3).
+    pub level: i32,
+    /// Compressor threads (default: all cores).
+    pub threads: usize,
+    /// Chunk size: a power of two from 64 KiB to 64 MiB (default 1 MiB).
+    pub chunk_size: usize,
+    /// Store known compressed formats without trying to compress them (default true).
+    pub skip_compressed: bool,
+    /// Package type of the entries' group.
+    pub pkg_type: Option<u16>,
+    /// Repository name of the entries' group.
+    pub repo: Option<String>,
+    /// I/O backend.
+    pub io: IoMode,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions {
+            level: 3,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            skip_compressed: true,
+            pkg_type: None,
+            repo: None,
+            io: IoMode::Auto,
+        }
+    }
+}
+
+impl PackOptions {
+    /// Checks the options, saying what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let (lo, hi) = CHUNK_SIZE_RANGE;
+        if !self.chunk_size.is_power_of_two() || self.chunk_size < lo || self.chunk_size > hi {
+            return Err(Error::Invalid(format!(
+                "chunk size {} must be a power of two from 64 KiB to 64 MiB",
+                self.chunk_size
+            )));
+        }
+        let levels = zstd::compression_level_range();
+        if !levels.contains(&self.level) {
+            return Err(Error::Invalid(format!(
+                "zstd level {} outside {}..={}",
+                self.level,
+                levels.start(),
+                levels.end()
+            )));
+        }
+        if self.threads == 0 || self.threads > 1024 {
+            return Err(Error::Invalid(format!(
+                "threads {} outside 1..=1024",
+                self.threads
+            )));
+        }
+        Ok(())
+    }
+
+    fn config(&self, root: Option<Arc<Root>>) -> Config {
+        Config {
+            threads: self.threads,
+            chunk_size: self.chunk_size,
+            level: self.level,
+            io: self.io,
+            root,
+        }
+    }
+
+    fn group(&self) -> Group {
+        Group {
+            pkg_type: self.pkg_type,
+            repo: self.repo.clone(),
+        }
+    }
+}
+
+/// What a pack did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackReport {
+    /// Entries archived.
+    pub entries: u64,
+    /// Regular files among them.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Bytes of file data read.
+    pub bytes_in: u64,
+    /// Size of the archive.
+    pub archive_len: u64,
+    /// Chunks written.
+    pub chunks: u64,
+    /// Chunks stored without compression.
+    pub stored_chunks: u64,
+    /// The I/O backend that ran.
+    pub backend: Backend,
+    /// Why the portable backend was used instead of io_uring, if it was.
+    pub fallback: Option<String>,
+    /// Entries skipped, and why (vanished during the walk, special files).
+    pub warnings: Vec<String>,
+}
+
+/// Packs the tree at `src` into the archive `dest`.
+///
+/// ```no_run
+/// use znippy_uring::{pack, PackOptions};
+/// let report = pack("/srv/data".as_ref(), "data.znippy".as_ref(), &PackOptions::default())?;
+/// println!("{} files, {} bytes -> {}", report.files, report.bytes_in, report.archive_len);
+/// # Ok::<(), znippy_uring::Error>(())
+/// ```
+pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
+    opts.validate()?;
+    let fd = rustix::fs::open(
+        src,
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::io(src, "open directory", e.into()))?;
+    let root = Arc::new(Root {
+        fd,
+        path: src.into(),
+    });
+    let output = Output::create(dest)?;
+    let pipeline = Pipeline::start(
+        opts.config(Some(root)),
+        output.file.clone(),
+        output.tmp_path().into(),
+    )?;
+    let mut seg = Segmenter::new(opts.chunk_size, pipeline.plans());
+    let mut entries: Vec<(Group, Entry)> = Vec::new();
+    let group = opts.group();
+    let mut stopped = false;
+    let walked = scanner::walk(src, output.identity(), |e| {
+        if e.kind == EntryKind::File && e.size > 0 {
+            let store = opts.skip_compressed && skip::is_compressed_name(&e.path);
+            let source = Source::File(Arc::from(Path::new(OsStr::from_bytes(&e.path))));
+            if seg.add(entries.len(), source, e.size, store).is_err() {
+                stopped = true;
+                return Err(Error::Invalid("pipeline stopped".into()));
+            }
+        }
+        entries.push((group.clone(), e));
+        Ok(())
+    });
+    let warnings = match walked {
+        Ok(w) => w,
+        Err(e) => {
+            drop(seg);
+            if stopped {
+                pipeline.finish()?;
+            } else {
+                pipeline.abort();
+            }
+            return Err(e);
+        }
+    };
+    finish(
+        output,
+        pipeline,
+        seg,
+        entries,
+        group,
+        opts.chunk_size,
+        warnings,
+    )
+}
+
+/// Closes the segmenter, waits for the pipeline, and writes index and footer.
+fn finish(
+    output: Output,
+    pipeline: Pipeline,
+    seg: Segmenter,
+    entries: Vec<(Group, Entry)>,
+    always: Group,
+    chunk_size: usize,
+    warnings: Vec<String>,
+) -> Result<PackReport> {
+    let (backend, fallback) = (pipeline.backend, pipeline.fallback.clone());
+    let locations = seg.finish();
+    let Written {
+        chunks,
+        mut pieces,
+        blob_end,
+    } = pipeline.finish()?;
+    let locations =
+        locations.map_err(|_| Error::Invalid("pipeline stopped without an error".into()))?;
+    let stored_chunks = chunks
+        .iter()
+        .filter(|c| c.codec == crate::format::chunk::Codec::Stored)
+        .count() as u64;
+    let (groups, stats) = assemble(entries, &locations, &mut pieces, chunk_size, always)?;
+    let refs: Vec<(Group, &[Entry])> = groups
+        .iter()
+        .map(|(g, e)| (g.clone(), e.as_slice()))
+        .collect();
+    let tail = index::encode(&refs, &chunks, blob_end);
+    let archive_len = output.commit(&tail, blob_end)?;
+    Ok(PackReport {
+        archive_len,
+        chunks: chunks.len() as u64,
+        stored_chunks,
+        backend,
+        fallback,
+        warnings,
+        ..stats
+    })
+}
+
+/// Gives every file its location and digest, and sorts entries into their groups.
+fn assemble(
+    entries: Vec<(Group, Entry)>,
+    locations: &[Option<DataLocation>],
+    pieces: &mut [(usize, u64, digest::PieceDigest)],
+    chunk_size: usize,
+    always: Group,
+) -> Result<(BTreeMap<Group, Vec<Entry>>, PackReport)> {
+    let whole = digest::assemble(entries.len(), pieces, |e| {
+        let size = entries.get(e).map_or(0, |(_, e)| e.size);
+        (size, chunk_size as u64)
+    });
+    let mut report = PackReport {
+        entries: entries.len() as u64,
+        files: 0,
+        dirs: 0,
+        symlinks: 0,
+        bytes_in: 0,
+        archive_len: 0,
+        chunks: 0,
+        stored_chunks: 0,
+        backend: Backend::Portable,
+        fallback: None,
+        warnings: Vec::new(),
+    };
+    let mut groups: BTreeMap<Group, Vec<Entry>> = BTreeMap::new();
+    groups.insert(always, Vec::new());
+    for (i, (group, mut e)) in entries.into_iter().enumerate() {
+        match e.kind {
+            EntryKind::File => {
+                report.files += 1;
+                report.bytes_in += e.size;
+                if e.size > 0 {
+                    e.location = locations.get(i).copied().flatten();
+                    e.digest = whole.get(i).copied().flatten();
+                } else {
+                    e.digest = Some(digest::hash(b""));
+                }
+                if e.digest.is_none() || (e.size > 0 && e.location.is_none()) {
+                    return Err(Error::Invalid(format!(
+                        "internal: {} has no data location or digest",
+                        e.display_path()
+                    )));
+                }
+            }
+            EntryKind::Dir => report.dirs += 1,
+            EntryKind::Symlink => report.symlinks += 1,
+        }
+        groups.entry(group).or_default().push(e);
+    }
+    Ok((groups, report))
+}

@@ -1,0 +1,170 @@
+//! The pipeline: N pinned compressors, each with its ring, and one writer, connected by
+//! bounded channels. Callers feed it chunk plans (through a [`super::Segmenter`]) and
+//! collect the written chunks at the end.
+
+use super::compressor::{Compressor, Returned, Root, Sealed};
+use super::ring::Ring;
+use super::segmenter::ChunkPlan;
+use super::writer::{Writer, Written};
+use crate::error::{Error, Result};
+use crate::io::{self, Backend, IoMode};
+use crossbeam_channel::{Sender, bounded};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+
+/// Default total ring memory for all compressors together.
+pub const RING_BUDGET: usize = 32 << 20;
+/// Fewest and most slots per compressor ring.
+const SLOTS_MIN: usize = 4;
+const SLOTS_MAX: usize = 16;
+/// Submission queue entries per io_uring instance.
+const QUEUE_DEPTH: u32 = 64;
+
+/// Slots per compressor ring: the ring budget shared out, within [4, 16].
+pub fn slots_per_ring(threads: usize, chunk_size: usize) -> usize {
+    (RING_BUDGET / (threads.max(1) * 2 * chunk_size)).clamp(SLOTS_MIN, SLOTS_MAX)
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    plans: Option<Sender<ChunkPlan>>,
+    compressors: Vec<JoinHandle<Result<()>>>,
+    writer: Option<JoinHandle<Result<Written>>>,
+    abort: Arc<AtomicBool>,
+    /// The backend in use.
+    pub backend: Backend,
+    /// Why `Auto` fell back to portable, if it did.
+    pub fallback: Option<String>,
+    // Keeps ring memory alive until every thread has been joined.
+    _rings: Vec<Arc<Ring>>,
+}
+
+/// What a pipeline needs to start.
+pub struct Config {
+    /// Compressor threads.
+    pub threads: usize,
+    /// Chunk size in bytes.
+    pub chunk_size: usize,
+    /// zstd level.
+    pub level: i32,
+    /// I/O backend choice.
+    pub io: IoMode,
+    /// Root directory for file sources.
+    pub root: Option<Arc<Root>>,
+}
+
+impl Pipeline {
+    /// Allocates rings, sets up I/O queues and starts the threads.
+    pub fn start(cfg: Config, archive: Arc<File>, archive_path: PathBuf) -> Result<Pipeline> {
+        let threads = cfg.threads.max(1);
+        let slots = slots_per_ring(threads, cfg.chunk_size);
+        let rings: Vec<Arc<Ring>> = (0..threads)
+            .map(|_| Ring::new(slots, cfg.chunk_size).map(Arc::new))
+            .collect::<Result<_>>()?;
+        // Queue i < threads belongs to compressor i; the last one to the writer, which
+        // registers every slot of every ring (a registration belongs to one ring).
+        let mut buffers: Vec<Vec<libc::iovec>> = rings.iter().map(|r| r.iovecs()).collect();
+        buffers.push(buffers.iter().flatten().copied().collect());
+        let io::Queues {
+            mut queues,
+            backend,
+            fallback,
+        } = io::open(cfg.io, &buffers, QUEUE_DEPTH)?;
+        let writer_queue = queues
+            .pop()
+            .ok_or_else(|| Error::Invalid("no writer queue".into()))?;
+
+        let abort = Arc::new(AtomicBool::new(false));
+        let (plan_tx, plan_rx) = bounded::<ChunkPlan>(threads * slots);
+        let (sealed_tx, sealed_rx) = bounded::<Sealed>(threads * slots);
+        let mut returns = Vec::new();
+        let mut compressors = Vec::new();
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        for (id, (ring, queue)) in rings.iter().zip(queues).enumerate() {
+            let (ret_tx, ret_rx) = bounded::<Returned>(slots);
+            returns.push(ret_tx);
+            let c = Compressor {
+                id,
+                ring: ring.clone(),
+                queue,
+                level: cfg.level,
+                root: cfg.root.clone(),
+            };
+            let (plans, sealed, abort) = (plan_rx.clone(), sealed_tx.clone(), abort.clone());
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let handle = std::thread::Builder::new()
+                .name(format!("znippy-compress-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    c.run(plans, ret_rx, sealed, &abort)
+                })
+                .map_err(|e| Error::io(&archive_path, "spawn compressor", e))?;
+            compressors.push(handle);
+        }
+        drop(sealed_tx);
+        let writer = Writer {
+            queue: writer_queue,
+            fd: archive.as_raw_fd(),
+            path: archive_path.clone(),
+            rings: rings.clone(),
+            returns,
+        };
+        let wabort = abort.clone();
+        let writer = std::thread::Builder::new()
+            .name("znippy-writer".into())
+            .spawn(move || {
+                let _keep_open = archive;
+                writer.run(sealed_rx, &wabort)
+            })
+            .map_err(|e| Error::io(&archive_path, "spawn writer", e))?;
+        Ok(Pipeline {
+            plans: Some(plan_tx),
+            compressors,
+            writer: Some(writer),
+            abort,
+            backend,
+            fallback,
+            _rings: rings,
+        })
+    }
+
+    /// The channel to send chunk plans into.
+    pub fn plans(&self) -> Sender<ChunkPlan> {
+        self.plans.clone().unwrap_or_else(|| bounded(0).0)
+    }
+
+    /// Stops taking plans, waits for every thread, and returns what was written or
+    /// the first error (a compressor's before the writer's).
+    pub fn finish(mut self) -> Result<Written> {
+        self.plans = None;
+        let mut first: Option<Error> = None;
+        for h in self.compressors.drain(..) {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(Error::Invalid("compressor panicked".into())));
+            if let (Err(e), None) = (r, &first) {
+                first = Some(e);
+            }
+        }
+        let written = match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            _ => Err(Error::Invalid("writer panicked".into())),
+        };
+        match (first, written) {
+            (Some(e), _) => Err(e),
+            (None, r) => r,
+        }
+    }
+
+    /// Stops everything after a failure elsewhere (the caller reports its own error).
+    pub fn abort(self) {
+        self.abort.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.finish();
+    }
+}

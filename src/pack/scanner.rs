@@ -1,0 +1,145 @@
+//! The scanner: walks a directory tree in a stable order (depth first, names sorted
+//! bytewise, a directory before its contents) and reports each entry with its lstat
+//! metadata. Symlinks are recorded, never followed.
+
+use crate::error::{Error, Result};
+use crate::format::entry::{Entry, EntryKind};
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Something the walk noticed and skipped, and why.
+pub type Warning = String;
+
+/// Walks `root`, calling `visit` with each entry (location and digest unset) in order.
+/// `exclude` is a (dev, inode) pair never to report (the archive being written).
+/// Entries that vanish during the walk, and special files, are skipped with a warning.
+pub fn walk(
+    root: &Path,
+    exclude: Option<(u64, u64)>,
+    mut visit: impl FnMut(Entry) -> Result<()>,
+) -> Result<Vec<Warning>> {
+    let meta = fs::metadata(root).map_err(|e| Error::io(root, "stat", e))?;
+    if !meta.is_dir() {
+        return Err(Error::Input {
+            path: root.into(),
+            problem: "not a directory".into(),
+        });
+    }
+    let mut warnings = Vec::new();
+    // Stack of directories still to list, each with its entries in reverse order.
+    let mut stack: Vec<Vec<(Vec<u8>, fs::Metadata)>> =
+        vec![list(root, &[], exclude, &mut warnings)?];
+    while let Some(top) = stack.last_mut() {
+        let Some((rel, meta)) = top.pop() else {
+            stack.pop();
+            continue;
+        };
+        let full = root.join(Path::new(std::ffi::OsStr::from_bytes(&rel)));
+        let ft = meta.file_type();
+        let (kind, link_target) = if ft.is_dir() {
+            (EntryKind::Dir, None)
+        } else if ft.is_symlink() {
+            match fs::read_link(&full) {
+                Ok(t) => (EntryKind::Symlink, Some(t.into_os_string().into_vec())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    warnings.push(format!(
+                        "{}: vanished during the walk, skipped",
+                        full.display()
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(Error::io(&full, "readlink", e)),
+            }
+        } else if ft.is_file() {
+            (EntryKind::File, None)
+        } else {
+            let what = if ft.is_fifo() {
+                "fifo"
+            } else if ft.is_socket() {
+                "socket"
+            } else {
+                "device node"
+            };
+            warnings.push(format!("{}: {what} not archived", full.display()));
+            continue;
+        };
+        let entry = Entry {
+            path: rel.clone(),
+            kind,
+            mode: meta.mode(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: if kind == EntryKind::File {
+                meta.size()
+            } else {
+                0
+            },
+            location: None,
+            digest: None,
+            link_target,
+        };
+        visit(entry)?;
+        if kind == EntryKind::Dir {
+            stack.push(list(&full, &rel, exclude, &mut warnings)?);
+        }
+    }
+    Ok(warnings)
+}
+
+/// Lists `dir` (relative path `rel`), sorted by name in reverse so `pop` yields order.
+fn list(
+    dir: &Path,
+    rel: &[u8],
+    exclude: Option<(u64, u64)>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<(Vec<u8>, fs::Metadata)>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.is_empty() => {
+            warnings.push(format!(
+                "{}: vanished during the walk, skipped",
+                dir.display()
+            ));
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(Error::io(dir, "read directory", e)),
+    };
+    let mut out = Vec::new();
+    for de in rd {
+        let de = de.map_err(|e| Error::io(dir, "read directory", e))?;
+        let name: OsString = de.file_name();
+        let meta = match de.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                warnings.push(format!(
+                    "{}: vanished during the walk, skipped",
+                    dir.join(&name).display()
+                ));
+                continue;
+            }
+            Err(e) => return Err(Error::io(dir.join(&name), "stat", e)),
+        };
+        if exclude == Some((meta.dev(), meta.ino())) {
+            continue;
+        }
+        let mut path = Vec::with_capacity(rel.len() + 1 + name.len());
+        if !rel.is_empty() {
+            path.extend_from_slice(rel);
+            path.push(b'/');
+        }
+        path.extend_from_slice(name.as_bytes());
+        out.push((path, meta));
+    }
+    out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    Ok(out)
+}
+
+/// The full path of an entry under `root`, for messages.
+pub fn full_path(root: &Path, rel: &[u8]) -> PathBuf {
+    root.join(std::ffi::OsStr::from_bytes(rel))
+}

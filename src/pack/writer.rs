@@ -1,0 +1,214 @@
+//! The writer: places blobs in the archive in chunk order. It takes sealed slots from
+//! every compressor, keeps the early ones aside until their turn, assigns each blob the
+//! next offset, and writes it with WRITE_FIXED straight from the ring slot (the zstd
+//! frame, or for a stored chunk the raw input bytes: no user-space copy). Several writes
+//! are in flight; a slot goes back to its compressor only when its write has completed.
+
+use super::compressor::{Returned, Sealed};
+use super::ring::Ring;
+use crate::digest::PieceDigest;
+use crate::error::{Error, Result};
+use crate::format::chunk::{ChunkRecord, Codec};
+use crate::format::header::HEADER_LEN;
+use crate::io::{Completion, Op, Queue};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What the writer produced: the chunks table and every piece digest.
+#[derive(Default)]
+pub struct Written {
+    /// Chunk records, by chunk number.
+    pub chunks: Vec<ChunkRecord>,
+    /// (entry, chunk, digest) for every file piece.
+    pub pieces: Vec<(usize, u64, PieceDigest)>,
+    /// Offset just past the last blob.
+    pub blob_end: u64,
+}
+
+struct InFlight {
+    sealed: Sealed,
+    ptr: *const u8,
+    fixed: u16,
+    offset: u64,
+    done: usize,
+}
+
+/// The writer thread's state.
+pub struct Writer {
+    /// Its I/O queue, with every ring slot of every compressor registered.
+    pub queue: Queue,
+    /// The archive's descriptor.
+    pub fd: RawFd,
+    /// The archive's path, for messages.
+    pub path: PathBuf,
+    /// The compressors' rings, by compressor.
+    pub rings: Vec<Arc<Ring>>,
+    /// Where to hand slots back, by compressor.
+    pub returns: Vec<Sender<Returned>>,
+}
+
+impl Writer {
+    /// Index of the first registered buffer of compressor `w`'s ring.
+    fn fixed_base(&self, w: usize) -> usize {
+        self.rings.iter().take(w).map(|r| r.slots() * 2).sum()
+    }
+
+    /// Runs until every compressor has finished and every blob is written.
+    pub fn run(mut self, sealed: Receiver<Sealed>, abort: &AtomicBool) -> Result<Written> {
+        let mut out = Written {
+            blob_end: HEADER_LEN,
+            ..Written::default()
+        };
+        let mut waiting: BTreeMap<u64, Sealed> = BTreeMap::new();
+        let mut inflight: Vec<Option<InFlight>> = Vec::new();
+        let mut count = 0usize;
+        let mut completions: Vec<Completion> = Vec::new();
+        let mut closed = false;
+        let result = (|| -> Result<()> {
+            loop {
+                if abort.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let msg = if count == 0 && !closed {
+                    sealed.recv().map_err(|_| TryRecvError::Disconnected)
+                } else if closed {
+                    Err(TryRecvError::Disconnected)
+                } else {
+                    sealed.try_recv()
+                };
+                let got = match msg {
+                    Ok(s) => {
+                        waiting.insert(s.seq, s);
+                        true
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        closed = true;
+                        false
+                    }
+                    Err(TryRecvError::Empty) => false,
+                };
+                let next = out.chunks.len() as u64;
+                if let Some(s) = waiting.remove(&next) {
+                    let (ptr, fixed) = self.source(&s);
+                    out.chunks.push(ChunkRecord {
+                        offset: out.blob_end,
+                        stored_len: s.stored_len as u64,
+                        raw_len: s.raw_len as u64,
+                        codec: s.codec,
+                        digest: s.digest,
+                    });
+                    let w = InFlight {
+                        sealed: s,
+                        ptr,
+                        fixed,
+                        offset: out.blob_end,
+                        done: 0,
+                    };
+                    out.blob_end += w.sealed.stored_len as u64;
+                    let slot = match inflight.iter().position(Option::is_none) {
+                        Some(i) => i,
+                        None => {
+                            inflight.push(None);
+                            inflight.len() - 1
+                        }
+                    };
+                    self.submit(slot, &w)?;
+                    inflight[slot] = Some(w);
+                    count += 1;
+                    continue;
+                }
+                if closed && count == 0 {
+                    if let Some((seq, _)) = waiting.first_key_value() {
+                        return Err(Error::Invalid(format!(
+                            "chunk {next} never arrived (chunk {seq} did)"
+                        )));
+                    }
+                    return Ok(());
+                }
+                if got || count == 0 {
+                    continue;
+                }
+                completions.clear();
+                self.queue
+                    .wait(1, &mut completions)
+                    .map_err(|e| Error::io(&self.path, "io_uring wait", e))?;
+                for c in &completions {
+                    let i = c.user_data as usize;
+                    let Some(w) = inflight.get_mut(i).and_then(Option::as_mut) else {
+                        return Err(Error::Invalid(format!("stray write completion {i}")));
+                    };
+                    if c.result < 0 {
+                        let e = std::io::Error::from_raw_os_error(-c.result);
+                        return Err(Error::io(&self.path, "write", e));
+                    }
+                    if c.result == 0 {
+                        return Err(Error::io(
+                            &self.path,
+                            "write",
+                            std::io::ErrorKind::WriteZero.into(),
+                        ));
+                    }
+                    w.done += c.result as usize;
+                    if w.done < w.sealed.stored_len {
+                        self.submit(i, w)?; // short write: the rest
+                        continue;
+                    }
+                    if let Some(done) = inflight[i].take() {
+                        count -= 1;
+                        let s = done.sealed;
+                        let mut pieces = s.pieces;
+                        out.pieces
+                            .extend(pieces.drain(..).map(|(e, d)| (e, s.seq, d)));
+                        // A compressor that has finished no longer listens; that is fine.
+                        let _ = self.returns[s.worker].send(Returned {
+                            slot: s.slot,
+                            pieces,
+                        });
+                    }
+                }
+            }
+        })();
+        if result.is_err() {
+            abort.store(true, Ordering::Relaxed);
+        }
+        // Never leave a write in flight from a ring that may be freed.
+        while count > 0 {
+            completions.clear();
+            if self.queue.wait(1, &mut completions).is_err() {
+                break;
+            }
+            count = count.saturating_sub(completions.len());
+        }
+        result.map(|()| out)
+    }
+
+    /// The bytes to write for `s`: the zstd frame or the raw input, and its buffer index.
+    fn source(&self, s: &Sealed) -> (*const u8, u16) {
+        let ring = &self.rings[s.worker];
+        let base = self.fixed_base(s.worker) + s.slot * 2;
+        match s.codec {
+            Codec::Stored => (ring.input_ptr(s.slot), base as u16),
+            Codec::Zstd => (ring.output_ptr(s.slot), (base + 1) as u16),
+        }
+    }
+
+    fn submit(&mut self, index: usize, w: &InFlight) -> Result<()> {
+        let op = Op::Write {
+            fd: self.fd,
+            // SAFETY: done < stored_len, inside the slot's buffer.
+            buf: unsafe { w.ptr.add(w.done) },
+            len: (w.sealed.stored_len - w.done) as u32,
+            offset: w.offset + w.done as u64,
+            fixed: w.fixed,
+        };
+        // SAFETY: the slot belongs to the writer until the write completes, and the
+        // archive file outlives the writer.
+        unsafe { self.queue.push(op, index as u64) }
+            .and_then(|()| self.queue.submit())
+            .map_err(|e| Error::io(&self.path, "queue write", e))
+    }
+}

@@ -1,0 +1,206 @@
+//! An open archive: its validated index, and verified reads of chunks and files.
+
+use crate::digest;
+use crate::error::{Error, Result};
+use crate::format::chunk::{ChunkRecord, Codec};
+use crate::format::entry::{Entry, EntryKind};
+use crate::format::manifest::Group;
+use crate::format::{footer, header, index};
+use std::fs::File;
+use std::io::Write;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// An archive opened for reading.
+///
+/// ```no_run
+/// use znippy_uring::Archive;
+/// let archive = Archive::open("data.znippy".as_ref())?;
+/// for e in archive.entries() {
+///     println!("{} {}", e.size, e.display_path());
+/// }
+/// let mut out = Vec::new();
+/// archive.read_file(b"etc/hosts", &mut out)?; // checks chunk and file BLAKE3
+/// # Ok::<(), znippy_uring::Error>(())
+/// ```
+pub struct Archive {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    index: index::Index,
+}
+
+/// Reusable buffers for reading chunks (one per thread).
+pub(crate) struct ChunkReader {
+    dec: zstd::bulk::Decompressor<'static>,
+    blob: Vec<u8>,
+    raw: Vec<u8>,
+}
+
+impl ChunkReader {
+    pub(crate) fn new() -> Result<Self> {
+        Ok(ChunkReader {
+            dec: zstd::bulk::Decompressor::new()
+                .map_err(|e| Error::Invalid(format!("zstd decompressor: {e}")))?,
+            blob: Vec::new(),
+            raw: Vec::new(),
+        })
+    }
+}
+
+impl Archive {
+    /// Opens `path` and reads and validates its index.
+    pub fn open(path: &Path) -> Result<Archive> {
+        let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(path, "stat", e))?
+            .len();
+        let not_archive = |problem: String| Error::NotArchive {
+            path: path.into(),
+            problem,
+        };
+        if len < header::HEADER_LEN + footer::FOOTER_LEN {
+            return Err(not_archive(format!("only {len} bytes long")));
+        }
+        let mut head = [0u8; header::HEADER_LEN as usize];
+        file.read_exact_at(&mut head, 0)
+            .map_err(|e| Error::io(path, "read", e))?;
+        header::decode(&head).map_err(not_archive)?;
+        let index = index::read(len, |offset, n| {
+            let mut buf = vec![0u8; n];
+            file.read_exact_at(&mut buf, offset).map(|()| buf)
+        })
+        .map_err(|p| Error::corrupt(path, p))?;
+        Ok(Archive {
+            path: path.into(),
+            file,
+            len,
+            index,
+        })
+    }
+
+    /// The archive's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The archive's size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the archive has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.index.entries.is_empty()
+    }
+
+    /// All entries, group after group.
+    pub fn entries(&self) -> &[Entry] {
+        &self.index.entries
+    }
+
+    /// The groups and the range of [`Archive::entries`] each one holds.
+    pub fn groups(&self) -> &[(Group, Range<usize>)] {
+        &self.index.groups
+    }
+
+    /// The chunks table.
+    pub fn chunks(&self) -> &[ChunkRecord] {
+        &self.index.chunks
+    }
+
+    /// Index of the entry with this path (a trailing `/` is ignored).
+    pub fn find(&self, path: &[u8]) -> Option<usize> {
+        let path = path.strip_suffix(b"/").unwrap_or(path);
+        self.index.entries.iter().position(|e| e.path == path)
+    }
+
+    /// Reads chunk `id`, decompressed and checked against its BLAKE3; the error is the
+    /// problem, for the caller to attach to the files concerned.
+    pub(crate) fn load_chunk<'r>(
+        &self,
+        id: u64,
+        r: &'r mut ChunkReader,
+    ) -> Result<&'r [u8], String> {
+        let rec = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.index.chunks.get(i))
+            .ok_or_else(|| format!("chunk {id} does not exist"))?;
+        // Lengths were validated against the file and MAX_CHUNK_LEN when opening.
+        r.blob.resize(rec.stored_len as usize, 0);
+        self.file
+            .read_exact_at(&mut r.blob, rec.offset)
+            .map_err(|e| format!("chunk {id}: read: {e}"))?;
+        let data: &[u8] = match rec.codec {
+            Codec::Stored => &r.blob,
+            Codec::Zstd => {
+                r.raw.resize(rec.raw_len as usize, 0);
+                let n = r
+                    .dec
+                    .decompress_to_buffer(&r.blob, &mut r.raw[..])
+                    .map_err(|e| format!("chunk {id}: zstd: {e}"))?;
+                if n as u64 != rec.raw_len {
+                    return Err(format!(
+                        "chunk {id}: decompressed to {n} bytes, expected {}",
+                        rec.raw_len
+                    ));
+                }
+                &r.raw
+            }
+        };
+        if digest::hash(data) != rec.digest {
+            return Err(format!("chunk {id}: BLAKE3 mismatch"));
+        }
+        Ok(data)
+    }
+
+    /// Writes the file at `path` to `out`, reading only its chunks. Each chunk is
+    /// checked before any of its bytes are written, and the file's BLAKE3 at the end.
+    /// Returns the number of bytes written.
+    pub fn read_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
+        let name = String::from_utf8_lossy(path).into_owned();
+        let entry = self
+            .find(path)
+            .and_then(|i| self.index.entries.get(i))
+            .ok_or_else(|| Error::Invalid(format!("{name}: not in {}", self.path.display())))?;
+        if entry.kind != EntryKind::File {
+            return Err(Error::Invalid(format!(
+                "{name}: is a {}, not a file",
+                entry.kind.name()
+            )));
+        }
+        let damaged = |problem: String| Error::Damaged {
+            archive: self.path.clone(),
+            damaged: vec![(name.clone(), problem)],
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut left = entry.size;
+        if let Some(loc) = entry.location {
+            let mut reader = ChunkReader::new()?;
+            for id in loc.first_chunk..=loc.last_chunk {
+                let data = self.load_chunk(id, &mut reader).map_err(&damaged)?;
+                let start = if id == loc.first_chunk {
+                    loc.chunk_offset as usize
+                } else {
+                    0
+                };
+                let end = data
+                    .len()
+                    .min(start.saturating_add(usize::try_from(left).unwrap_or(usize::MAX)));
+                let part = data
+                    .get(start..end)
+                    .ok_or_else(|| damaged(format!("chunk {id}: short")))?;
+                hasher.update(part);
+                out.write_all(part)
+                    .map_err(|e| Error::io("<output>", "write", e))?;
+                left -= part.len() as u64;
+            }
+        }
+        if left != 0 || Some(*hasher.finalize().as_bytes()) != entry.digest {
+            return Err(damaged("file BLAKE3 mismatch".into()));
+        }
+        Ok(entry.size)
+    }
+}

@@ -1,0 +1,183 @@
+//! File-system operations confined to a target directory: every path is resolved
+//! beneath it with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so no symlink, one
+//! planted by the archive or already there, is ever followed, and nothing is created
+//! outside. Where openat2 is missing, paths are walked one component at a time with
+//! O_NOFOLLOW, which gives the same guarantee.
+
+use crate::error::Error;
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timestamps};
+use rustix::io::Errno;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// A directory that all operations stay beneath.
+pub struct Beneath {
+    root: OwnedFd,
+    path: PathBuf,
+}
+
+fn os(p: &[u8]) -> &OsStr {
+    OsStr::from_bytes(p)
+}
+
+impl Beneath {
+    /// Opens (creating if needed) the target directory.
+    pub fn open(dest: &Path) -> io::Result<Beneath> {
+        std::fs::create_dir_all(dest)?;
+        let root = rustix::fs::open(
+            dest,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Beneath {
+            root,
+            path: dest.into(),
+        })
+    }
+
+    /// The path of `rel` under the target, for messages.
+    pub fn display(&self, rel: &[u8]) -> PathBuf {
+        self.path.join(os(rel))
+    }
+
+    /// Turns an I/O error about `rel` into an error naming its full path.
+    pub fn err<'a>(
+        &'a self,
+        rel: &'a [u8],
+        op: &'static str,
+    ) -> impl FnOnce(io::Error) -> Error + 'a {
+        move |e| Error::io(self.display(rel), op, e)
+    }
+
+    /// Opens `rel` with `flags`, never following a symlink, never leaving the root.
+    fn resolve(&self, rel: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        match rustix::fs::openat2(&self.root, os(rel), flags, mode, how) {
+            Err(Errno::NOSYS) => self.walk(rel, flags, mode),
+            Err(Errno::AGAIN) => {
+                rustix::fs::openat2(&self.root, os(rel), flags, mode, how).map_err(Into::into)
+            }
+            r => r.map_err(Into::into),
+        }
+    }
+
+    /// openat2's guarantee by hand: one O_NOFOLLOW|O_DIRECTORY open per component.
+    fn walk(&self, rel: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+        let mut parts = rel.split(|&b| b == b'/').peekable();
+        let mut dir = rustix::io::dup(&self.root)?;
+        while let Some(part) = parts.next() {
+            if part.is_empty() || part == b"." || part == b".." {
+                return Err(io::Error::from_raw_os_error(libc::EXDEV));
+            }
+            if parts.peek().is_none() {
+                return Ok(rustix::fs::openat(&dir, os(part), flags, mode)?);
+            }
+            dir = rustix::fs::openat(
+                &dir,
+                os(part),
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+        }
+        Err(io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    /// The parent directory of `rel` and its last component.
+    fn parent<'a>(&self, rel: &'a [u8]) -> io::Result<(OwnedFd, &'a [u8])> {
+        match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => Ok((
+                self.resolve(&rel[..i], OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?,
+                &rel[i + 1..],
+            )),
+            None => Ok((rustix::io::dup(&self.root)?, rel)),
+        }
+    }
+
+    /// Creates directory `rel` (its parent must exist); an existing directory is fine,
+    /// anything else in its place is an error.
+    pub fn mkdir(&self, rel: &[u8]) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        match rustix::fs::mkdirat(&dir, os(name), Mode::from_raw_mode(0o755)) {
+            Err(Errno::EXIST) => {
+                let st = rustix::fs::statat(&dir, os(name), AtFlags::SYMLINK_NOFOLLOW)?;
+                if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    == rustix::fs::FileType::Directory
+                {
+                    Ok(())
+                } else {
+                    Err(io::Error::other("exists and is not a directory"))
+                }
+            }
+            r => r.map_err(Into::into),
+        }
+    }
+
+    /// Creates file `rel` for writing, replacing (unlinking) whatever file or symlink
+    /// is there, so an existing hard link or symlink is never written through.
+    pub fn create(&self, rel: &[u8]) -> io::Result<OwnedFd> {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
+        match self.resolve(rel, flags, Mode::from_raw_mode(0o600)) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                let (dir, name) = self.parent(rel)?;
+                rustix::fs::unlinkat(&dir, os(name), AtFlags::empty())?;
+                self.resolve(rel, flags, Mode::from_raw_mode(0o600))
+            }
+            r => r,
+        }
+    }
+
+    /// Opens existing file `rel` for writing.
+    pub fn open_write(&self, rel: &[u8]) -> io::Result<OwnedFd> {
+        self.resolve(rel, OFlags::WRONLY, Mode::empty())
+    }
+
+    /// Opens existing directory `rel` (or the root, for an empty path).
+    pub fn open_dir(&self, rel: &[u8]) -> io::Result<OwnedFd> {
+        self.resolve(rel, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())
+    }
+
+    /// Creates symlink `rel` -> `target`, replacing a file or symlink already there.
+    pub fn symlink(&self, rel: &[u8], target: &[u8]) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        match rustix::fs::symlinkat(os(target), &dir, os(name)) {
+            Err(Errno::EXIST) => {
+                rustix::fs::unlinkat(&dir, os(name), AtFlags::empty())?;
+                rustix::fs::symlinkat(os(target), &dir, os(name)).map_err(Into::into)
+            }
+            r => r.map_err(Into::into),
+        }
+    }
+
+    /// Sets the mtime of `rel` itself (not of a symlink's target).
+    pub fn set_mtime_nofollow(&self, rel: &[u8], mtime_ns: i64) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        rustix::fs::utimensat(&dir, os(name), &times(mtime_ns), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(Into::into)
+    }
+}
+
+/// Timestamps leaving atime alone and setting mtime.
+pub fn times(mtime_ns: i64) -> Timestamps {
+    let mtime = rustix::fs::Timespec {
+        tv_sec: mtime_ns.div_euclid(1_000_000_000),
+        tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+    };
+    Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: mtime,
+    }
+}
+
+/// Sets permission bits and mtime on an open file or directory.
+pub fn apply_meta(fd: &OwnedFd, mode: u32, mtime_ns: i64) -> io::Result<()> {
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?;
+    rustix::fs::futimens(fd, &times(mtime_ns))?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Reading archives: open and validate, list, random access, verify, unpack.
+
+mod archive;
+mod beneath;
+mod layout;
+mod unpack;
+mod verify;
+mod visit;
+
+pub use archive::Archive;
+pub use unpack::{UnpackOptions, UnpackReport};
+pub use verify::VerifyReport;

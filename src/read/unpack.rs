@@ -1,0 +1,269 @@
+//! Unpacking: directories first, then file data chunk by chunk on all cores (each chunk
+//! checked before any of its bytes is written, files written with positioned writes and
+//! closed at once), then symlinks, then directory metadata, deepest first. Every path
+//! is checked and resolved beneath the target (see [`super::beneath`]).
+
+use super::archive::Archive;
+use super::beneath::{Beneath, apply_meta};
+use super::layout::Layout;
+use super::verify::{Tally, conclude, piece_digest};
+use super::visit;
+use crate::digest::PieceDigest;
+use crate::error::{Error, Result};
+use crate::format::entry::{EntryKind, check_path};
+use std::collections::{BTreeSet, HashSet};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Permission bits restored (setuid, setgid and sticky bits are not restored).
+const PERMISSION_MASK: u32 = 0o777;
+
+/// How to unpack.
+#[derive(Clone, Debug)]
+pub struct UnpackOptions {
+    /// Threads decompressing and writing (default: all cores).
+    pub threads: usize,
+}
+
+impl Default for UnpackOptions {
+    fn default() -> Self {
+        UnpackOptions {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// What an unpack did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnpackReport {
+    /// Regular files written.
+    pub files: u64,
+    /// Directories created or updated.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Bytes of file data written.
+    pub bytes: u64,
+}
+
+#[derive(Default)]
+struct Worker {
+    tally: Tally,
+    files: u64,
+    bytes: u64,
+}
+
+impl Archive {
+    /// Unpacks every entry into `dest` (created if missing).
+    ///
+    /// Damaged files are not written (or are removed); the others are, and the error
+    /// lists the damaged ones.
+    pub fn unpack(&self, dest: &Path, opts: &UnpackOptions) -> Result<UnpackReport> {
+        let all: Vec<usize> = (0..self.entries().len()).collect();
+        self.unpack_selected(&all, dest, opts)
+    }
+
+    /// Unpacks the entries named by `paths` into `dest`; a directory brings everything
+    /// under it. Every path must be in the archive.
+    pub fn extract(
+        &self,
+        paths: &[&[u8]],
+        dest: &Path,
+        opts: &UnpackOptions,
+    ) -> Result<UnpackReport> {
+        let mut selected = BTreeSet::new();
+        for p in paths {
+            let p = p.strip_suffix(b"/").unwrap_or(p);
+            let before = selected.len();
+            for (i, e) in self.entries().iter().enumerate() {
+                let under = e.path.len() > p.len()
+                    && e.path.starts_with(p)
+                    && e.path.get(p.len()) == Some(&b'/');
+                if e.path == p || under {
+                    selected.insert(i);
+                }
+            }
+            if selected.len() == before && !self.entries().iter().any(|e| e.path == p) {
+                return Err(Error::Invalid(format!(
+                    "{}: not in {}",
+                    String::from_utf8_lossy(p),
+                    self.path().display()
+                )));
+            }
+        }
+        let selected: Vec<usize> = selected.into_iter().collect();
+        self.unpack_selected(&selected, dest, opts)
+    }
+
+    fn unpack_selected(
+        &self,
+        selected: &[usize],
+        dest: &Path,
+        opts: &UnpackOptions,
+    ) -> Result<UnpackReport> {
+        let entries = self.entries();
+        let mut seen = HashSet::new();
+        for e in selected.iter().filter_map(|&i| entries.get(i)) {
+            check_path(&e.path).map_err(|why| Error::UnsafePath {
+                archive: self.path().into(),
+                path: e.display_path(),
+                why,
+            })?;
+            if !seen.insert(e.path.as_slice()) {
+                return Err(Error::corrupt(
+                    self.path(),
+                    format!("duplicate path {}", e.display_path()),
+                ));
+            }
+        }
+        let root = Beneath::open(dest).map_err(|e| Error::io(dest, "open target directory", e))?;
+        let mut report = UnpackReport::default();
+
+        // 1. Directories, parents before children (sorted order), plus any parent that
+        //    has no entry of its own.
+        let mut dirs: BTreeSet<&[u8]> = BTreeSet::new();
+        for e in selected.iter().filter_map(|&i| entries.get(i)) {
+            let mut end = 0;
+            while let Some(pos) = e.path[end..].iter().position(|&b| b == b'/') {
+                dirs.insert(&e.path[..end + pos]);
+                end += pos + 1;
+            }
+            if e.kind == EntryKind::Dir {
+                dirs.insert(&e.path);
+            }
+        }
+        for d in &dirs {
+            root.mkdir(d).map_err(root.err(d, "mkdir"))?;
+        }
+
+        // 2. Empty files, and files spanning several chunks (created at full size so
+        //    each chunk can be written into place by whichever thread decodes it).
+        for e in selected.iter().filter_map(|&i| entries.get(i)) {
+            match (e.kind, e.location) {
+                (EntryKind::File, None) => {
+                    let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
+                    apply_meta(&fd, e.mode & PERMISSION_MASK, e.mtime_ns)
+                        .map_err(root.err(&e.path, "set metadata"))?;
+                    report.files += 1;
+                }
+                (EntryKind::File, Some(loc)) if loc.first_chunk != loc.last_chunk => {
+                    let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
+                    rustix::fs::ftruncate(&fd, e.size)
+                        .map_err(|err| root.err(&e.path, "truncate")(err.into()))?;
+                }
+                _ => {}
+            }
+        }
+
+        // 3. File data, chunk by chunk, on all cores.
+        let layout = Layout::new(entries, self.chunks(), selected);
+        let workers = visit::chunks(
+            self,
+            &layout.chunks,
+            opts.threads,
+            Worker::default,
+            |w, k, data| {
+                let id = layout.chunks.get(k).copied().unwrap_or_default();
+                let data = match data {
+                    Ok(d) => d,
+                    Err(problem) => {
+                        w.tally.bad_chunks.push((id, problem));
+                        return Ok(());
+                    }
+                };
+                for p in layout.pieces(k) {
+                    let Some(e) = entries.get(p.entry) else {
+                        continue;
+                    };
+                    let bytes = data
+                        .get(p.chunk_offset..p.chunk_offset + p.len)
+                        .unwrap_or_default();
+                    let d = piece_digest(data, p);
+                    w.tally.pieces.push((p.entry, id, d));
+                    if p.whole {
+                        if d != PieceDigest::Whole(e.digest.unwrap_or_default()) {
+                            continue; // damaged: never written; reported below
+                        }
+                        let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
+                        let file = std::fs::File::from(fd);
+                        file.write_all_at(bytes, 0)
+                            .map_err(root.err(&e.path, "write"))?;
+                        apply_meta(&file.into(), e.mode & PERMISSION_MASK, e.mtime_ns)
+                            .map_err(root.err(&e.path, "set metadata"))?;
+                        w.files += 1;
+                    } else {
+                        let file = std::fs::File::from(
+                            root.open_write(&e.path)
+                                .map_err(root.err(&e.path, "open"))?,
+                        );
+                        file.write_all_at(bytes, p.file_offset)
+                            .map_err(root.err(&e.path, "write"))?;
+                    }
+                    w.bytes += bytes.len() as u64;
+                }
+                Ok(())
+            },
+        )?;
+        report.files += workers.iter().map(|w| w.files).sum::<u64>();
+        report.bytes = workers.iter().map(|w| w.bytes).sum();
+        let damaged = conclude(
+            self,
+            selected,
+            workers.into_iter().map(|w| w.tally).collect(),
+        );
+
+        // 4. Split files: metadata once complete, removal if damaged.
+        for &i in selected {
+            let Some(e) = entries.get(i) else { continue };
+            let Some(loc) = e.location.filter(|l| l.first_chunk != l.last_chunk) else {
+                continue;
+            };
+            let _ = loc;
+            if damaged.contains_key(&i) {
+                let _ = root.create(&e.path); // truncates whatever was written
+                continue;
+            }
+            let fd = root
+                .open_write(&e.path)
+                .map_err(root.err(&e.path, "open"))?;
+            apply_meta(&fd, e.mode & PERMISSION_MASK, e.mtime_ns)
+                .map_err(root.err(&e.path, "set metadata"))?;
+            report.files += 1;
+        }
+
+        // 5. Symlinks, after all file data, so nothing is written through one.
+        for e in selected.iter().filter_map(|&i| entries.get(i)) {
+            if let (EntryKind::Symlink, Some(target)) = (e.kind, &e.link_target) {
+                root.symlink(&e.path, target)
+                    .map_err(root.err(&e.path, "symlink"))?;
+                root.set_mtime_nofollow(&e.path, e.mtime_ns)
+                    .map_err(root.err(&e.path, "set mtime"))?;
+                report.symlinks += 1;
+            }
+        }
+
+        // 6. Directory modes and mtimes, deepest first, after their contents.
+        for e in selected.iter().rev().filter_map(|&i| entries.get(i)) {
+            if e.kind == EntryKind::Dir {
+                let fd = root
+                    .open_dir(&e.path)
+                    .map_err(root.err(&e.path, "open directory"))?;
+                apply_meta(&fd, e.mode & PERMISSION_MASK, e.mtime_ns)
+                    .map_err(root.err(&e.path, "set metadata"))?;
+                report.dirs += 1;
+            }
+        }
+
+        if damaged.is_empty() {
+            Ok(report)
+        } else {
+            Err(Error::Damaged {
+                archive: self.path().into(),
+                damaged: damaged
+                    .into_iter()
+                    .filter_map(|(i, why)| entries.get(i).map(|e| (e.display_path(), why)))
+                    .collect(),
+            })
+        }
+    }
+}

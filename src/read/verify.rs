@@ -1,0 +1,140 @@
+//! Verification: every chunk decoded and checked against its BLAKE3, every file's
+//! digest recomputed from its pieces, every damaged file named.
+
+use super::archive::Archive;
+use super::layout::{Layout, Piece};
+use super::visit;
+use crate::digest::{self, Digest, PieceDigest};
+use crate::error::Result;
+use crate::format::entry::EntryKind;
+use std::collections::BTreeMap;
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Files checked.
+    pub files: u64,
+    /// Chunks checked.
+    pub chunks: u64,
+    /// Uncompressed bytes checked.
+    pub bytes: u64,
+    /// Damaged files (path, lossy UTF-8) and what is wrong with each.
+    pub damaged: Vec<(String, String)>,
+}
+
+impl VerifyReport {
+    /// Whether nothing was damaged.
+    pub fn is_ok(&self) -> bool {
+        self.damaged.is_empty()
+    }
+}
+
+/// Per-thread results of a chunk visit: piece digests and damaged chunks.
+#[derive(Default)]
+pub(crate) struct Tally {
+    pub pieces: Vec<(usize, u64, PieceDigest)>,
+    pub bad_chunks: Vec<(u64, String)>,
+    pub bytes: u64,
+}
+
+/// The digest of piece `p` of a chunk whose bytes are `data`.
+pub(crate) fn piece_digest(data: &[u8], p: &Piece) -> PieceDigest {
+    let bytes = data
+        .get(p.chunk_offset..p.chunk_offset + p.len)
+        .unwrap_or_default();
+    digest::piece(bytes, p.file_offset, p.whole)
+}
+
+/// Which of the `selected` entries are damaged, and why, given the visit's tallies.
+pub(crate) fn conclude(
+    archive: &Archive,
+    selected: &[usize],
+    tallies: Vec<Tally>,
+) -> BTreeMap<usize, String> {
+    let entries = archive.entries();
+    let chunks = archive.chunks();
+    let mut pieces = Vec::new();
+    let mut bad: BTreeMap<u64, String> = BTreeMap::new();
+    for t in tallies {
+        pieces.extend(t.pieces);
+        bad.extend(t.bad_chunks);
+    }
+    let digests: Vec<Option<Digest>> = digest::assemble(entries.len(), &mut pieces, |e| {
+        let size = entries.get(e).map_or(0, |e| e.size);
+        let first = entries
+            .get(e)
+            .and_then(|e| e.location)
+            .map_or(0, |l| l.first_chunk);
+        (size, chunks.get(first as usize).map_or(0, |c| c.raw_len))
+    });
+    let mut damaged = BTreeMap::new();
+    for &i in selected {
+        let Some(e) = entries.get(i).filter(|e| e.kind == EntryKind::File) else {
+            continue;
+        };
+        let computed = match e.location {
+            Some(loc) => {
+                if let Some((_, why)) = bad.range(loc.first_chunk..=loc.last_chunk).next() {
+                    damaged.insert(i, why.clone());
+                    continue;
+                }
+                digests.get(i).copied().flatten()
+            }
+            None => Some(digest::hash(b"")),
+        };
+        if computed.is_none() || computed != e.digest {
+            damaged.insert(i, "file BLAKE3 mismatch".to_string());
+        }
+    }
+    damaged
+}
+
+impl Archive {
+    /// Checks every chunk and every file on `threads` threads. Damage is reported in
+    /// the result, not as an error; an error means verification itself failed.
+    pub fn verify(&self, threads: usize) -> Result<VerifyReport> {
+        let all: Vec<usize> = (0..self.entries().len()).collect();
+        let layout = Layout::new(self.entries(), self.chunks(), &all);
+        // Every chunk is checked, including any that no file refers to.
+        let ids: Vec<u64> = (0..self.chunks().len() as u64).collect();
+        let tallies = visit::chunks(self, &ids, threads, Tally::default, |t, k, data| {
+            let id = k as u64;
+            match data {
+                Ok(data) => {
+                    t.bytes += data.len() as u64;
+                    if let Ok(j) = layout.chunks.binary_search(&id) {
+                        for p in layout.pieces(j) {
+                            t.pieces.push((p.entry, id, piece_digest(data, p)));
+                        }
+                    }
+                }
+                Err(problem) => t.bad_chunks.push((id, problem)),
+            }
+            Ok(())
+        })?;
+        let bytes = tallies.iter().map(|t| t.bytes).sum();
+        let bad_chunks: Vec<(u64, String)> =
+            tallies.iter().flat_map(|t| t.bad_chunks.clone()).collect();
+        let mut damaged: Vec<(String, String)> = conclude(self, &all, tallies)
+            .into_iter()
+            .filter_map(|(i, why)| self.entries().get(i).map(|e| (e.display_path(), why)))
+            .collect();
+        // A damaged chunk that no file refers to is still damage.
+        for (id, why) in bad_chunks {
+            let used = layout.chunks.binary_search(&id).is_ok();
+            if !used {
+                damaged.push((format!("<chunk {id}, no file>"), why));
+            }
+        }
+        Ok(VerifyReport {
+            files: self
+                .entries()
+                .iter()
+                .filter(|e| e.kind == EntryKind::File)
+                .count() as u64,
+            chunks: ids.len() as u64,
+            bytes,
+            damaged,
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! Parallel chunk visits: every thread takes the next chunk, loads and checks it, and
+//! hands the bytes (or the problem) to a callback with its own per-thread state.
+
+use super::archive::{Archive, ChunkReader};
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Visits the chunks `0..count` of a layout on `threads` threads. `visit(state, k,
+/// data)` gets the `k`-th chunk's bytes or its problem; an `Err` from it stops the
+/// visit. Returns every thread's final state.
+pub fn chunks<S: Send>(
+    archive: &Archive,
+    ids: &[u64],
+    threads: usize,
+    init: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, usize, std::result::Result<&[u8], String>) -> Result<()> + Sync,
+) -> Result<Vec<S>> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let threads = threads.clamp(1, ids.len().max(1));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> Result<S> {
+                    let mut reader = ChunkReader::new()?;
+                    let mut state = init();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&id) = ids.get(k) else { break };
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let data = archive.load_chunk(id, &mut reader);
+                        if let Err(e) = visit(&mut state, k, data) {
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
+                    Ok(state)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invalid("reader thread panicked".into())))
+            })
+            .collect()
+    })
+}
