@@ -7,6 +7,9 @@ use super::manifest::{self, Group, SubIndex, SubIndexKind};
 use super::{footer, header, ipc_decode, ipc_encode};
 use std::ops::Range;
 
+/// Length of the manifest's BLAKE3, stored between the manifest and the footer.
+pub const MANIFEST_DIGEST_LEN: u64 = 32;
+
 /// Largest uncompressed chunk a reader accepts (the largest `--chunk-size`).
 pub const MAX_CHUNK_LEN: u64 = 64 << 20;
 
@@ -35,6 +38,7 @@ pub fn encode(groups: &[(Group, &[Entry])], chunks: &[ChunkRecord], blob_end: u6
             offset: blob_end + out.len() as u64,
             length: bytes.len() as u64,
             rows: n as u64,
+            digest: crate::digest::hash(&bytes),
         });
         out.extend_from_slice(&bytes);
     };
@@ -57,7 +61,9 @@ pub fn encode(groups: &[(Group, &[Entry])], chunks: &[ChunkRecord], blob_end: u6
         chunks.len(),
     );
     let manifest_offset = blob_end + out.len() as u64;
-    out.extend_from_slice(&ipc_encode(&manifest::to_batch(&rows)));
+    let manifest = ipc_encode(&manifest::to_batch(&rows));
+    out.extend_from_slice(&manifest);
+    out.extend_from_slice(&crate::digest::hash(&manifest));
     out.extend_from_slice(&footer::encode(manifest_offset));
     out
 }
@@ -69,7 +75,7 @@ pub fn read(
     mut read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
 ) -> Result<Index, String> {
     let io = |e: std::io::Error| format!("read: {e}");
-    if file_len < header::HEADER_LEN + footer::FOOTER_LEN {
+    if file_len < header::HEADER_LEN + MANIFEST_DIGEST_LEN + footer::FOOTER_LEN {
         return Err(format!("only {file_len} bytes long"));
     }
     let head = read_at(0, header::HEADER_LEN as usize).map_err(io)?;
@@ -78,13 +84,17 @@ pub fn read(
     let foot = read_at(file_len - footer::FOOTER_LEN, footer::FOOTER_LEN as usize).map_err(io)?;
     let foot: [u8; 16] = foot.try_into().map_err(|_| "short footer read")?;
     let manifest_offset = footer::decode(&foot)?;
-    let manifest_end = file_len - footer::FOOTER_LEN;
+    let manifest_end = file_len - footer::FOOTER_LEN - MANIFEST_DIGEST_LEN;
     if manifest_offset < header::HEADER_LEN || manifest_offset >= manifest_end {
         return Err(format!(
             "manifest offset {manifest_offset} outside the file (length {file_len})"
         ));
     }
     let bytes = read_at(manifest_offset, (manifest_end - manifest_offset) as usize).map_err(io)?;
+    let digest = read_at(manifest_end, MANIFEST_DIGEST_LEN as usize).map_err(io)?;
+    if crate::digest::hash(&bytes).as_slice() != digest.as_slice() {
+        return Err("manifest BLAKE3 mismatch (the index is damaged)".into());
+    }
     let rows = manifest::from_batch(&ipc_decode(&bytes).map_err(|e| format!("manifest: {e}"))?)
         .map_err(|e| format!("manifest: {e}"))?;
 
@@ -116,6 +126,12 @@ pub fn read(
     let mut chunk_tables = 0;
     for r in &rows {
         let bytes = read_at(r.offset, r.length as usize).map_err(io)?;
+        if crate::digest::hash(&bytes) != r.digest {
+            return Err(format!(
+                "sub-index at {}: BLAKE3 mismatch (the index is damaged)",
+                r.offset
+            ));
+        }
         let batch = ipc_decode(&bytes).map_err(|e| format!("sub-index at {}: {e}", r.offset))?;
         if batch.num_rows() as u64 != r.rows {
             return Err(format!(

@@ -1,7 +1,9 @@
 //! The manifest: one row per sub-index stream (its group, kind, offset, length, rows).
 
 use super::column;
-use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt16Array, UInt64Array};
+use arrow_array::{
+    ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray, UInt16Array, UInt64Array,
+};
 use arrow_schema::{DataType, Field, Schema};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub struct SubIndex {
     pub length: u64,
     /// Number of rows in it.
     pub rows: u64,
+    /// BLAKE3 of the stream's bytes, checked before decoding it.
+    pub digest: [u8; 32],
 }
 
 /// Key of the schema metadata entry carrying the format version.
@@ -53,6 +57,7 @@ pub fn schema() -> Arc<Schema> {
             Field::new("offset", DataType::UInt64, false),
             Field::new("length", DataType::UInt64, false),
             Field::new("rows", DataType::UInt64, false),
+            Field::new("blake3", DataType::FixedSizeBinary(32), false),
         ])
         .with_metadata(meta),
     )
@@ -76,6 +81,10 @@ pub fn to_batch(rows: &[SubIndex]) -> RecordBatch {
         Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.offset))),
         Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.length))),
         Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.rows))),
+        Arc::new(
+            FixedSizeBinaryArray::try_from_iter(rows.iter().map(|r| r.digest))
+                .unwrap_or_else(|_| FixedSizeBinaryArray::new_null(32, 0)),
+        ),
     ];
     RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("manifest: {e}"))
 }
@@ -88,6 +97,10 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<SubIndex>, String> {
     let offset = column::<UInt64Array>(batch, "offset", false)?;
     let length = column::<UInt64Array>(batch, "length", false)?;
     let rows = column::<UInt64Array>(batch, "rows", false)?;
+    let digests = column::<FixedSizeBinaryArray>(batch, "blake3", false)?;
+    if digests.value_length() != 32 {
+        return Err("manifest: blake3 column is not 32 bytes wide".into());
+    }
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         use arrow_array::Array;
@@ -105,6 +118,11 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<SubIndex>, String> {
             offset: offset.value(i),
             length: length.value(i),
             rows: rows.value(i),
+            digest: {
+                let mut d = [0u8; 32];
+                d.copy_from_slice(digests.value(i));
+                d
+            },
         });
     }
     Ok(out)

@@ -24,8 +24,17 @@ pub(crate) fn ipc_encode(batch: &RecordBatch) -> Vec<u8> {
         .unwrap_or_else(|e| unreachable!("in-memory IPC finish: {e}"))
 }
 
-/// Reads an Arrow IPC stream from bytes and concatenates its batches.
+/// Reads the one record batch of an Arrow IPC stream.
+///
+/// arrow-ipc can panic on malformed input instead of returning an error. Sub-indexes
+/// are checksummed, so only a deliberately crafted archive gets here with bad bytes;
+/// the unwind guard turns such a panic into an error rather than a crash.
 pub(crate) fn ipc_decode(bytes: &[u8]) -> Result<RecordBatch, String> {
+    std::panic::catch_unwind(|| ipc_decode_unguarded(bytes))
+        .unwrap_or_else(|_| Err("malformed Arrow IPC stream".into()))
+}
+
+fn ipc_decode_unguarded(bytes: &[u8]) -> Result<RecordBatch, String> {
     let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
         .map_err(|e| format!("Arrow IPC stream: {e}"))?;
     let schema = reader.schema();

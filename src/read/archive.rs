@@ -61,7 +61,7 @@ impl Archive {
             path: path.into(),
             problem,
         };
-        if len < header::HEADER_LEN + footer::FOOTER_LEN {
+        if len < header::HEADER_LEN + index::MANIFEST_DIGEST_LEN + footer::FOOTER_LEN {
             return Err(not_archive(format!("only {len} bytes long")));
         }
         let mut head = [0u8; header::HEADER_LEN as usize];

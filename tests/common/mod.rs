@@ -1,0 +1,192 @@
+//! Helpers shared by the integration tests: generated trees, running the binary,
+//! comparing trees.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("znippy-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), `text` makes them compressible.
+pub fn bytes(seed: u64, len: usize, text: bool) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let words: [&[u8]; 8] = [
+        b"alpha ",
+        b"beta ",
+        b"gamma\n",
+        b"delta ",
+        b"io_uring ",
+        b"zstd ",
+        b"chunk ",
+        b"ring\n",
+    ];
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if text {
+            out.extend_from_slice(words[(x % 8) as usize]);
+        } else {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn write(root: &Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, data).unwrap();
+}
+
+/// A tree covering the awkward cases, with files around `chunk` bytes.
+pub fn awkward_tree(root: &Path, chunk: usize) {
+    fs::create_dir_all(root.join("empty/dir/inside")).unwrap();
+    write(root, "empty-file", b"");
+    write(root, "sub/empty-too", b"");
+    for (name, len) in [
+        ("exact", chunk),
+        ("minus", chunk - 1),
+        ("plus", chunk + 1),
+        ("many", chunk * 5 + 3),
+    ] {
+        write(
+            root,
+            &format!("sizes/{name}.txt"),
+            &bytes(len as u64, len, true),
+        );
+    }
+    write(
+        root,
+        "sizes/random-many.bin",
+        &bytes(7, chunk * 3 + 11, false),
+    );
+    write(root, "mixed/photo.jpg", &bytes(8, 30_000, false));
+    write(root, "mixed/archive.tar.gz", &bytes(9, chunk + 5, false));
+    write(root, "mixed/notes.md", &bytes(10, 20_000, true));
+    write(root, "unicode/日本語/ファイル.txt", b"konnichiwa\n");
+    write(root, "unicode/ÅÄÖ émoji 🦀.txt", b"crab\n");
+    let raw = root
+        .join("unicode")
+        .join(OsStr::from_bytes(b"latin1-\xe9\xff.bin"));
+    fs::write(raw, b"not utf-8 name").unwrap();
+    let mut deep = String::from("deep");
+    for i in 0..40 {
+        deep.push_str(&format!("/level{i}"));
+    }
+    write(root, &format!("{deep}/bottom.txt"), b"deep down\n");
+    symlink("../sizes/exact.txt", root.join("sub/link-to-file")).unwrap();
+    symlink("/nonexistent/absolute/target", root.join("sub/dangling")).unwrap();
+    symlink("unicode", root.join("dir-link")).unwrap();
+    fs::set_permissions(
+        root.join("mixed/notes.md"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::set_permissions(root.join("sub"), fs::Permissions::from_mode(0o750)).unwrap();
+    write(root, "bin/tool.sh", b"#!/bin/sh\necho hi\n");
+    fs::set_permissions(root.join("bin/tool.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `count` small files of varied sizes and contents in a few directories.
+pub fn small_files(root: &Path, count: usize) {
+    for i in 0..count {
+        let len = 100 + (i * 37) % 12_000;
+        write(
+            root,
+            &format!("d{:02}/f{i:05}.txt", i % 50),
+            &bytes(i as u64, len, i % 3 != 0),
+        );
+    }
+}
+
+/// Every entry under `root`: (relative path, description of type, mode, mtime, content).
+pub fn snapshot(root: &Path) -> Vec<(Vec<u8>, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            let desc = if m.file_type().is_symlink() {
+                format!("link -> {:?}", fs::read_link(&p).unwrap())
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                format!(
+                    "dir {:o} {}",
+                    m.mode() & 0o777,
+                    m.mtime_nsec() + m.mtime() * 1_000_000_000
+                )
+            } else {
+                let data = fs::read(&p).unwrap();
+                format!(
+                    "file {:o} {} {} {}",
+                    m.mode() & 0o777,
+                    m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                    data.len(),
+                    blake3::hash(&data)
+                )
+            };
+            out.push((rel, desc));
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_znippy-uring"))
+}
+
+/// Runs the binary with `args`, returning its output.
+pub fn run(args: &[&OsStr]) -> Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+/// Runs the binary and asserts success.
+pub fn ok(args: &[&OsStr]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn os<S: AsRef<OsStr> + ?Sized>(s: &S) -> &OsStr {
+    s.as_ref()
+}

@@ -1,0 +1,287 @@
+//! Pack -> unpack round trips over generated trees, on both I/O backends, and the
+//! determinism of the archive bytes.
+
+mod common;
+
+use common::*;
+use std::fs;
+use znippy_uring::{Archive, EntryKind, IoMode, PackOptions, UnpackOptions, pack};
+
+const CHUNK: usize = 64 << 10;
+
+fn opts(io: IoMode, threads: usize) -> PackOptions {
+    PackOptions {
+        chunk_size: CHUNK,
+        threads,
+        io,
+        ..PackOptions::default()
+    }
+}
+
+#[test]
+fn awkward_tree_round_trips_on_both_backends_byte_identically() {
+    let s = Scratch::new("awkward");
+    let src = s.path("src");
+    awkward_tree(&src, CHUNK);
+    let mut archives = Vec::new();
+    for (io, threads) in [
+        (IoMode::Uring, 2),
+        (IoMode::Portable, 2),
+        (IoMode::Uring, 1),
+        (IoMode::Portable, 1),
+    ] {
+        let out = s.path(&format!("a-{io:?}-{threads}.znippy"));
+        let report = pack(&src, &out, &opts(io, threads)).unwrap();
+        assert_eq!(
+            report.backend.to_string(),
+            if io == IoMode::Uring {
+                "io_uring"
+            } else {
+                "portable"
+            }
+        );
+        let dest = s.path(&format!("out-{io:?}-{threads}"));
+        Archive::open(&out)
+            .unwrap()
+            .unpack(&dest, &UnpackOptions::default())
+            .unwrap();
+        assert_eq!(
+            snapshot(&src),
+            snapshot(&dest),
+            "tree differs after {io:?} x{threads}"
+        );
+        archives.push(fs::read(&out).unwrap());
+    }
+    for a in &archives[1..] {
+        assert!(
+            a == &archives[0],
+            "archives differ between backends or thread counts"
+        );
+    }
+}
+
+#[test]
+fn index_records_what_the_tree_holds() {
+    let s = Scratch::new("index");
+    let src = s.path("src");
+    awkward_tree(&src, CHUNK);
+    let out = s.path("a.znippy");
+    let report = pack(&src, &out, &opts(IoMode::Auto, 2)).unwrap();
+    let a = Archive::open(&out).unwrap();
+    assert_eq!(a.entries().len() as u64, report.entries);
+    let files: Vec<_> = a
+        .entries()
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .collect();
+    assert_eq!(files.len() as u64, report.files);
+    for e in &files {
+        let path = src.join(std::ffi::OsStr::from_bytes(&e.path));
+        let data = fs::read(&path).unwrap();
+        assert_eq!(e.size, data.len() as u64, "{}", e.display_path());
+        // The file digest is plain BLAKE3 of the file, as b3sum prints it.
+        assert_eq!(
+            e.digest,
+            Some(*blake3::hash(&data).as_bytes()),
+            "{}",
+            e.display_path()
+        );
+        let mut read = Vec::new();
+        a.read_file(&e.path, &mut read).unwrap();
+        assert!(read == data, "read_file of {} differs", e.display_path());
+    }
+    let link = a
+        .entries()
+        .iter()
+        .find(|e| e.path == b"sub/link-to-file")
+        .unwrap();
+    assert_eq!(link.kind, EntryKind::Symlink);
+    assert_eq!(
+        link.link_target.as_deref(),
+        Some(&b"../sizes/exact.txt"[..])
+    );
+    assert!(
+        a.entries()
+            .iter()
+            .any(|e| e.path == b"empty/dir/inside" && e.kind == EntryKind::Dir)
+    );
+    // Stored: the skip-listed and the random chunks; the text is compressed.
+    let stored = a
+        .chunks()
+        .iter()
+        .filter(|c| c.stored_len == c.raw_len)
+        .count() as u64;
+    assert_eq!(stored, report.stored_chunks);
+    assert!(report.stored_chunks >= 3 && report.stored_chunks < report.chunks);
+    // Paths are in walk order: sorted, each directory before its contents.
+    let paths: Vec<&[u8]> = a.entries().iter().map(|e| e.path.as_slice()).collect();
+    let mut sorted = paths.clone();
+    sorted.sort_by(|x, y| x.split(|&b| b == b'/').cmp(y.split(|&b| b == b'/')));
+    assert_eq!(paths, sorted);
+    assert!(a.verify(2).unwrap().is_ok());
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+#[test]
+fn ten_thousand_small_files_share_solid_chunks_and_unpack_under_a_low_fd_limit() {
+    let s = Scratch::new("small");
+    let src = s.path("src");
+    small_files(&src, 10_000);
+    let out = s.path("small.znippy");
+    let limited = |args: &str| {
+        let cmd = format!("ulimit -n 256 && {} {args}", bin().display());
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    limited(&format!("pack {} -o {}", src.display(), out.display()));
+    let a = Archive::open(&out).unwrap();
+    let files = a
+        .entries()
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .count();
+    assert_eq!(files, 10_000);
+    // Small files are packed together: far fewer chunks than files.
+    assert!(a.chunks().len() < files / 10, "{} chunks", a.chunks().len());
+    let dest = s.path("dest");
+    limited(&format!("unpack {} -C {}", out.display(), dest.display()));
+    assert_eq!(snapshot(&src), snapshot(&dest));
+}
+
+#[test]
+fn cat_and_extract_read_only_what_is_asked() {
+    let s = Scratch::new("cat");
+    let src = s.path("src");
+    awkward_tree(&src, CHUNK);
+    let out = s.path("a.znippy");
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--chunk-size"),
+        os("64K"),
+    ]);
+    let cat = ok(&[os("cat"), out.as_os_str(), os("sizes/many.txt")]);
+    assert!(cat.stdout == fs::read(src.join("sizes/many.txt")).unwrap());
+    let raw_name = std::ffi::OsStr::from_bytes(b"unicode/latin1-\xe9\xff.bin");
+    let cat = ok(&[os("cat"), out.as_os_str(), raw_name]);
+    assert_eq!(cat.stdout, b"not utf-8 name");
+    let dest = s.path("x");
+    // A path given twice is extracted once; a directory brings its contents.
+    ok(&[
+        os("extract"),
+        out.as_os_str(),
+        os("unicode"),
+        os("mixed/notes.md"),
+        os("mixed/notes.md"),
+        os("-C"),
+        dest.as_os_str(),
+    ]);
+    assert_eq!(
+        fs::read(dest.join("unicode/日本語/ファイル.txt")).unwrap(),
+        b"konnichiwa\n"
+    );
+    assert!(dest.join("mixed/notes.md").exists());
+    assert!(!dest.join("sizes").exists());
+    let missing = run(&[
+        os("extract"),
+        out.as_os_str(),
+        os("no/such/file"),
+        os("-C"),
+        dest.as_os_str(),
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no/such/file: not in"));
+    let dir = run(&[os("cat"), out.as_os_str(), os("sub")]);
+    assert!(String::from_utf8_lossy(&dir.stderr).contains("is a dir"));
+}
+
+#[test]
+fn list_and_info_describe_the_archive() {
+    let s = Scratch::new("list");
+    let src = s.path("src");
+    write(&src, "a.txt", b"hello");
+    write(&src, "b/c.txt", &bytes(1, 100_000, true));
+    std::os::unix::fs::symlink("a.txt", src.join("l")).unwrap();
+    let out = s.path("a.znippy");
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--repo"),
+        os("main"),
+        os("--pkg-type"),
+        os("7"),
+    ]);
+    let list = String::from_utf8(ok(&[os("list"), out.as_os_str()]).stdout).unwrap();
+    assert_eq!(list, "a.txt\nb\nb/c.txt\nl\n");
+    let long = String::from_utf8(ok(&[os("list"), os("-l"), out.as_os_str()]).stdout).unwrap();
+    assert!(long.contains("-rw-r--r--       100000 "), "{long}");
+    assert!(long.contains(" l -> a.txt"), "{long}");
+    let info = String::from_utf8(ok(&[os("info"), out.as_os_str()]).stdout).unwrap();
+    assert!(info.contains("format version: 1"), "{info}");
+    assert!(info.contains("(2 files, 1 dirs, 1 symlinks)"), "{info}");
+    assert!(info.contains("pkg_type     7  repo main"), "{info}");
+}
+
+#[test]
+fn empty_directory_packs_and_unpacks() {
+    let s = Scratch::new("emptydir");
+    let src = s.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let out = s.path("e.znippy");
+    let r = pack(&src, &out, &opts(IoMode::Auto, 2)).unwrap();
+    assert_eq!((r.entries, r.chunks), (0, 0));
+    let a = Archive::open(&out).unwrap();
+    assert!(a.is_empty() && a.verify(1).unwrap().is_ok());
+    a.unpack(&s.path("dest"), &UnpackOptions::default())
+        .unwrap();
+    assert!(s.path("dest").is_dir());
+}
+
+#[test]
+fn no_skip_compresses_skip_listed_files_and_random_data_is_still_stored() {
+    let s = Scratch::new("noskip");
+    let src = s.path("src");
+    write(&src, "text.gz", &bytes(3, 200_000, true)); // compressible despite its name
+    write(&src, "random.bin", &bytes(4, 200_000, false));
+    let skip = pack(&src, &s.path("skip.znippy"), &opts(IoMode::Auto, 2)).unwrap();
+    let noskip = pack(
+        &src,
+        &s.path("noskip.znippy"),
+        &PackOptions {
+            skip_compressed: false,
+            ..opts(IoMode::Auto, 2)
+        },
+    )
+    .unwrap();
+    assert!(
+        noskip.archive_len + 100_000 < skip.archive_len,
+        "{noskip:?} vs {skip:?}"
+    );
+    assert_eq!(noskip.stored_chunks, skip.stored_chunks / 2);
+    // The random file is incompressible: stored raw either way.
+    let a = Archive::open(&s.path("noskip.znippy")).unwrap();
+    let random = a
+        .entries()
+        .iter()
+        .find(|e| e.path == b"random.bin")
+        .unwrap()
+        .location
+        .unwrap();
+    for id in random.first_chunk..=random.last_chunk {
+        let c = &a.chunks()[id as usize];
+        assert_eq!(c.stored_len, c.raw_len, "random chunk {id} kept compressed");
+    }
+}

@@ -1,0 +1,151 @@
+//! Extraction safety against crafted archives: traversal paths refused, symlinks (from
+//! the archive or already in the target) never written through.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::Path;
+use znippy_uring::format::{entry::Entry, header, index, manifest::Group};
+use znippy_uring::{Archive, EntryKind, Error, UnpackOptions};
+
+fn entry(path: &[u8], kind: EntryKind, link: Option<&[u8]>) -> Entry {
+    Entry {
+        path: path.to_vec(),
+        kind,
+        mode: match kind {
+            EntryKind::File => 0o100644,
+            EntryKind::Dir => 0o40755,
+            EntryKind::Symlink => 0o120777,
+        },
+        mtime_ns: 0,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        location: None,
+        digest: (kind == EntryKind::File).then(|| *blake3::hash(b"").as_bytes()),
+        link_target: link.map(<[u8]>::to_vec),
+    }
+}
+
+/// Writes an archive holding exactly `entries` (no file data).
+fn craft(path: &Path, entries: &[Entry]) {
+    let mut bytes = header::encode().to_vec();
+    let tail = index::encode(&[(Group::default(), entries)], &[], header::HEADER_LEN);
+    bytes.extend(tail);
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn traversal_and_absolute_paths_are_refused_and_nothing_is_written() {
+    let s = Scratch::new("traversal");
+    let dest = s.path("dest");
+    for bad in [
+        &b"../escaped"[..],
+        b"/tmp/znippy-absolute-escape",
+        b"a/../../escaped",
+        b"ok/./x",
+        b"trailing/",
+    ] {
+        let a = s.path("bad.znippy");
+        craft(
+            &a,
+            &[
+                entry(b"innocent", EntryKind::File, None),
+                entry(bad, EntryKind::File, None),
+            ],
+        );
+        let err = Archive::open(&a)
+            .unwrap()
+            .unpack(&dest, &UnpackOptions::default())
+            .unwrap_err();
+        assert!(matches!(err, Error::UnsafePath { .. }), "{err}");
+        assert!(!dest.join("innocent").exists(), "wrote before refusing");
+        let cli = run(&[os("unpack"), a.as_os_str(), os("-C"), dest.as_os_str()]);
+        assert_eq!(cli.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&cli.stderr).contains("refusing unsafe path"));
+    }
+    assert!(!s.path("escaped").exists());
+    assert!(!Path::new("/tmp/znippy-absolute-escape").exists());
+}
+
+#[test]
+fn symlink_planted_by_the_archive_is_never_written_through() {
+    let s = Scratch::new("plant");
+    let outside = s.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let a = s.path("plant.znippy");
+    let target = outside.as_os_str().as_encoded_bytes();
+    craft(
+        &a,
+        &[
+            entry(b"link", EntryKind::Symlink, Some(target)),
+            entry(b"link/pwned", EntryKind::File, None),
+        ],
+    );
+    let dest = s.path("dest");
+    let r = Archive::open(&a)
+        .unwrap()
+        .unpack(&dest, &UnpackOptions::default());
+    assert!(r.is_err(), "a path through a symlink entry was accepted");
+    assert!(
+        !outside.join("pwned").exists(),
+        "wrote through the archive's symlink"
+    );
+}
+
+#[test]
+fn symlink_already_in_the_target_is_never_followed() {
+    let s = Scratch::new("existing");
+    let outside = s.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("victim"), b"original").unwrap();
+    let dest = s.path("dest");
+    fs::create_dir_all(&dest).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("dirlink")).unwrap();
+    std::os::unix::fs::symlink(outside.join("victim"), dest.join("filelink")).unwrap();
+
+    // A file under a pre-existing symlinked directory: refused.
+    let a = s.path("a.znippy");
+    craft(&a, &[entry(b"dirlink/victim", EntryKind::File, None)]);
+    assert!(
+        Archive::open(&a)
+            .unwrap()
+            .unpack(&dest, &UnpackOptions::default())
+            .is_err()
+    );
+    assert_eq!(fs::read(outside.join("victim")).unwrap(), b"original");
+
+    // A file where a symlink to a file stands: the symlink is replaced, not followed.
+    let src = s.path("src");
+    write(&src, "filelink", b"new contents");
+    let b = s.path("b.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), b.as_os_str()]);
+    ok(&[os("unpack"), b.as_os_str(), os("-C"), dest.as_os_str()]);
+    assert_eq!(fs::read(outside.join("victim")).unwrap(), b"original");
+    assert!(
+        !fs::symlink_metadata(dest.join("filelink"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read(dest.join("filelink")).unwrap(), b"new contents");
+}
+
+#[test]
+fn duplicate_paths_in_an_archive_are_refused() {
+    let s = Scratch::new("dup");
+    let a = s.path("dup.znippy");
+    craft(
+        &a,
+        &[
+            entry(b"same", EntryKind::File, None),
+            entry(b"same", EntryKind::Dir, None),
+        ],
+    );
+    let err = Archive::open(&a)
+        .unwrap()
+        .unpack(&s.path("d"), &UnpackOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("duplicate path same"), "{err}");
+}
