@@ -190,6 +190,14 @@ fn validate(index: &Index) -> Result<(), String> {
         let total = cum.last().copied().unwrap_or(0);
         cum.push(total + c.raw_len); // ≤ 2^26 per chunk, cannot overflow in practice
     }
+    // same_len_run[i]: how many chunks from i on share chunk i's raw length (O(1)
+    // uniformity checks, so hostile overlapping spans cost no quadratic time).
+    let mut same_len_run = vec![1usize; index.chunks.len()];
+    for i in (0..index.chunks.len().saturating_sub(1)).rev() {
+        if index.chunks[i].raw_len == index.chunks[i + 1].raw_len {
+            same_len_run[i] = same_len_run[i + 1] + 1;
+        }
+    }
     for e in &index.entries {
         let name = || e.display_path();
         if e.path.is_empty() {
@@ -208,8 +216,9 @@ fn validate(index: &Index) -> Result<(), String> {
             ));
         }
         let (first, last) = (loc.first_chunk as usize, loc.last_chunk as usize);
-        let start = cum[first] + loc.chunk_offset;
-        let end = start.checked_add(e.size);
+        let end = cum[first]
+            .checked_add(loc.chunk_offset)
+            .and_then(|start| start.checked_add(e.size));
         let fits = loc.chunk_offset < index.chunks[first].raw_len
             && end.is_some_and(|end| end > cum[last] && end <= cum[last + 1]);
         if !fits {
@@ -219,6 +228,17 @@ fn validate(index: &Index) -> Result<(), String> {
                 e.size,
                 loc.chunk_offset
             ));
+        }
+        // A split file's pieces must be BLAKE3 subtrees (see digest.rs).
+        if first != last {
+            let piece = index.chunks[first].raw_len;
+            let uniform = same_len_run[first] >= last - first;
+            if loc.chunk_offset != 0 || !piece.is_power_of_two() || piece < 1024 || !uniform {
+                return Err(format!(
+                    "{}: split over chunks of unequal or odd lengths",
+                    name()
+                ));
+            }
         }
     }
     Ok(())
