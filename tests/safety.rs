@@ -149,3 +149,34 @@ fn duplicate_paths_in_an_archive_are_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("duplicate path same"), "{err}");
 }
+
+#[test]
+fn chunk_lengths_beyond_what_zstd_can_produce_are_refused_before_any_allocation() {
+    use znippy_uring::format::chunk::{ChunkRecord, Codec};
+    let s = Scratch::new("biglen");
+    let a = s.path("a.znippy");
+    let mut bytes = header::encode().to_vec();
+    bytes.extend(vec![0u8; 1 << 20]); // a 1 MiB "blob"
+    let lying = ChunkRecord {
+        offset: header::HEADER_LEN,
+        stored_len: 1 << 20,
+        raw_len: 100,
+        codec: Codec::Zstd,
+        digest: [0; 32],
+    };
+    let blob_end = bytes.len() as u64;
+    bytes.extend(index::encode(
+        &[(Group::default(), &[])],
+        &[lying],
+        blob_end,
+    ));
+    fs::write(&a, bytes).unwrap();
+    let err = Archive::open(&a)
+        .err()
+        .expect("accepted a 1 MiB frame for 100 bytes");
+    assert!(
+        err.to_string()
+            .contains("zstd blob of 1048576 bytes for 100 raw bytes"),
+        "{err}"
+    );
+}

@@ -187,6 +187,15 @@ fn validate(index: &Index) -> Result<(), String> {
                 "chunk {i}: stored blob length differs from its raw length"
             ));
         }
+        // A zstd frame is never longer than the bound for its content: this caps what
+        // a reader allocates for a blob whatever the archive claims.
+        let bound = zstd::zstd_safe::compress_bound(c.raw_len as usize) as u64;
+        if c.codec == Codec::Zstd && c.stored_len > bound {
+            return Err(format!(
+                "chunk {i}: zstd blob of {} bytes for {} raw bytes",
+                c.stored_len, c.raw_len
+            ));
+        }
         let total = cum.last().copied().unwrap_or(0);
         cum.push(total + c.raw_len); // ≤ 2^26 per chunk, cannot overflow in practice
     }
