@@ -7,6 +7,7 @@
 //! - [`Archive`] opens an archive for listing, random access ([`Archive::read_file`]),
 //!   verification ([`Archive::verify`]) and extraction ([`Archive::unpack`]).
 
+pub mod bench;
 pub mod digest;
 pub mod error;
 pub mod format;

@@ -40,7 +40,7 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
         /// Chunk size: a power of two from 64K to 64M (suffixes K, M).
-        #[arg(long, default_value = "1M", value_parser = parse_size)]
+        #[arg(long, default_value = "4M", value_parser = parse_size)]
         chunk_size: usize,
         /// Compress known compressed formats too, instead of storing them as-is.
         #[arg(long)]
@@ -107,6 +107,51 @@ enum Command {
     Info {
         /// Archive to read.
         archive: PathBuf,
+    },
+    /// Benchmark pack/unpack/verify/list/cat on standard corpora or a tree, optionally
+    /// side by side with tar | zstd -T0.
+    Bench {
+        /// Corpus size factor (1: text 500 MB, binary 256 MB, random 256 MB, 100,000
+        /// small files, mixed repo ~300 MB, one 2 GiB file).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Seed of the corpus generators.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Corpora to run (text, binary, random, small, mixed, big; default all, or
+        /// none when --dir is given).
+        #[arg(long = "corpus", value_delimiter = ',')]
+        corpora: Vec<znippy_uring::bench::corpus::Corpus>,
+        /// A real directory tree to benchmark (repeatable).
+        #[arg(long)]
+        dir: Vec<PathBuf>,
+        /// Repetitions of each job; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Also run tar | zstd -T0 and plain tar on the same data, alternating.
+        #[arg(long)]
+        compare: bool,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// zstd level for us and the peer.
+        #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
+        level: i32,
+        /// Compressor threads for us (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Scratch directory (corpora are kept there and reused).
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+    },
+    /// Internal to `bench`: run `sh -c SCRIPT` and print seconds, peak RSS (KiB) and
+    /// exit status, measured from this small process.
+    #[command(hide = true)]
+    MeasureExec {
+        /// File for the script's stderr.
+        log: PathBuf,
+        /// The shell script.
+        script: String,
     },
 }
 
@@ -328,6 +373,50 @@ fn run(cmd: Command) -> Result<ExitCode> {
                     g.repo.as_deref().unwrap_or("-"),
                     range.len()
                 );
+            }
+        }
+        Command::MeasureExec { log, script } => {
+            let (secs, rss, code) = znippy_uring::bench::measure::exec_measured(&script, &log)?;
+            println!("{secs} {rss} {code}");
+        }
+        Command::Bench {
+            scale,
+            seed,
+            corpora,
+            dir,
+            reps,
+            compare,
+            json,
+            level,
+            threads,
+            scratch,
+        } => {
+            use znippy_uring::bench;
+            let corpora = if corpora.is_empty() && dir.is_empty() {
+                bench::corpus::Corpus::ALL.to_vec()
+            } else {
+                corpora
+            };
+            if !(scale > 0.0 && scale.is_finite()) {
+                bail!("--scale must be a positive number");
+            }
+            let opts = bench::BenchOptions {
+                scratch: scratch.unwrap_or_else(|| std::env::temp_dir().join("znippy-bench")),
+                scale,
+                seed,
+                corpora,
+                dirs: dir,
+                reps,
+                compare,
+                level,
+                threads,
+                exe: std::env::current_exe().context("locating this executable")?,
+            };
+            let report = bench::run(&opts, |line| eprintln!("bench: {line}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", bench::table(&report));
             }
         }
     }

@@ -151,85 +151,149 @@ pub fn to_batch<'a>(entries: impl Iterator<Item = &'a Entry> + Clone) -> RecordB
     RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("entries batch: {e}"))
 }
 
-/// Reads an entries table, checking column types and per-kind required fields.
-pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Entry>, String> {
-    let path = column::<StringArray>(batch, "path", false)?;
-    let path_raw = column::<BinaryArray>(batch, "path_raw", true)?;
-    let kind = column::<StringArray>(batch, "kind", false)?;
-    let mode = column::<UInt32Array>(batch, "mode", false)?;
-    let mtime = column::<TimestampNanosecondArray>(batch, "mtime", false)?;
-    let uid = column::<UInt32Array>(batch, "uid", false)?;
-    let gid = column::<UInt32Array>(batch, "gid", false)?;
-    let size = column::<UInt64Array>(batch, "size", false)?;
-    let first = column::<UInt64Array>(batch, "first_chunk", true)?;
-    let last = column::<UInt64Array>(batch, "last_chunk", true)?;
-    let offset = column::<UInt64Array>(batch, "chunk_offset", true)?;
-    let digest = column::<FixedSizeBinaryArray>(batch, "blake3", true)?;
-    let link = column::<BinaryArray>(batch, "link_target", true)?;
-    if digest.value_length() != 32 {
-        return Err("entries: blake3 column is not 32 bytes wide".into());
-    }
-    let mut out = Vec::with_capacity(batch.num_rows());
-    for i in 0..batch.num_rows() {
-        let p = if path_raw.is_valid(i) {
-            path_raw.value(i).to_vec()
-        } else {
-            path.value(i).as_bytes().to_vec()
+/// A validated entries table: typed columns, read row by row without building every
+/// [`Entry`] (opening an archive to read one file should not materialize all of them).
+#[derive(Clone, Debug)]
+pub struct Table {
+    path: StringArray,
+    path_raw: BinaryArray,
+    kinds: Vec<EntryKind>,
+    mode: UInt32Array,
+    mtime: TimestampNanosecondArray,
+    uid: UInt32Array,
+    gid: UInt32Array,
+    size: UInt64Array,
+    first: UInt64Array,
+    last: UInt64Array,
+    offset: UInt64Array,
+    digest: FixedSizeBinaryArray,
+    link: BinaryArray,
+}
+
+impl Table {
+    /// Checks column types and, row by row, the fields each kind requires.
+    pub fn new(batch: &RecordBatch) -> Result<Table, String> {
+        let t = Table {
+            path: column::<StringArray>(batch, "path", false)?.clone(),
+            path_raw: column::<BinaryArray>(batch, "path_raw", true)?.clone(),
+            kinds: Vec::with_capacity(batch.num_rows()),
+            mode: column::<UInt32Array>(batch, "mode", false)?.clone(),
+            mtime: column::<TimestampNanosecondArray>(batch, "mtime", false)?.clone(),
+            uid: column::<UInt32Array>(batch, "uid", false)?.clone(),
+            gid: column::<UInt32Array>(batch, "gid", false)?.clone(),
+            size: column::<UInt64Array>(batch, "size", false)?.clone(),
+            first: column::<UInt64Array>(batch, "first_chunk", true)?.clone(),
+            last: column::<UInt64Array>(batch, "last_chunk", true)?.clone(),
+            offset: column::<UInt64Array>(batch, "chunk_offset", true)?.clone(),
+            digest: column::<FixedSizeBinaryArray>(batch, "blake3", true)?.clone(),
+            link: column::<BinaryArray>(batch, "link_target", true)?.clone(),
         };
-        let name = String::from_utf8_lossy(&p).into_owned();
-        let kind = match kind.value(i) {
-            "file" => EntryKind::File,
-            "dir" => EntryKind::Dir,
-            "symlink" => EntryKind::Symlink,
-            other => return Err(format!("entry {name:?}: unknown kind {other:?}")),
-        };
-        let location = match (first.is_valid(i), last.is_valid(i), offset.is_valid(i)) {
-            (true, true, true) => Some(DataLocation {
-                first_chunk: first.value(i),
-                last_chunk: last.value(i),
-                chunk_offset: offset.value(i),
-            }),
-            (false, false, false) => None,
-            _ => return Err(format!("entry {name:?}: partial data location")),
-        };
-        let digest = digest.is_valid(i).then(|| {
-            let mut d = [0u8; 32];
-            d.copy_from_slice(digest.value(i));
-            d
-        });
-        let link_target = link.is_valid(i).then(|| link.value(i).to_vec());
-        let size = size.value(i);
-        match kind {
-            EntryKind::File => {
-                if digest.is_none() {
-                    return Err(format!("file {name:?} has no blake3"));
-                }
-                if (size > 0) != location.is_some() {
-                    return Err(format!("file {name:?}: size {size} and location disagree"));
-                }
-            }
-            EntryKind::Symlink if link_target.is_none() => {
-                return Err(format!("symlink {name:?} has no target"));
-            }
-            _ if location.is_some() || size != 0 => {
-                return Err(format!("{} {name:?} carries file data", kind.name()));
-            }
-            _ => {}
+        if t.digest.value_length() != 32 {
+            return Err("entries: blake3 column is not 32 bytes wide".into());
         }
-        out.push(Entry {
-            path: p,
-            kind,
-            mode: mode.value(i),
-            mtime_ns: mtime.value(i),
-            uid: uid.value(i),
-            gid: gid.value(i),
-            size,
-            location,
-            digest,
-            link_target,
-        });
+        let kind = column::<StringArray>(batch, "kind", false)?;
+        let mut t = t;
+        for i in 0..batch.num_rows() {
+            let name = || String::from_utf8_lossy(t.path(i)).into_owned();
+            let k = match kind.value(i) {
+                "file" => EntryKind::File,
+                "dir" => EntryKind::Dir,
+                "symlink" => EntryKind::Symlink,
+                other => return Err(format!("entry {:?}: unknown kind {other:?}", name())),
+            };
+            let located = [&t.first, &t.last, &t.offset].map(|c| c.is_valid(i));
+            if located.iter().any(|&v| v != located[0]) {
+                return Err(format!("entry {:?}: partial data location", name()));
+            }
+            let size = t.size.value(i);
+            match k {
+                EntryKind::File => {
+                    if !t.digest.is_valid(i) {
+                        return Err(format!("file {:?} has no blake3", name()));
+                    }
+                    if (size > 0) != located[0] {
+                        return Err(format!(
+                            "file {:?}: size {size} and location disagree",
+                            name()
+                        ));
+                    }
+                }
+                EntryKind::Symlink if !t.link.is_valid(i) => {
+                    return Err(format!("symlink {:?} has no target", name()));
+                }
+                _ if located[0] || size != 0 => {
+                    return Err(format!("{} {:?} carries file data", k.name(), name()));
+                }
+                _ => {}
+            }
+            t.kinds.push(k);
+        }
+        Ok(t)
     }
-    Ok(out)
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    /// Whether the table has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
+    /// Row `i`'s exact path bytes.
+    pub fn path(&self, i: usize) -> &[u8] {
+        if self.path_raw.is_valid(i) {
+            self.path_raw.value(i)
+        } else {
+            self.path.value(i).as_bytes()
+        }
+    }
+
+    /// Row `i`'s kind.
+    pub fn kind(&self, i: usize) -> EntryKind {
+        self.kinds[i]
+    }
+
+    /// Row `i`'s size.
+    pub fn size(&self, i: usize) -> u64 {
+        self.size.value(i)
+    }
+
+    /// Row `i`'s data location.
+    pub fn location(&self, i: usize) -> Option<DataLocation> {
+        self.first.is_valid(i).then(|| DataLocation {
+            first_chunk: self.first.value(i),
+            last_chunk: self.last.value(i),
+            chunk_offset: self.offset.value(i),
+        })
+    }
+
+    /// Row `i` as an [`Entry`].
+    pub fn entry(&self, i: usize) -> Entry {
+        Entry {
+            path: self.path(i).to_vec(),
+            kind: self.kinds[i],
+            mode: self.mode.value(i),
+            mtime_ns: self.mtime.value(i),
+            uid: self.uid.value(i),
+            gid: self.gid.value(i),
+            size: self.size.value(i),
+            location: self.location(i),
+            digest: self.digest.is_valid(i).then(|| {
+                let mut d = [0u8; 32];
+                d.copy_from_slice(self.digest.value(i));
+                d
+            }),
+            link_target: self.link.is_valid(i).then(|| self.link.value(i).to_vec()),
+        }
+    }
+}
+
+/// Reads a whole entries table (see [`Table`] for reading rows on demand).
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Entry>, String> {
+    let t = Table::new(batch)?;
+    Ok((0..t.len()).map(|i| t.entry(i)).collect())
 }
 
 /// Checks that an entry path is relative and made of normal components: no leading

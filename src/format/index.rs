@@ -6,6 +6,7 @@ use super::entry::{self, Entry, EntryKind};
 use super::manifest::{self, Group, SubIndex, SubIndexKind};
 use super::{footer, header, ipc_decode, ipc_encode};
 use std::ops::Range;
+use std::sync::OnceLock;
 
 /// Length of the manifest's BLAKE3, stored between the manifest and the footer.
 pub const MANIFEST_DIGEST_LEN: u64 = 32;
@@ -13,17 +14,65 @@ pub const MANIFEST_DIGEST_LEN: u64 = 32;
 /// Largest uncompressed chunk a reader accepts (the largest `--chunk-size`).
 pub const MAX_CHUNK_LEN: u64 = 64 << 20;
 
-/// A decoded, validated index.
+/// A decoded, validated index. Entries stay in their Arrow columns; the list of
+/// [`Entry`] values is built the first time it is asked for.
 #[derive(Clone, Debug, Default)]
 pub struct Index {
-    /// The groups, each with the range of `entries` that belongs to it.
+    /// The groups, each with the range of entry numbers that belongs to it.
     pub groups: Vec<(Group, Range<usize>)>,
-    /// All entries, group after group.
-    pub entries: Vec<Entry>,
+    /// Each group's entries table, in group order.
+    tables: Vec<entry::Table>,
+    /// All entries, group after group, once built.
+    entries: OnceLock<Vec<Entry>>,
     /// All chunks; chunk `i` is `chunks[i]`.
     pub chunks: Vec<ChunkRecord>,
     /// End of the blob region (where the index begins).
     pub blob_end: u64,
+}
+
+impl Index {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.tables.iter().map(entry::Table::len).sum()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All entries, group after group (built on first use).
+    pub fn entries(&self) -> &[Entry] {
+        self.entries.get_or_init(|| {
+            self.tables
+                .iter()
+                .flat_map(|t| (0..t.len()).map(|i| t.entry(i)))
+                .collect()
+        })
+    }
+
+    /// Every entry as (table, row), in entry order.
+    fn rows(&self) -> impl Iterator<Item = (&entry::Table, usize)> {
+        self.tables
+            .iter()
+            .flat_map(|t| (0..t.len()).map(move |i| (t, i)))
+    }
+
+    /// The number of the entry with this exact path, without building all entries.
+    pub fn position(&self, path: &[u8]) -> Option<usize> {
+        match self.entries.get() {
+            Some(all) => all.iter().position(|e| e.path == path),
+            None => self.rows().position(|(t, i)| t.path(i) == path),
+        }
+    }
+
+    /// Entry number `n`, without building all entries.
+    pub fn entry(&self, n: usize) -> Option<Entry> {
+        match self.entries.get() {
+            Some(all) => all.get(n).cloned(),
+            None => self.rows().nth(n).map(|(t, i)| t.entry(i)),
+        }
+    }
 }
 
 /// Encodes the index that follows the blobs ending at `blob_end`: sub-index streams,
@@ -95,7 +144,7 @@ pub fn read(
     if crate::digest::hash(&bytes).as_slice() != digest.as_slice() {
         return Err("manifest BLAKE3 mismatch (the index is damaged)".into());
     }
-    let rows = manifest::from_batch(&ipc_decode(&bytes).map_err(|e| format!("manifest: {e}"))?)
+    let rows = manifest::from_batch(&ipc_decode(bytes).map_err(|e| format!("manifest: {e}"))?)
         .map_err(|e| format!("manifest: {e}"))?;
 
     // Sub-indexes must be disjoint, inside [HEADER_LEN, manifest_offset).
@@ -132,7 +181,7 @@ pub fn read(
                 r.offset
             ));
         }
-        let batch = ipc_decode(&bytes).map_err(|e| format!("sub-index at {}: {e}", r.offset))?;
+        let batch = ipc_decode(bytes).map_err(|e| format!("sub-index at {}: {e}", r.offset))?;
         if batch.num_rows() as u64 != r.rows {
             return Err(format!(
                 "sub-index at {} has {} rows, manifest says {}",
@@ -147,11 +196,12 @@ pub fn read(
                 index.chunks = chunk::from_batch(&batch)?;
             }
             SubIndexKind::Entries => {
-                let start = index.entries.len();
-                index.entries.extend(entry::from_batch(&batch)?);
+                let table = entry::Table::new(&batch)?;
+                let start = index.len();
                 index
                     .groups
-                    .push((r.group.clone(), start..index.entries.len()));
+                    .push((r.group.clone(), start..start + table.len()));
+                index.tables.push(table);
             }
         }
     }
@@ -207,14 +257,15 @@ fn validate(index: &Index) -> Result<(), String> {
             same_len_run[i] = same_len_run[i + 1] + 1;
         }
     }
-    for e in &index.entries {
-        let name = || e.display_path();
-        if e.path.is_empty() {
+    for (t, row) in index.rows() {
+        let name = || String::from_utf8_lossy(t.path(row)).into_owned();
+        if t.path(row).is_empty() {
             return Err("an entry has an empty path".into());
         }
-        let (Some(loc), EntryKind::File) = (e.location, e.kind) else {
+        let (Some(loc), EntryKind::File) = (t.location(row), t.kind(row)) else {
             continue;
         };
+        let size = t.size(row);
         let n = index.chunks.len() as u64;
         if loc.first_chunk > loc.last_chunk || loc.last_chunk >= n {
             return Err(format!(
@@ -227,14 +278,14 @@ fn validate(index: &Index) -> Result<(), String> {
         let (first, last) = (loc.first_chunk as usize, loc.last_chunk as usize);
         let end = cum[first]
             .checked_add(loc.chunk_offset)
-            .and_then(|start| start.checked_add(e.size));
+            .and_then(|start| start.checked_add(size));
         let fits = loc.chunk_offset < index.chunks[first].raw_len
             && end.is_some_and(|end| end > cum[last] && end <= cum[last + 1]);
         if !fits {
             return Err(format!(
                 "{}: size {} does not fit chunks {first}..={last} at offset {}",
                 name(),
-                e.size,
+                size,
                 loc.chunk_offset
             ));
         }

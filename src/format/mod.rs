@@ -24,24 +24,34 @@ pub(crate) fn ipc_encode(batch: &RecordBatch) -> Vec<u8> {
         .unwrap_or_else(|e| unreachable!("in-memory IPC finish: {e}"))
 }
 
-/// Reads the one record batch of an Arrow IPC stream.
+/// Reads the one record batch of an Arrow IPC stream, decoding in place: the arrays
+/// point into `bytes` (no copy of the index is made).
 ///
 /// arrow-ipc can panic on malformed input instead of returning an error. Sub-indexes
 /// are checksummed, so only a deliberately crafted archive gets here with bad bytes;
 /// the unwind guard turns such a panic into an error rather than a crash.
-pub(crate) fn ipc_decode(bytes: &[u8]) -> Result<RecordBatch, String> {
-    std::panic::catch_unwind(|| ipc_decode_unguarded(bytes))
+pub(crate) fn ipc_decode(bytes: Vec<u8>) -> Result<RecordBatch, String> {
+    std::panic::catch_unwind(move || ipc_decode_unguarded(bytes))
         .unwrap_or_else(|_| Err("malformed Arrow IPC stream".into()))
 }
 
-fn ipc_decode_unguarded(bytes: &[u8]) -> Result<RecordBatch, String> {
-    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| format!("Arrow IPC stream: {e}"))?;
-    let schema = reader.schema();
+fn ipc_decode_unguarded(bytes: Vec<u8>) -> Result<RecordBatch, String> {
+    let mut buffer = arrow_buffer::Buffer::from_vec(bytes);
+    let mut decoder = arrow_ipc::reader::StreamDecoder::new();
     let mut batches = Vec::new();
-    for b in reader {
-        batches.push(b.map_err(|e| format!("Arrow IPC batch: {e}"))?);
+    while !buffer.is_empty() {
+        match decoder.decode(&mut buffer) {
+            Ok(Some(batch)) => batches.push(batch),
+            Ok(None) => {}
+            Err(e) => return Err(format!("Arrow IPC stream: {e}")),
+        }
     }
+    decoder
+        .finish()
+        .map_err(|e| format!("Arrow IPC stream: {e}"))?;
+    let schema = decoder
+        .schema()
+        .ok_or_else(|| "Arrow IPC stream without a schema".to_string())?;
     // The format says one batch per sub-index stream (docs/FORMAT.md).
     match (batches.pop(), batches.is_empty()) {
         (None, _) => Ok(RecordBatch::new_empty(schema)),

@@ -35,7 +35,7 @@ use writer::Written;
 /// Smallest and largest accepted chunk sizes (powers of two in between).
 pub const CHUNK_SIZE_RANGE: (usize, usize) = (64 << 10, 64 << 20);
 /// Default chunk size.
-pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
 
 /// How to pack.
 #[derive(Clone, Debug)]
@@ -44,7 +44,7 @@ pub struct PackOptions {
     pub level: i32,
     /// Compressor threads (default: all cores).
     pub threads: usize,
-    /// Chunk size: a power of two from 64 KiB to 64 MiB (default 1 MiB).
+    /// Chunk size: a power of two from 64 KiB to 64 MiB (default 4 MiB).
     pub chunk_size: usize,
     /// Store known compressed formats without trying to compress them (default true).
     pub skip_compressed: bool,

@@ -93,12 +93,18 @@ impl Archive {
 
     /// Whether the archive has no entries.
     pub fn is_empty(&self) -> bool {
-        self.index.entries.is_empty()
+        self.index.is_empty()
     }
 
-    /// All entries, group after group.
+    /// All entries, group after group (built on first call: an archive opened to read
+    /// one file never builds them).
     pub fn entries(&self) -> &[Entry] {
-        &self.index.entries
+        self.index.entries()
+    }
+
+    /// Number of entries.
+    pub fn entry_count(&self) -> usize {
+        self.index.len()
     }
 
     /// The groups and the range of [`Archive::entries`] each one holds.
@@ -114,7 +120,7 @@ impl Archive {
     /// Index of the entry with this path (a trailing `/` is ignored).
     pub fn find(&self, path: &[u8]) -> Option<usize> {
         let path = path.strip_suffix(b"/").unwrap_or(path);
-        self.index.entries.iter().position(|e| e.path == path)
+        self.index.position(path)
     }
 
     /// Reads chunk `id`, decompressed and checked against its BLAKE3; the error is the
@@ -163,7 +169,7 @@ impl Archive {
         let name = String::from_utf8_lossy(path).into_owned();
         let entry = self
             .find(path)
-            .and_then(|i| self.index.entries.get(i))
+            .and_then(|i| self.index.entry(i))
             .ok_or_else(|| Error::Invalid(format!("{name}: not in {}", self.path.display())))?;
         if entry.kind != EntryKind::File {
             return Err(Error::Invalid(format!(

@@ -1,0 +1,468 @@
+//! The benchmark rig behind `znippy-uring bench`: generate (or take) a corpus, then
+//! time pack, unpack, verify, list and cat of this tool, and with `compare` the same
+//! jobs done by `tar | zstd -T0` and plain `tar`, alternating, several repetitions,
+//! reporting medians and ratios.
+
+pub mod corpus;
+pub mod measure;
+
+use crate::error::{Error, Result};
+use corpus::Corpus;
+use measure::{Run, median, quote, shell};
+use serde::Serialize;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// What to benchmark.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Scratch directory for corpora, archives and unpacked trees.
+    pub scratch: PathBuf,
+    /// Corpus size factor (1.0: the standard sizes).
+    pub scale: f64,
+    /// Seed of the corpus generators.
+    pub seed: u64,
+    /// Corpora to generate and run.
+    pub corpora: Vec<Corpus>,
+    /// A real tree to run instead of (or besides) generated corpora.
+    pub dirs: Vec<PathBuf>,
+    /// Repetitions of each job (medians are reported).
+    pub reps: usize,
+    /// Also run the peers.
+    pub compare: bool,
+    /// zstd level, for us and the peer.
+    pub level: i32,
+    /// Compressor threads for us (default: all cores).
+    pub threads: Option<usize>,
+    /// This tool's executable.
+    pub exe: PathBuf,
+}
+
+/// Medians for one tool on one corpus.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ToolResult {
+    /// `znippy-uring`, `tar+zstd` or `tar`.
+    pub tool: String,
+    /// Archive size in bytes.
+    pub archive_bytes: u64,
+    /// Input bytes / archive bytes.
+    pub ratio: f64,
+    /// Pack seconds (median).
+    pub pack_s: f64,
+    /// Pack throughput, input MB/s.
+    pub pack_mb_s: f64,
+    /// Pack throughput, files/s.
+    pub pack_files_s: f64,
+    /// Peak RSS while packing, MiB.
+    pub pack_rss_mib: f64,
+    /// Unpack seconds (median), if run.
+    pub unpack_s: Option<f64>,
+    /// Unpack throughput, output MB/s.
+    pub unpack_mb_s: Option<f64>,
+    /// Peak RSS while unpacking, MiB.
+    pub unpack_rss_mib: Option<f64>,
+    /// Verify (for tar+zstd: `zstd -t`) seconds.
+    pub verify_s: Option<f64>,
+    /// Verify throughput, MB/s of uncompressed data.
+    pub verify_mb_s: Option<f64>,
+    /// Listing milliseconds.
+    pub list_ms: Option<f64>,
+    /// Milliseconds to write one file (the middle one) to stdout.
+    pub cat_ms: Option<f64>,
+    /// Every pack time measured, seconds.
+    pub pack_runs: Vec<f64>,
+    /// Every unpack time measured, seconds.
+    pub unpack_runs: Vec<f64>,
+}
+
+/// One corpus's results.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CorpusResult {
+    /// Corpus name (or directory).
+    pub corpus: String,
+    /// Regular files in it.
+    pub files: u64,
+    /// Bytes in them.
+    pub bytes: u64,
+    /// The file `cat` wrote.
+    pub cat_path: String,
+    /// One result per tool.
+    pub tools: Vec<ToolResult>,
+    /// Peer pack seconds / our pack seconds (tar+zstd), when compared.
+    pub pack_speedup: Option<f64>,
+    /// Peer unpack seconds / our unpack seconds (tar+zstd).
+    pub unpack_speedup: Option<f64>,
+    /// Our archive size / the tar.zst size.
+    pub size_ratio: Option<f64>,
+    /// Our pack MB/s / plain `tar -cf` MB/s.
+    pub pack_vs_tar: Option<f64>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Machine description (cores, kernel).
+    pub machine: String,
+    /// zstd level used.
+    pub level: i32,
+    /// Repetitions per job.
+    pub reps: usize,
+    /// Peers that were asked for but are not installed.
+    pub missing_peers: Vec<String>,
+    /// Per-corpus results.
+    pub corpora: Vec<CorpusResult>,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores, Linux {}", kernel.trim())
+}
+
+fn count_tree(dir: &Path) -> Result<corpus::Stats> {
+    let mut stats = corpus::Stats::default();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(|e| Error::io(&d, "read directory", e))? {
+            let e = e.map_err(|e| Error::io(&d, "read directory", e))?;
+            let ft = e
+                .file_type()
+                .map_err(|err| Error::io(e.path(), "stat", err))?;
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                stats.files += 1;
+                stats.bytes += e
+                    .metadata()
+                    .map_err(|err| Error::io(e.path(), "stat", err))?
+                    .len();
+            }
+        }
+    }
+    Ok(stats)
+}
+
+fn remove(p: &Path) -> Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p).map_err(|e| Error::io(p, "remove", e)),
+        Ok(_) => fs::remove_file(p).map_err(|e| Error::io(p, "remove", e)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The jobs of one tool: shell scripts for pack, unpack, verify, list and cat.
+struct Jobs {
+    tool: &'static str,
+    archive: PathBuf,
+    pack: String,
+    unpack: Option<String>,
+    verify: Option<String>,
+    list: Option<String>,
+    cat: Option<String>,
+}
+
+/// Runs the benchmark and returns the report; `progress` gets a line per step.
+pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Report> {
+    fs::create_dir_all(&opts.scratch).map_err(|e| Error::io(&opts.scratch, "mkdir", e))?;
+    let mut report = Report {
+        machine: machine(),
+        level: opts.level,
+        reps: opts.reps.max(1),
+        ..Report::default()
+    };
+    let peers_ok = opts.compare && {
+        let missing: Vec<String> = ["tar", "zstd"]
+            .into_iter()
+            .filter(|t| !measure::have(t))
+            .map(String::from)
+            .collect();
+        for m in &missing {
+            progress(&format!(
+                "peer tool {m} is not installed: comparison skipped"
+            ));
+        }
+        report.missing_peers = missing;
+        report.missing_peers.is_empty()
+    };
+    let mut targets: Vec<(String, PathBuf)> = Vec::new();
+    for &c in &opts.corpora {
+        let dir = opts.scratch.join(format!(
+            "corpus-{}-s{}-seed{}",
+            c.name(),
+            opts.scale,
+            opts.seed
+        ));
+        let marker = dir.join(".znippy-bench-complete");
+        if !marker.exists() {
+            progress(&format!(
+                "generating corpus {} (scale {})",
+                c.name(),
+                opts.scale
+            ));
+            corpus::generate(c, &dir, opts.scale, opts.seed)?;
+            fs::write(&marker, b"").map_err(|e| Error::io(&marker, "write", e))?;
+        }
+        targets.push((c.name().to_string(), dir));
+    }
+    for d in &opts.dirs {
+        targets.push((d.display().to_string(), d.clone()));
+    }
+    for (name, dir) in targets {
+        report
+            .corpora
+            .push(run_corpus(opts, &name, &dir, peers_ok, &mut progress)?);
+    }
+    Ok(report)
+}
+
+fn run_corpus(
+    opts: &BenchOptions,
+    name: &str,
+    dir: &Path,
+    peers: bool,
+    progress: &mut impl FnMut(&str),
+) -> Result<CorpusResult> {
+    let mut stats = count_tree(dir)?;
+    stats.files = stats
+        .files
+        .saturating_sub(u64::from(dir.join(".znippy-bench-complete").exists()));
+    let work = opts.scratch.join("work");
+    remove(&work)?;
+    fs::create_dir_all(&work).map_err(|e| Error::io(&work, "mkdir", e))?;
+    let log = work.join("stderr.log");
+    let exe = quote(&opts.exe);
+    let (d, l) = (quote(dir), opts.level);
+    let threads = opts
+        .threads
+        .map(|t| format!(" --threads {t}"))
+        .unwrap_or_default();
+    let ours = work.join("a.znippy");
+    let out = work.join("out");
+    let mut jobs = vec![Jobs {
+        tool: "znippy-uring",
+        archive: ours.clone(),
+        pack: format!("{exe} pack {d} -o {} --level {l}{threads}", quote(&ours)),
+        unpack: Some(format!(
+            "{exe} unpack {} -C {}{threads}",
+            quote(&ours),
+            quote(&out)
+        )),
+        verify: Some(format!("{exe} verify {}", quote(&ours))),
+        list: Some(format!("{exe} list {}", quote(&ours))),
+        cat: None,
+    }];
+    if peers {
+        let tz = work.join("a.tar.zst");
+        jobs.push(Jobs {
+            tool: "tar+zstd",
+            archive: tz.clone(),
+            pack: format!("tar -cf - -C {d} . | zstd -T0 -{l} -q -f -o {}", quote(&tz)),
+            unpack: Some(format!(
+                "zstd -dcq {} | tar -xf - -C {}",
+                quote(&tz),
+                quote(&out)
+            )),
+            verify: Some(format!("zstd -tq {}", quote(&tz))),
+            list: Some(format!("zstd -dcq {} | tar -tf -", quote(&tz))),
+            cat: None,
+        });
+        let t = work.join("a.tar");
+        jobs.push(Jobs {
+            tool: "tar",
+            archive: t.clone(),
+            pack: format!("tar -cf {} -C {d} .", quote(&t)),
+            unpack: None,
+            verify: None,
+            list: None,
+            cat: None,
+        });
+    }
+    let reps = opts.reps.max(1);
+    let mut packs: Vec<Vec<Run>> = vec![Vec::new(); jobs.len()];
+    let mut unpacks: Vec<Vec<Run>> = vec![Vec::new(); jobs.len()];
+    let mut others: Vec<[Vec<f64>; 3]> = vec![Default::default(); jobs.len()];
+    let mut cat_path = String::new();
+    for rep in 0..reps {
+        progress(&format!("{name}: repetition {}/{reps}", rep + 1));
+        // Alternate the order so neither tool always runs on a cache the other warmed.
+        let order: Vec<usize> = if rep % 2 == 0 {
+            (0..jobs.len()).collect()
+        } else {
+            (0..jobs.len()).rev().collect()
+        };
+        for &j in &order {
+            remove(&jobs[j].archive)?;
+            packs[j].push(shell(&opts.exe, &jobs[j].pack, &log)?);
+        }
+        if rep == 0 {
+            cat_path = pick_cat_path(&ours)?;
+            let q = quote(Path::new(&cat_path));
+            jobs[0].cat = Some(format!("{exe} cat {} {q}", quote(&ours)));
+            if peers {
+                jobs[1].cat = Some(format!(
+                    "zstd -dcq {} | tar -xOf - ./{}",
+                    quote(&jobs[1].archive),
+                    q.trim_matches('\'')
+                ));
+            }
+        }
+        for &j in &order {
+            if let Some(cmd) = &jobs[j].unpack {
+                remove(&out)?;
+                fs::create_dir_all(&out).map_err(|e| Error::io(&out, "mkdir", e))?;
+                unpacks[j].push(shell(&opts.exe, cmd, &log)?);
+            }
+        }
+        remove(&out)?;
+        for &j in &order {
+            for (k, cmd) in [&jobs[j].verify, &jobs[j].list, &jobs[j].cat]
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(cmd) = cmd {
+                    others[j][k].push(shell(&opts.exe, cmd, &log)?.secs);
+                }
+            }
+        }
+    }
+    let mut result = CorpusResult {
+        corpus: name.to_string(),
+        files: stats.files,
+        bytes: stats.bytes,
+        cat_path,
+        ..CorpusResult::default()
+    };
+    let mb = stats.bytes as f64 / 1e6;
+    for (j, job) in jobs.iter().enumerate() {
+        let size = fs::metadata(&job.archive).map(|m| m.len()).unwrap_or(0);
+        let pack_runs: Vec<f64> = packs[j].iter().map(|r| r.secs).collect();
+        let unpack_runs: Vec<f64> = unpacks[j].iter().map(|r| r.secs).collect();
+        let pack_s = median(&pack_runs);
+        let some = |v: &[f64]| (!v.is_empty()).then(|| median(v));
+        let verify_s = some(&others[j][0]);
+        let unpack_s = some(&unpack_runs);
+        result.tools.push(ToolResult {
+            tool: job.tool.to_string(),
+            archive_bytes: size,
+            ratio: stats.bytes as f64 / size.max(1) as f64,
+            pack_s,
+            pack_mb_s: mb / pack_s.max(1e-9),
+            pack_files_s: stats.files as f64 / pack_s.max(1e-9),
+            pack_rss_mib: packs[j]
+                .iter()
+                .map(|r| mib(r.max_rss_kib))
+                .fold(0.0, f64::max),
+            unpack_s,
+            unpack_mb_s: unpack_s.map(|s| mb / s.max(1e-9)),
+            unpack_rss_mib: (!unpacks[j].is_empty()).then(|| {
+                unpacks[j]
+                    .iter()
+                    .map(|r| mib(r.max_rss_kib))
+                    .fold(0.0, f64::max)
+            }),
+            verify_s,
+            verify_mb_s: verify_s.map(|s| mb / s.max(1e-9)),
+            list_ms: some(&others[j][1]).map(|s| s * 1000.0),
+            cat_ms: some(&others[j][2]).map(|s| s * 1000.0),
+            pack_runs,
+            unpack_runs,
+        });
+    }
+    if let [us, tz, tar, ..] = result.tools.as_slice() {
+        result.pack_speedup = Some(tz.pack_s / us.pack_s.max(1e-9));
+        result.unpack_speedup = match (tz.unpack_s, us.unpack_s) {
+            (Some(a), Some(b)) => Some(a / b.max(1e-9)),
+            _ => None,
+        };
+        result.size_ratio = Some(us.archive_bytes as f64 / tz.archive_bytes.max(1) as f64);
+        result.pack_vs_tar = Some(us.pack_mb_s / tar.pack_mb_s.max(1e-9));
+    }
+    remove(&work)?;
+    Ok(result)
+}
+
+/// The path of the middle regular file of the archive, for `cat`.
+fn pick_cat_path(archive: &Path) -> Result<String> {
+    let a = crate::Archive::open(archive)?;
+    let files: Vec<&crate::Entry> = a
+        .entries()
+        .iter()
+        .filter(|e| e.kind == crate::EntryKind::File && std::str::from_utf8(&e.path).is_ok())
+        .collect();
+    Ok(files
+        .get(files.len() / 2)
+        .map(|e| e.display_path())
+        .unwrap_or_default())
+}
+
+/// The report as a terminal table.
+pub fn table(report: &Report) -> String {
+    let mut s = format!(
+        "{} | zstd level {} | {} repetitions, medians | hot page cache\n",
+        report.machine, report.level, report.reps
+    );
+    s.push_str(&format!(
+        "{:<14} {:<13} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}\n",
+        "corpus",
+        "tool",
+        "MB",
+        "ratio",
+        "pack MB/s",
+        "files/s",
+        "unpk MB/s",
+        "vrfy MB/s",
+        "list ms",
+        "cat ms",
+        "RSS pk",
+        "RSS up"
+    ));
+    let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
+    for c in &report.corpora {
+        for t in &c.tools {
+            let name: String = c
+                .corpus
+                .chars()
+                .rev()
+                .take(14)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            s.push_str(&format!(
+                "{:<14} {:<13} {:>9.0} {:>7.2} {:>9.0} {:>9.0} {:>9} {:>9} {:>8} {:>8} {:>8.0} {:>8}\n",
+                name,
+                t.tool,
+                c.bytes as f64 / 1e6,
+                t.ratio,
+                t.pack_mb_s,
+                t.pack_files_s,
+                opt(t.unpack_mb_s, 0),
+                opt(t.verify_mb_s, 0),
+                opt(t.list_ms, 0),
+                opt(t.cat_ms, 1),
+                t.pack_rss_mib,
+                opt(t.unpack_rss_mib, 0),
+            ));
+        }
+        if let (Some(p), Some(sz)) = (c.pack_speedup, c.size_ratio) {
+            s.push_str(&format!(
+                "{:<14} ours/theirs: pack {p:.2}x faster than tar+zstd, unpack {}x, size {:.3} of tar.zst, pack speed {:.2} of plain tar\n",
+                "",
+                opt(c.unpack_speedup, 2),
+                sz,
+                c.pack_vs_tar.unwrap_or(0.0)
+            ));
+        }
+    }
+    if !report.missing_peers.is_empty() {
+        s.push_str(&format!(
+            "peers not installed: {}\n",
+            report.missing_peers.join(", ")
+        ));
+    }
+    s
+}
