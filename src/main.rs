@@ -143,6 +143,9 @@ enum Command {
         /// Scratch directory (corpora are kept there and reused).
         #[arg(long)]
         scratch: Option<PathBuf>,
+        /// Drop the page cache before every timed job (needs root): data comes from disk.
+        #[arg(long)]
+        cold: bool,
     },
     /// Internal to `bench`: run `sh -c SCRIPT` and print seconds, peak RSS (KiB) and
     /// exit status, measured from this small process.
@@ -390,6 +393,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
             level,
             threads,
             scratch,
+            cold,
         } => {
             use znippy_uring::bench;
             let corpora = if corpora.is_empty() && dir.is_empty() {
@@ -411,6 +415,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 level,
                 threads,
                 exe: std::env::current_exe().context("locating this executable")?,
+                cold,
             };
             let report = bench::run(&opts, |line| eprintln!("bench: {line}"))?;
             if json {

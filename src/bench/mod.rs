@@ -36,6 +36,8 @@ pub struct BenchOptions {
     pub threads: Option<usize>,
     /// This tool's executable.
     pub exe: PathBuf,
+    /// Drop the page cache before every timed job (root only), so reads come from disk.
+    pub cold: bool,
 }
 
 /// Medians for one tool on one corpus.
@@ -107,10 +109,23 @@ pub struct Report {
     pub level: i32,
     /// Repetitions per job.
     pub reps: usize,
+    /// Whether the page cache was dropped before each job.
+    pub cold: bool,
     /// Peers that were asked for but are not installed.
     pub missing_peers: Vec<String>,
     /// Per-corpus results.
     pub corpora: Vec<CorpusResult>,
+}
+
+/// Writes back dirty pages and empties the page cache (needs root).
+fn drop_caches() -> Result<()> {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    fs::write("/proc/sys/vm/drop_caches", b"3").map_err(|e| {
+        Error::Invalid(format!(
+            "--cold needs root to write /proc/sys/vm/drop_caches: {e}"
+        ))
+    })
 }
 
 fn mib(kib: u64) -> f64 {
@@ -172,8 +187,12 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Report
         machine: machine(),
         level: opts.level,
         reps: opts.reps.max(1),
+        cold: opts.cold,
         ..Report::default()
     };
+    if opts.cold {
+        drop_caches()?;
+    }
     let peers_ok = opts.compare && {
         let missing: Vec<String> = ["tar", "zstd"]
             .into_iter()
@@ -296,7 +315,7 @@ fn run_corpus(
         };
         for &j in &order {
             remove(&jobs[j].archive)?;
-            packs[j].push(shell(&opts.exe, &jobs[j].pack, &log)?);
+            packs[j].push(timed(opts, &jobs[j].pack, &log)?);
         }
         if rep == 0 {
             cat_path = pick_cat_path(&ours)?;
@@ -314,7 +333,7 @@ fn run_corpus(
             if let Some(cmd) = &jobs[j].unpack {
                 remove(&out)?;
                 fs::create_dir_all(&out).map_err(|e| Error::io(&out, "mkdir", e))?;
-                unpacks[j].push(shell(&opts.exe, cmd, &log)?);
+                unpacks[j].push(timed(opts, cmd, &log)?);
             }
         }
         remove(&out)?;
@@ -324,7 +343,7 @@ fn run_corpus(
                 .enumerate()
             {
                 if let Some(cmd) = cmd {
-                    others[j][k].push(shell(&opts.exe, cmd, &log)?.secs);
+                    others[j][k].push(timed(opts, cmd, &log)?.secs);
                 }
             }
         }
@@ -385,6 +404,14 @@ fn run_corpus(
     Ok(result)
 }
 
+/// Runs one job, after emptying the page cache in cold mode.
+fn timed(opts: &BenchOptions, script: &str, log: &Path) -> Result<Run> {
+    if opts.cold {
+        drop_caches()?;
+    }
+    shell(&opts.exe, script, log)
+}
+
 /// The path of the middle regular file of the archive, for `cat`.
 fn pick_cat_path(archive: &Path) -> Result<String> {
     let a = crate::Archive::open(archive)?;
@@ -402,8 +429,15 @@ fn pick_cat_path(archive: &Path) -> Result<String> {
 /// The report as a terminal table.
 pub fn table(report: &Report) -> String {
     let mut s = format!(
-        "{} | zstd level {} | {} repetitions, medians | hot page cache\n",
-        report.machine, report.level, report.reps
+        "{} | zstd level {} | {} repetitions, medians | {} page cache\n",
+        report.machine,
+        report.level,
+        report.reps,
+        if report.cold {
+            "cold (dropped before each job)"
+        } else {
+            "hot"
+        }
     );
     s.push_str(&format!(
         "{:<14} {:<13} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}\n",
