@@ -146,6 +146,10 @@ enum Command {
         /// Drop the page cache before every timed job (needs root): data comes from disk.
         #[arg(long)]
         cold: bool,
+        /// Where archives and unpacked trees go (default: the scratch directory), e.g. a
+        /// tmpfs to measure unpack without the disk file system's costs.
+        #[arg(long)]
+        work: Option<PathBuf>,
     },
     /// Internal to `bench`: run `sh -c SCRIPT` and print seconds, peak RSS (KiB) and
     /// exit status, measured from this small process.
@@ -394,6 +398,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
             threads,
             scratch,
             cold,
+            work,
         } => {
             use znippy_uring::bench;
             let corpora = if corpora.is_empty() && dir.is_empty() {
@@ -416,6 +421,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 threads,
                 exe: std::env::current_exe().context("locating this executable")?,
                 cold,
+                work,
             };
             let report = bench::run(&opts, |line| eprintln!("bench: {line}"))?;
             if json {

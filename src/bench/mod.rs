@@ -38,6 +38,9 @@ pub struct BenchOptions {
     pub exe: PathBuf,
     /// Drop the page cache before every timed job (root only), so reads come from disk.
     pub cold: bool,
+    /// Where archives and unpacked trees go (default: under `scratch`); point it at
+    /// another file system (tmpfs, say) to measure without that of the corpus.
+    pub work: Option<PathBuf>,
 }
 
 /// Medians for one tool on one corpus.
@@ -249,7 +252,11 @@ fn run_corpus(
     stats.files = stats
         .files
         .saturating_sub(u64::from(dir.join(".znippy-bench-complete").exists()));
-    let work = opts.scratch.join("work");
+    let work = opts
+        .work
+        .clone()
+        .unwrap_or_else(|| opts.scratch.clone())
+        .join("znippy-bench-work");
     remove(&work)?;
     fs::create_dir_all(&work).map_err(|e| Error::io(&work, "mkdir", e))?;
     let log = work.join("stderr.log");

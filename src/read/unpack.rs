@@ -11,9 +11,10 @@ use super::visit;
 use crate::digest::PieceDigest;
 use crate::error::{Error, Result};
 use crate::format::entry::{EntryKind, check_path};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Permission bits restored (setuid, setgid and sticky bits are not restored).
 const PERMISSION_MASK: u32 = 0o777;
@@ -155,7 +156,21 @@ impl Archive {
             }
         }
 
-        // 3. File data, chunk by chunk, on all cores.
+        // 3. File data, chunk by chunk, on all cores. Writes into one split file are
+        //    serialized by a lock of ours: concurrent pwrites to one file contend on its
+        //    inode lock, where the kernel spins (seen in perf: 20% of samples in
+        //    rwsem_spin_on_owner for a 2 GiB file), while a waiter here sleeps and the
+        //    other thread goes on decoding.
+        let split_locks: HashMap<usize, Mutex<()>> = selected
+            .iter()
+            .filter(|&&i| {
+                entries
+                    .get(i)
+                    .and_then(|e| e.location)
+                    .is_some_and(|l| l.first_chunk != l.last_chunk)
+            })
+            .map(|&i| (i, Mutex::new(())))
+            .collect();
         let layout = Layout::new(entries, self.chunks(), selected);
         let workers = visit::chunks(
             self,
@@ -192,6 +207,9 @@ impl Archive {
                             .map_err(root.err(&e.path, "set metadata"))?;
                         w.files += 1;
                     } else {
+                        let _turn = split_locks
+                            .get(&p.entry)
+                            .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
                         let file = std::fs::File::from(
                             root.open_write(&e.path)
                                 .map_err(root.err(&e.path, "open"))?,
