@@ -187,6 +187,7 @@ fn threads(t: Option<usize>) -> usize {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    znippy_uring::pack::remove_temporaries_on_signal();
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {

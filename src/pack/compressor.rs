@@ -145,8 +145,16 @@ impl Compressor {
                     self.queue
                         .wait(1, &mut completions)
                         .map_err(|e| Error::io(self.root_path(), "io_uring wait", e))?;
+                    // Account for every completion before acting on a failure, so the
+                    // drain after an error waits for exactly the reads in flight.
+                    let mut failure = None;
                     for c in &completions {
-                        self.complete(&mut filling, *c)?;
+                        if let Err(e) = self.complete(&mut filling, *c) {
+                            failure.get_or_insert(e);
+                        }
+                    }
+                    if let Some(e) = failure {
+                        return Err(e);
                     }
                 }
                 let Some(f) = filling.pop_front() else {
@@ -255,6 +263,8 @@ impl Compressor {
                 "stray completion for piece {index}"
             )));
         };
+        // This read is no longer in flight, whatever its result.
+        f.pending -= 1;
         let Source::File(rel) = &p.source else {
             return Err(Error::Invalid("completion for a memory piece".into()));
         };
@@ -286,7 +296,6 @@ impl Compressor {
                 _ => Error::io(self.full(rel), "read", e),
             })?;
         }
-        f.pending -= 1;
         Ok(())
     }
 

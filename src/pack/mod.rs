@@ -4,6 +4,7 @@
 
 mod compressor;
 mod ingest;
+mod interrupt;
 mod output;
 mod pipeline;
 mod ring;
@@ -12,6 +13,7 @@ mod segmenter;
 mod writer;
 
 pub use ingest::{Ingest, IngestEntry};
+pub use interrupt::remove_temporaries_on_signal;
 pub use pipeline::{RING_BUDGET, slots_per_ring};
 
 use crate::digest;

@@ -12,6 +12,8 @@ use std::sync::Arc;
 pub struct Output {
     /// The open temporary file.
     pub file: Arc<File>,
+    /// Removes the file if the process is interrupted (see `interrupt`).
+    _registration: super::interrupt::Registration,
     tmp: PathBuf,
     target: PathBuf,
     committed: bool,
@@ -46,6 +48,7 @@ impl Output {
             .map_err(|e| Error::io(&tmp, "create", e))?;
         let out = Output {
             file: Arc::new(file),
+            _registration: super::interrupt::register(&tmp),
             tmp,
             target: target.into(),
             committed: false,

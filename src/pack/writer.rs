@@ -136,26 +136,35 @@ impl Writer {
                 self.queue
                     .wait(1, &mut completions)
                     .map_err(|e| Error::io(&self.path, "io_uring wait", e))?;
+                // Account for every completion before acting on a failure, so that the
+                // drain below waits for exactly the writes still in flight.
+                let mut failure = None;
                 for c in &completions {
                     let i = c.user_data as usize;
                     let Some(w) = inflight.get_mut(i).and_then(Option::as_mut) else {
-                        return Err(Error::Invalid(format!("stray write completion {i}")));
+                        failure
+                            .get_or_insert(Error::Invalid(format!("stray write completion {i}")));
+                        continue;
                     };
-                    if c.result < 0 {
-                        let e = std::io::Error::from_raw_os_error(-c.result);
-                        return Err(Error::io(&self.path, "write", e));
-                    }
-                    if c.result == 0 {
-                        return Err(Error::io(
-                            &self.path,
-                            "write",
-                            std::io::ErrorKind::WriteZero.into(),
-                        ));
+                    if c.result <= 0 {
+                        let e = match c.result {
+                            0 => std::io::ErrorKind::WriteZero.into(),
+                            r => std::io::Error::from_raw_os_error(-r),
+                        };
+                        inflight[i] = None;
+                        count -= 1;
+                        failure.get_or_insert(Error::io(&self.path, "write", e));
+                        continue;
                     }
                     w.done += c.result as usize;
                     if w.done < w.sealed.stored_len {
-                        self.submit(i, w)?; // short write: the rest
-                        continue;
+                        if let Err(e) = self.submit(i, w) {
+                            // Not resubmitted: no completion will come for it.
+                            inflight[i] = None;
+                            count -= 1;
+                            failure.get_or_insert(e);
+                        }
+                        continue; // short write: the rest is in flight
                     }
                     if let Some(done) = inflight[i].take() {
                         count -= 1;
@@ -169,6 +178,9 @@ impl Writer {
                             pieces,
                         });
                     }
+                }
+                if let Some(e) = failure {
+                    return Err(e);
                 }
             }
         })();

@@ -1,0 +1,142 @@
+//! Faults while packing and unpacking: interruption and a full disk.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".znippy"))
+        .collect()
+}
+
+#[test]
+fn sigint_and_sigterm_during_pack_remove_the_temporary_archive() {
+    let s = Scratch::new("signal");
+    let src = s.path("src");
+    write(&src, "a.txt", &bytes(1, 12_000_000, true));
+    write(&src, "b.txt", &bytes(2, 12_000_000, true));
+    let outdir = s.path("out");
+    fs::create_dir_all(&outdir).unwrap();
+    for sig in [libc_sig::SIGINT, libc_sig::SIGTERM] {
+        let out = outdir.join("a.znippy");
+        // Level 19 on one thread takes seconds: time enough to interrupt it.
+        let child = Command::new(bin())
+            .args([
+                os("pack"),
+                src.as_os_str(),
+                os("-o"),
+                out.as_os_str(),
+                os("--level"),
+                os("19"),
+                os("--threads"),
+                os("1"),
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while leftovers(&outdir).is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no temporary file appeared"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        unsafe { libc_sig::kill(child.id() as i32, sig) };
+        let result = child.wait_with_output().unwrap();
+        assert_eq!(result.status.signal(), Some(sig), "{:?}", result.status);
+        let err = String::from_utf8_lossy(&result.stderr);
+        assert!(
+            err.contains("interrupted; temporary archive removed"),
+            "{err}"
+        );
+        assert!(leftovers(&outdir).is_empty(), "{:?}", leftovers(&outdir));
+    }
+}
+
+mod libc_sig {
+    pub const SIGINT: i32 = 2;
+    pub const SIGTERM: i32 = 15;
+    unsafe extern "C" {
+        pub fn kill(pid: i32, sig: i32) -> i32;
+    }
+}
+
+/// Mounts a small tmpfs at `dir`, or says why not (needs root).
+fn small_fs(dir: &Path, size: &str) -> bool {
+    fs::create_dir_all(dir).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs at {} (needs root)",
+            dir.display()
+        );
+    }
+    ok
+}
+
+struct Unmount<'a>(&'a Path);
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_during_pack_and_unpack_fails_cleanly() {
+    let s = Scratch::new("enospc");
+    let src = s.path("src");
+    write(&src, "random.bin", &bytes(3, 6_000_000, false));
+    write(&src, "small.txt", b"fits");
+    let full = s.path("full");
+    if !small_fs(&full, "3m") {
+        return;
+    }
+    let _unmount = Unmount(&full);
+    let out = full.join("a.znippy");
+    for io in ["uring", "portable"] {
+        let r = run(&[
+            os("pack"),
+            src.as_os_str(),
+            os("-o"),
+            out.as_os_str(),
+            os("--io"),
+            os(io),
+        ]);
+        assert_eq!(r.status.code(), Some(1), "{io}");
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains("No space left on device"), "{io}: {err}");
+        assert_eq!(err.lines().count(), 1, "{io}: {err}");
+        assert!(leftovers(&full).is_empty(), "{io}: {:?}", leftovers(&full));
+    }
+
+    // Unpack onto the full file system: an error naming the file being written.
+    let archive = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
+    let dest = full.join("dest");
+    let r = run(&[
+        os("unpack"),
+        archive.as_os_str(),
+        os("-C"),
+        dest.as_os_str(),
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("random.bin") && err.contains("No space left on device"),
+        "{err}"
+    );
+}
