@@ -142,6 +142,16 @@ impl Archive {
         let data: &[u8] = match rec.codec {
             Codec::Stored => &r.blob,
             Codec::Zstd => {
+                // The frame must declare the chunk's length before we allocate for it.
+                match zstd::zstd_safe::get_frame_content_size(&r.blob) {
+                    Ok(Some(n)) if n == rec.raw_len => {}
+                    _ => {
+                        return Err(format!(
+                            "chunk {id}: zstd frame does not declare {} bytes",
+                            rec.raw_len
+                        ));
+                    }
+                }
                 r.raw.resize(rec.raw_len as usize, 0);
                 let n = r
                     .dec

@@ -1,0 +1,195 @@
+//! What the reader fuzz target does with each input, and its structure-aware
+//! mutator. Shared with the regression tests, which replay saved inputs through
+//! [`exercise`].
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use znippy_uring::format::chunk::{ChunkRecord, Codec};
+use znippy_uring::format::entry::{DataLocation, Entry, EntryKind};
+use znippy_uring::format::{header, index};
+use znippy_uring::{Archive, Group, UnpackOptions};
+
+/// A per-process, per-thread scratch directory, on tmpfs where possible.
+pub fn scratch() -> PathBuf {
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let thread = format!("{:?}", std::thread::current().id());
+    let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
+    base.join(format!("znippy-fuzz-{}-{thread}", std::process::id()))
+}
+
+/// Opens `data` as an archive and, if it opens, lists, verifies, reads every file and
+/// unpacks it. Panics only on a broken guarantee: a panic inside the library, a read
+/// whose length differs from the entry's size, or anything written outside the
+/// target directory.
+pub fn exercise(data: &[u8]) {
+    let dir = scratch();
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch directory");
+    let path = dir.join("a.znippy");
+    fs::write(&path, data).expect("write input");
+    if let Ok(archive) = Archive::open(&path) {
+        let _ = archive.verify(1);
+        for e in archive.entries() {
+            let mut out = Vec::new();
+            if archive.read_file(&e.path, &mut out).is_ok() {
+                // With duplicate paths, read_file reads the entry that find() names.
+                let found = archive.find(&e.path).and_then(|i| archive.entries().get(i));
+                let size = found.map_or(u64::MAX, |f| f.size);
+                assert_eq!(out.len() as u64, size, "read_file returned a wrong length");
+            }
+        }
+        let _ = archive.unpack(&dir.join("out"), &UnpackOptions { threads: 2 });
+    }
+    // Nothing may appear beside the archive and the target directory.
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .expect("list scratch")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(
+        names.iter().all(|n| n == "a.znippy" || n == "out"),
+        "unpack wrote outside its target: {names:?}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A tiny deterministic generator for the mutator.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+const HOSTILE_PATHS: &[&[u8]] = &[
+    b"../escape",
+    b"/tmp/znippy-fuzz-absolute",
+    b"a/../../escape",
+    b"",
+    b"x/./y",
+    b"dir/",
+    b"link/through",
+    b"nul\0byte",
+];
+
+/// Decodes a valid archive, rewrites one or a few index fields, and encodes it again
+/// with valid checksums, so the mutation reaches validation and the read paths instead
+/// of stopping at a checksum. `None` if `data` is not a valid archive.
+pub fn mutate_index(data: &[u8], seed: u32) -> Option<Vec<u8>> {
+    let idx = index::read(data.len() as u64, |off, len| {
+        usize::try_from(off)
+            .ok()
+            .and_then(|start| data.get(start..start.checked_add(len)?))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
+    })
+    .ok()?;
+    let mut rng = Rng(u64::from(seed) | 1 << 40);
+    let mut entries: Vec<Entry> = idx.entries().to_vec();
+    let mut chunks: Vec<ChunkRecord> = idx.chunks.clone();
+    let n = entries.len() as u64;
+    let c = chunks.len() as u64;
+    let small = |rng: &mut Rng| match rng.below(6) {
+        0 => 0,
+        1 => 1,
+        2 => u64::MAX,
+        3 => rng.below(1 << 20),
+        4 => 1 << 26,
+        _ => rng.next(),
+    };
+    for _ in 0..1 + rng.below(3) {
+        match rng.below(14) {
+            0 if n > 0 => {
+                let i = rng.below(n) as usize;
+                entries[i].path =
+                    HOSTILE_PATHS[rng.below(HOSTILE_PATHS.len() as u64) as usize].to_vec();
+            }
+            1 if n > 1 => {
+                let (i, j) = (rng.below(n) as usize, rng.below(n) as usize);
+                entries[i].path = entries[j].path.clone();
+            }
+            2 if n > 0 => {
+                let i = rng.below(n) as usize;
+                entries[i].size = small(&mut rng);
+            }
+            3 if n > 0 => {
+                let i = rng.below(n) as usize;
+                entries[i].location = Some(DataLocation {
+                    first_chunk: rng.below(c + 2),
+                    last_chunk: rng.below(c + 2),
+                    chunk_offset: small(&mut rng),
+                });
+            }
+            4 if n > 0 => {
+                let i = rng.below(n) as usize;
+                entries[i].kind =
+                    [EntryKind::File, EntryKind::Dir, EntryKind::Symlink][rng.below(3) as usize];
+            }
+            5 if n > 0 => {
+                let i = rng.below(n) as usize;
+                if let Some(d) = entries[i].digest.as_mut() {
+                    d[rng.below(32) as usize] ^= 1;
+                }
+            }
+            6 if n > 0 => {
+                let i = rng.below(n) as usize;
+                entries[i].link_target = Some(b"/".to_vec());
+                entries[i].kind = EntryKind::Symlink;
+            }
+            7 if n > 0 => {
+                let i = rng.below(n) as usize;
+                let e = entries.remove(i);
+                let at = rng.below(entries.len() as u64 + 1) as usize;
+                entries.insert(at, e);
+            }
+            8 if c > 0 => {
+                let i = rng.below(c) as usize;
+                chunks[i].offset = small(&mut rng);
+            }
+            9 if c > 0 => {
+                let i = rng.below(c) as usize;
+                chunks[i].stored_len = small(&mut rng);
+            }
+            10 if c > 0 => {
+                let i = rng.below(c) as usize;
+                chunks[i].raw_len = small(&mut rng);
+            }
+            11 if c > 0 => {
+                let i = rng.below(c) as usize;
+                chunks[i].codec = if chunks[i].codec == Codec::Zstd {
+                    Codec::Stored
+                } else {
+                    Codec::Zstd
+                };
+            }
+            12 if c > 0 => {
+                let i = rng.below(c) as usize;
+                chunks[i].digest[0] ^= 0x80;
+            }
+            _ if n > 0 => {
+                let i = rng.below(n) as usize;
+                entries[i].mode = rng.next() as u32;
+                entries[i].mtime_ns = rng.next() as i64;
+            }
+            _ => {}
+        }
+    }
+    let blob_end = idx.blob_end;
+    let mut out = data.get(..usize::try_from(blob_end).ok()?)?.to_vec();
+    if out.len() < header::HEADER_LEN as usize {
+        return None;
+    }
+    let groups = [(Group::default(), entries.as_slice())];
+    out.extend(index::encode(&groups, &chunks, blob_end));
+    Some(out)
+}
