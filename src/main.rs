@@ -65,6 +65,8 @@ enum Command {
         /// Threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        #[command(flatten)]
+        restore: Restore,
     },
     /// Extract some entries (a directory brings its contents).
     Extract {
@@ -79,6 +81,8 @@ enum Command {
         /// Threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        #[command(flatten)]
+        restore: Restore,
     },
     /// List the entries.
     List {
@@ -160,6 +164,48 @@ enum Command {
         /// The shell script.
         script: String,
     },
+}
+
+/// What metadata extraction restores beyond data, mtimes and `rwx` bits. The defaults
+/// are GNU tar's: both on when running as root, off otherwise.
+#[derive(clap::Args)]
+struct Restore {
+    /// Restore owners (uid/gid) [default when root].
+    #[arg(long, overrides_with = "no_same_owner")]
+    same_owner: bool,
+    /// Do not restore owners [default when not root].
+    #[arg(long)]
+    no_same_owner: bool,
+    /// Restore setuid, setgid and sticky bits too [default when root].
+    #[arg(short = 'p', long, overrides_with = "no_preserve_permissions")]
+    preserve_permissions: bool,
+    /// Restore only rwx bits [default when not root].
+    #[arg(long)]
+    no_preserve_permissions: bool,
+}
+
+impl Restore {
+    fn options(&self, threads: Option<usize>) -> UnpackOptions {
+        let d = UnpackOptions::default();
+        let pick = |yes: bool, no: bool, default: bool| {
+            if yes {
+                true
+            } else if no {
+                false
+            } else {
+                default
+            }
+        };
+        UnpackOptions {
+            threads: threads.unwrap_or(d.threads),
+            same_owner: pick(self.same_owner, self.no_same_owner, d.same_owner),
+            preserve_permissions: pick(
+                self.preserve_permissions,
+                self.no_preserve_permissions,
+                d.preserve_permissions,
+            ),
+        }
+    }
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -250,15 +296,11 @@ fn run(cmd: Command) -> Result<ExitCode> {
             archive,
             dir,
             threads: t,
+            restore,
         } => {
             let start = Instant::now();
             let a = Archive::open(&archive)?;
-            let r = a.unpack(
-                &dir,
-                &UnpackOptions {
-                    threads: threads(t),
-                },
-            )?;
+            let r = a.unpack(&dir, &restore.options(t))?;
             let secs = start.elapsed().as_secs_f64();
             eprintln!(
                 "unpacked {} files, {} dirs, {} symlinks, {} bytes in {:.2} s, {:.0} MB/s",
@@ -275,16 +317,11 @@ fn run(cmd: Command) -> Result<ExitCode> {
             paths,
             dir,
             threads: t,
+            restore,
         } => {
             let a = Archive::open(&archive)?;
             let paths: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
-            let r = a.extract(
-                &paths,
-                &dir,
-                &UnpackOptions {
-                    threads: threads(t),
-                },
-            )?;
+            let r = a.extract(&paths, &dir, &restore.options(t))?;
             eprintln!(
                 "extracted {} files, {} dirs, {} symlinks, {} bytes",
                 r.files, r.dirs, r.symlinks, r.bytes

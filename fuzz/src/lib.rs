@@ -42,7 +42,11 @@ pub fn exercise(data: &[u8]) {
                 assert_eq!(out.len() as u64, size, "read_file returned a wrong length");
             }
         }
-        let _ = archive.unpack(&dir.join("out"), &UnpackOptions { threads: 2 });
+        let opts = UnpackOptions {
+            threads: 2,
+            ..UnpackOptions::default()
+        };
+        let _ = archive.unpack(&dir.join("out"), &opts);
     }
     // Nothing may appear beside the archive and the target directory.
     let mut names: Vec<String> = fs::read_dir(&dir)

@@ -152,6 +152,19 @@ impl Beneath {
         }
     }
 
+    /// Sets the owner of `rel` itself (not of a symlink's target).
+    pub fn set_owner_nofollow(&self, rel: &[u8], uid: u32, gid: u32) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        rustix::fs::chownat(
+            &dir,
+            os(name),
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(Into::into)
+    }
+
     /// Sets the mtime of `rel` itself (not of a symlink's target).
     pub fn set_mtime_nofollow(&self, rel: &[u8], mtime_ns: i64) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;
@@ -175,8 +188,21 @@ pub fn times(mtime_ns: i64) -> Timestamps {
     }
 }
 
-/// Sets permission bits and mtime on an open file or directory.
-pub fn apply_meta(fd: &OwnedFd, mode: u32, mtime_ns: i64) -> io::Result<()> {
+/// Sets the owner (if given), then the permission bits (after the owner: chown clears
+/// setuid and setgid), then the mtime, on an open file or directory.
+pub fn apply_meta(
+    fd: &OwnedFd,
+    owner: Option<(u32, u32)>,
+    mode: u32,
+    mtime_ns: i64,
+) -> io::Result<()> {
+    if let Some((uid, gid)) = owner {
+        rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )?;
+    }
     rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?;
     rustix::fs::futimens(fd, &times(mtime_ns))?;
     Ok(())

@@ -10,27 +10,49 @@ use super::verify::{Tally, conclude, piece_digest};
 use super::visit;
 use crate::digest::PieceDigest;
 use crate::error::{Error, Result};
-use crate::format::entry::{EntryKind, check_path};
+use crate::format::entry::{Entry, EntryKind, check_path};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
-
-/// Permission bits restored (setuid, setgid and sticky bits are not restored).
-const PERMISSION_MASK: u32 = 0o777;
 
 /// How to unpack.
 #[derive(Clone, Debug)]
 pub struct UnpackOptions {
     /// Threads decompressing and writing (default: all cores).
     pub threads: usize,
+    /// Restore owners (uid/gid). Default, as GNU tar: when running as root.
+    pub same_owner: bool,
+    /// Restore setuid, setgid and sticky bits too; otherwise only `rwxrwxrwx` is
+    /// restored. Default, as GNU tar: when running as root.
+    pub preserve_permissions: bool,
 }
 
 impl Default for UnpackOptions {
     fn default() -> Self {
+        let root = rustix::process::geteuid().is_root();
         UnpackOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            same_owner: root,
+            preserve_permissions: root,
         }
+    }
+}
+
+impl UnpackOptions {
+    /// The owner to give `e`, if owners are restored.
+    fn owner(&self, e: &Entry) -> Option<(u32, u32)> {
+        self.same_owner.then_some((e.uid, e.gid))
+    }
+
+    /// The permission bits to give `e`.
+    fn mode(&self, e: &Entry) -> u32 {
+        e.mode
+            & if self.preserve_permissions {
+                0o7777
+            } else {
+                0o777
+            }
     }
 }
 
@@ -143,7 +165,7 @@ impl Archive {
             match (e.kind, e.location) {
                 (EntryKind::File, None) => {
                     let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
-                    apply_meta(&fd, e.mode & PERMISSION_MASK, e.mtime_ns)
+                    apply_meta(&fd, opts.owner(e), opts.mode(e), e.mtime_ns)
                         .map_err(root.err(&e.path, "set metadata"))?;
                     report.files += 1;
                 }
@@ -203,7 +225,7 @@ impl Archive {
                         let file = std::fs::File::from(fd);
                         file.write_all_at(bytes, 0)
                             .map_err(root.err(&e.path, "write"))?;
-                        apply_meta(&file.into(), e.mode & PERMISSION_MASK, e.mtime_ns)
+                        apply_meta(&file.into(), opts.owner(e), opts.mode(e), e.mtime_ns)
                             .map_err(root.err(&e.path, "set metadata"))?;
                         w.files += 1;
                     } else {
@@ -244,7 +266,7 @@ impl Archive {
             let fd = root
                 .open_write(&e.path)
                 .map_err(root.err(&e.path, "open"))?;
-            apply_meta(&fd, e.mode & PERMISSION_MASK, e.mtime_ns)
+            apply_meta(&fd, opts.owner(e), opts.mode(e), e.mtime_ns)
                 .map_err(root.err(&e.path, "set metadata"))?;
             report.files += 1;
         }
@@ -254,6 +276,10 @@ impl Archive {
             if let (EntryKind::Symlink, Some(target)) = (e.kind, &e.link_target) {
                 root.symlink(&e.path, target)
                     .map_err(root.err(&e.path, "symlink"))?;
+                if opts.same_owner {
+                    root.set_owner_nofollow(&e.path, e.uid, e.gid)
+                        .map_err(root.err(&e.path, "set owner"))?;
+                }
                 root.set_mtime_nofollow(&e.path, e.mtime_ns)
                     .map_err(root.err(&e.path, "set mtime"))?;
                 report.symlinks += 1;
@@ -266,7 +292,7 @@ impl Archive {
                 let fd = root
                     .open_dir(&e.path)
                     .map_err(root.err(&e.path, "open directory"))?;
-                apply_meta(&fd, e.mode & PERMISSION_MASK, e.mtime_ns)
+                apply_meta(&fd, opts.owner(e), opts.mode(e), e.mtime_ns)
                     .map_err(root.err(&e.path, "set metadata"))?;
                 report.dirs += 1;
             }

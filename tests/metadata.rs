@@ -1,0 +1,178 @@
+//! Metadata fidelity, checked with independent tools (`find -printf`, `diff -r`), not
+//! only with this project's reader: owners, special bits, nanosecond mtimes, symlinks,
+//! directory modes applied after their contents.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, lchown};
+use std::path::Path;
+use std::process::Command;
+
+fn is_root() -> bool {
+    unsafe extern "C" {
+        fn geteuid() -> u32;
+    }
+    unsafe { geteuid() == 0 }
+}
+
+/// `find -printf` listing: path, type, mode, owner, size, mtime (ns), link target.
+fn listing(dir: &Path, owners: bool) -> String {
+    let fmt = if owners {
+        "%P|%y|%#m|%U:%G|%s|%T@|%l\n"
+    } else {
+        "%P|%y|%#m|%s|%T@|%l\n"
+    };
+    let out = Command::new("find")
+        .arg(dir)
+        .arg("-mindepth")
+        .arg("1")
+        .arg("-printf")
+        .arg(fmt)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // Directory sizes are the file system's business.
+        .map(|l| {
+            let mut f: Vec<&str> = l.split('|').collect();
+            if f[1] == "d" {
+                f[if owners { 4 } else { 3 }] = "-";
+            }
+            f.join("|")
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+fn diff_r(a: &Path, b: &Path) {
+    let out = Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "diff -r: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn round_trip_matches_the_original_by_find_and_diff() {
+    let s = Scratch::new("fidelity");
+    let src = s.path("src");
+    awkward_tree(&src, 64 << 10);
+    // A read-only directory with contents: its mode must be applied after them.
+    write(&src, "readonly/inside.txt", b"data");
+    fs::set_permissions(src.join("readonly"), fs::Permissions::from_mode(0o555)).unwrap();
+    // Nanosecond mtimes, set explicitly.
+    let t = Command::new("touch")
+        .args(["-d", "2021-03-04 05:06:07.123456789"])
+        .arg(src.join("bin/tool.sh"))
+        .status()
+        .unwrap();
+    assert!(t.success());
+    let archive = s.path("a.znippy");
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        archive.as_os_str(),
+        os("--chunk-size"),
+        os("64K"),
+    ]);
+    let dest = s.path("dest");
+    ok(&[
+        os("unpack"),
+        archive.as_os_str(),
+        os("-C"),
+        dest.as_os_str(),
+    ]);
+    assert_eq!(listing(&src, is_root()), listing(&dest, is_root()));
+    diff_r(&src, &dest);
+    assert!(listing(&dest, false).contains("bin/tool.sh|f|0755|18|1614834367.1234567890|"));
+}
+
+#[test]
+fn owners_and_special_bits_follow_the_gnu_tar_defaults() {
+    if !is_root() {
+        eprintln!("SKIPPED: restoring owners needs root");
+        return;
+    }
+    let s = Scratch::new("owners");
+    let src = s.path("src");
+    write(&src, "suid-tool", b"#!/bin/sh\n");
+    fs::set_permissions(src.join("suid-tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::create_dir_all(src.join("shared")).unwrap();
+    write(&src, "shared/file", b"x");
+    fs::set_permissions(src.join("shared"), fs::Permissions::from_mode(0o1777)).unwrap();
+    std::os::unix::fs::symlink("suid-tool", src.join("link")).unwrap();
+    for p in ["suid-tool", "shared", "shared/file"] {
+        std::os::unix::fs::chown(src.join(p), Some(1234), Some(5678)).unwrap();
+    }
+    // chown clears setuid: set the modes after the owners.
+    fs::set_permissions(src.join("suid-tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::set_permissions(src.join("shared"), fs::Permissions::from_mode(0o1777)).unwrap();
+    lchown(src.join("link"), Some(4321), Some(8765)).unwrap();
+    let archive = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
+
+    // As root, by default: owners and special bits restored, symlink owner too.
+    let dest = s.path("root-default");
+    ok(&[
+        os("unpack"),
+        archive.as_os_str(),
+        os("-C"),
+        dest.as_os_str(),
+    ]);
+    assert_eq!(listing(&src, true), listing(&dest, true));
+    assert!(listing(&dest, true).contains("suid-tool|f|04755|1234:5678|"));
+    assert!(listing(&dest, true).contains("link|l|0777|4321:8765|"));
+
+    // Explicitly off: owned by the extracting user, only rwx bits.
+    let plain = s.path("plain");
+    ok(&[
+        os("unpack"),
+        archive.as_os_str(),
+        os("-C"),
+        plain.as_os_str(),
+        os("--no-same-owner"),
+        os("--no-preserve-permissions"),
+    ]);
+    let l = listing(&plain, true);
+    assert!(l.contains("suid-tool|f|0755|0:0|"), "{l}");
+    assert!(l.contains("shared|d|0777|0:0|"), "{l}");
+
+    // As an ordinary user, by default: the same as explicitly off.
+    let user = s.path("user");
+    fs::create_dir_all(&user).unwrap();
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&user, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(&archive, fs::Permissions::from_mode(0o644)).unwrap();
+    let cmd = format!(
+        "{} unpack {} -C {}/out",
+        bin().display(),
+        archive.display(),
+        user.display()
+    );
+    let r = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            &cmd,
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let l = listing(&user.join("out"), true);
+    assert!(l.contains("suid-tool|f|0755|65534:65534|"), "{l}");
+}
