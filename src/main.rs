@@ -280,10 +280,11 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 eprintln!("znippy-uring: warning: {w}");
             }
             eprintln!(
-                "packed {} files, {} dirs, {} symlinks: {} -> {} bytes (ratio {:.2}) in {:.2} s, {:.0} MB/s [{}]",
+                "packed {} files, {} dirs, {} symlinks, {} hard links: {} -> {} bytes (ratio {:.2}) in {:.2} s, {:.0} MB/s [{}]",
                 r.files,
                 r.dirs,
                 r.symlinks,
+                r.hardlinks,
                 r.bytes_in,
                 r.archive_len,
                 r.bytes_in as f64 / r.archive_len.max(1) as f64,
@@ -303,10 +304,11 @@ fn run(cmd: Command) -> Result<ExitCode> {
             let r = a.unpack(&dir, &restore.options(t))?;
             let secs = start.elapsed().as_secs_f64();
             eprintln!(
-                "unpacked {} files, {} dirs, {} symlinks, {} bytes in {:.2} s, {:.0} MB/s",
+                "unpacked {} files, {} dirs, {} symlinks, {} hard links, {} bytes in {:.2} s, {:.0} MB/s",
                 r.files,
                 r.dirs,
                 r.symlinks,
+                r.hardlinks,
                 r.bytes,
                 secs,
                 mb_per_s(r.bytes, secs)
@@ -323,8 +325,8 @@ fn run(cmd: Command) -> Result<ExitCode> {
             let paths: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
             let r = a.extract(&paths, &dir, &restore.options(t))?;
             eprintln!(
-                "extracted {} files, {} dirs, {} symlinks, {} bytes",
-                r.files, r.dirs, r.symlinks, r.bytes
+                "extracted {} files, {} dirs, {} symlinks, {} hard links, {} bytes",
+                r.files, r.dirs, r.symlinks, r.hardlinks, r.bytes
             );
         }
         Command::List { archive, long } => {
@@ -343,7 +345,12 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 }
                 out.write_all(&e.path)?;
                 if let (true, Some(t)) = (long, &e.link_target) {
-                    out.write_all(b" -> ")?;
+                    let arrow: &[u8] = if e.kind == EntryKind::Hardlink {
+                        b" link to "
+                    } else {
+                        b" -> "
+                    };
+                    out.write_all(arrow)?;
                     out.write_all(t)?;
                 }
                 out.write_all(b"\n")?;
@@ -394,11 +401,12 @@ fn run(cmd: Command) -> Result<ExitCode> {
             println!("format version: {}", znippy_uring::format::header::VERSION);
             println!("size:           {} bytes", a.len());
             println!(
-                "entries:        {} ({} files, {} dirs, {} symlinks)",
+                "entries:        {} ({} files, {} dirs, {} symlinks, {} hard links)",
                 a.entries().len(),
                 count(EntryKind::File),
                 count(EntryKind::Dir),
-                count(EntryKind::Symlink)
+                count(EntryKind::Symlink),
+                count(EntryKind::Hardlink)
             );
             println!(
                 "chunks:         {} ({} zstd, {} stored)",
@@ -477,6 +485,7 @@ fn mode_string(kind: EntryKind, mode: u32) -> String {
     let t = match kind {
         EntryKind::Dir => 'd',
         EntryKind::Symlink => 'l',
+        EntryKind::Hardlink => 'h',
         EntryKind::File => '-',
     };
     let mut s = String::with_capacity(10);

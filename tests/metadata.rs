@@ -20,9 +20,9 @@ fn is_root() -> bool {
 /// `find -printf` listing: path, type, mode, owner, size, mtime (ns), link target.
 fn listing(dir: &Path, owners: bool) -> String {
     let fmt = if owners {
-        "%P|%y|%#m|%U:%G|%s|%T@|%l\n"
+        "%P|%y|%#m|%U:%G|%s|%T@|%l|%n\n"
     } else {
-        "%P|%y|%#m|%s|%T@|%l\n"
+        "%P|%y|%#m|%s|%T@|%l|%n\n"
     };
     let out = Command::new("find")
         .arg(dir)
@@ -35,11 +35,13 @@ fn listing(dir: &Path, owners: bool) -> String {
     assert!(out.status.success());
     let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        // Directory sizes are the file system's business.
         .map(|l| {
             let mut f: Vec<&str> = l.split('|').collect();
             if f[1] == "d" {
+                // Directory sizes and link counts are the file system's business.
                 f[if owners { 4 } else { 3 }] = "-";
+                let last = f.len() - 1;
+                f[last] = "-";
             }
             f.join("|")
         })
@@ -78,6 +80,16 @@ fn round_trip_matches_the_original_by_find_and_diff() {
         .status()
         .unwrap();
     assert!(t.success());
+    // Hard links: three names of one file, in different directories.
+    let big = bytes(11, 300_000, true);
+    write(&src, "links/original.txt", &big);
+    fs::hard_link(src.join("links/original.txt"), src.join("links/second.txt")).unwrap();
+    fs::create_dir_all(src.join("elsewhere")).unwrap();
+    fs::hard_link(
+        src.join("links/original.txt"),
+        src.join("elsewhere/third.txt"),
+    )
+    .unwrap();
     let archive = s.path("a.znippy");
     ok(&[
         os("pack"),
@@ -96,7 +108,46 @@ fn round_trip_matches_the_original_by_find_and_diff() {
     ]);
     assert_eq!(listing(&src, is_root()), listing(&dest, is_root()));
     diff_r(&src, &dest);
-    assert!(listing(&dest, false).contains("bin/tool.sh|f|0755|18|1614834367.1234567890|"));
+    let plain = listing(&dest, false);
+    assert!(
+        plain.contains("bin/tool.sh|f|0755|18|1614834367.1234567890||1"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("elsewhere/third.txt|f|0644|300000|"),
+        "{plain}"
+    );
+    assert!(plain.contains("links/second.txt|f|0644|300000|"), "{plain}");
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &str| fs::metadata(dest.join(p)).unwrap().ino();
+    assert_eq!(ino("links/original.txt"), ino("elsewhere/third.txt"));
+    assert_eq!(ino("links/original.txt"), ino("links/second.txt"));
+    // The linked data is stored once.
+    let a = znippy_uring::Archive::open(&archive).unwrap();
+    let raw: u64 = a.chunks().iter().map(|c| c.raw_len).sum();
+    let kind = |k| a.entries().iter().filter(move |e| e.kind == k);
+    let files: u64 = kind(znippy_uring::EntryKind::File).map(|e| e.size).sum();
+    assert_eq!(raw, files);
+    assert_eq!(kind(znippy_uring::EntryKind::Hardlink).count(), 2);
+    // cat of a link reads the file; extracting only a link brings the file it names.
+    let cat = ok(&[os("cat"), archive.as_os_str(), os("links/second.txt")]);
+    assert!(cat.stdout == big);
+    let part = s.path("part");
+    ok(&[
+        os("extract"),
+        archive.as_os_str(),
+        os("links/second.txt"),
+        os("-C"),
+        part.as_os_str(),
+    ]);
+    assert!(fs::read(part.join("links/second.txt")).unwrap() == big);
+    assert_eq!(
+        fs::metadata(part.join("links/second.txt")).unwrap().ino(),
+        // In walk order elsewhere/ comes first: that name holds the data.
+        fs::metadata(part.join("elsewhere/third.txt"))
+            .unwrap()
+            .ino()
+    );
 }
 
 #[test]

@@ -17,6 +17,7 @@ fn entry(path: &[u8], kind: EntryKind, link: Option<&[u8]>) -> Entry {
             EntryKind::File => 0o100644,
             EntryKind::Dir => 0o40755,
             EntryKind::Symlink => 0o120777,
+            EntryKind::Hardlink => 0o100644,
         },
         mtime_ns: 0,
         uid: 0,
@@ -179,4 +180,24 @@ fn chunk_lengths_beyond_what_zstd_can_produce_are_refused_before_any_allocation(
             .contains("zstd blob of 1048576 bytes for 100 raw bytes"),
         "{err}"
     );
+}
+
+#[test]
+fn hard_links_to_paths_outside_the_target_are_refused() {
+    let s = Scratch::new("hardlink");
+    let a = s.path("h.znippy");
+    craft(
+        &a,
+        &[
+            entry(b"innocent", EntryKind::File, None),
+            entry(b"evil", EntryKind::Hardlink, Some(b"../../etc/passwd")),
+        ],
+    );
+    let dest = s.path("dest");
+    let err = Archive::open(&a)
+        .unwrap()
+        .unpack(&dest, &UnpackOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::UnsafePath { .. }), "{err}");
+    assert!(!dest.join("innocent").exists() && !dest.join("evil").exists());
 }

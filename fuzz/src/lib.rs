@@ -36,8 +36,13 @@ pub fn exercise(data: &[u8]) {
         for e in archive.entries() {
             let mut out = Vec::new();
             if archive.read_file(&e.path, &mut out).is_ok() {
-                // With duplicate paths, read_file reads the entry that find() names.
-                let found = archive.find(&e.path).and_then(|i| archive.entries().get(i));
+                // With duplicate paths, read_file reads the entry that find() names, and
+                // a hard link reads as the file it names.
+                let entry_at = |p: &[u8]| archive.find(p).and_then(|i| archive.entries().get(i));
+                let found = entry_at(&e.path).and_then(|f| match f.kind {
+                    EntryKind::Hardlink => entry_at(f.link_target.as_deref().unwrap_or_default()),
+                    _ => Some(f),
+                });
                 let size = found.map_or(u64::MAX, |f| f.size);
                 assert_eq!(out.len() as u64, size, "read_file returned a wrong length");
             }
@@ -136,8 +141,13 @@ pub fn mutate_index(data: &[u8], seed: u32) -> Option<Vec<u8>> {
             }
             4 if n > 0 => {
                 let i = rng.below(n) as usize;
-                entries[i].kind =
-                    [EntryKind::File, EntryKind::Dir, EntryKind::Symlink][rng.below(3) as usize];
+                let kinds = [
+                    EntryKind::File,
+                    EntryKind::Dir,
+                    EntryKind::Symlink,
+                    EntryKind::Hardlink,
+                ];
+                entries[i].kind = kinds[rng.below(4) as usize];
             }
             5 if n > 0 => {
                 let i = rng.below(n) as usize;
@@ -147,8 +157,20 @@ pub fn mutate_index(data: &[u8], seed: u32) -> Option<Vec<u8>> {
             }
             6 if n > 0 => {
                 let i = rng.below(n) as usize;
-                entries[i].link_target = Some(b"/".to_vec());
-                entries[i].kind = EntryKind::Symlink;
+                let j = rng.below(n) as usize;
+                let target = match rng.below(3) {
+                    0 => b"/".to_vec(),
+                    1 => HOSTILE_PATHS[rng.below(HOSTILE_PATHS.len() as u64) as usize].to_vec(),
+                    _ => entries[j].path.clone(),
+                };
+                entries[i].link_target = Some(target);
+                entries[i].kind = if rng.below(2) == 0 {
+                    EntryKind::Symlink
+                } else {
+                    EntryKind::Hardlink
+                };
+                entries[i].size = 0;
+                entries[i].location = None;
             }
             7 if n > 0 => {
                 let i = rng.below(n) as usize;

@@ -17,6 +17,9 @@ pub enum EntryKind {
     Dir,
     /// A symbolic link (its target is kept, never followed).
     Symlink,
+    /// A hard link: another name for the regular file whose path is in `link_target`,
+    /// an earlier entry; its data is stored once, with that entry.
+    Hardlink,
 }
 
 impl EntryKind {
@@ -26,6 +29,7 @@ impl EntryKind {
             EntryKind::File => "file",
             EntryKind::Dir => "dir",
             EntryKind::Symlink => "symlink",
+            EntryKind::Hardlink => "hardlink",
         }
     }
 }
@@ -63,7 +67,7 @@ pub struct Entry {
     pub location: Option<DataLocation>,
     /// BLAKE3 of the whole file (files only), equal to `b3sum` of the file.
     pub digest: Option<[u8; 32]>,
-    /// Symlink target bytes (symlinks only).
+    /// Symlink target bytes (symlinks), or the path of the linked file (hard links).
     pub link_target: Option<Vec<u8>>,
 }
 
@@ -199,6 +203,7 @@ impl Table {
                 "file" => EntryKind::File,
                 "dir" => EntryKind::Dir,
                 "symlink" => EntryKind::Symlink,
+                "hardlink" => EntryKind::Hardlink,
                 other => return Err(format!("entry {:?}: unknown kind {other:?}", name())),
             };
             let located = [&t.first, &t.last, &t.offset].map(|c| c.is_valid(i));
@@ -218,8 +223,8 @@ impl Table {
                         ));
                     }
                 }
-                EntryKind::Symlink if !t.link.is_valid(i) => {
-                    return Err(format!("symlink {:?} has no target", name()));
+                EntryKind::Symlink | EntryKind::Hardlink if !t.link.is_valid(i) => {
+                    return Err(format!("{} {:?} has no target", k.name(), name()));
                 }
                 _ if located[0] || size != 0 => {
                     return Err(format!("{} {:?} carries file data", k.name(), name()));

@@ -129,6 +129,8 @@ pub struct PackReport {
     pub dirs: u64,
     /// Symlinks.
     pub symlinks: u64,
+    /// Hard links (further names of files already archived).
+    pub hardlinks: u64,
     /// Bytes of file data read.
     pub bytes_in: u64,
     /// Size of the archive.
@@ -268,6 +270,7 @@ fn assemble(
         files: 0,
         dirs: 0,
         symlinks: 0,
+        hardlinks: 0,
         bytes_in: 0,
         archive_len: 0,
         chunks: 0,
@@ -298,6 +301,7 @@ fn assemble(
             }
             EntryKind::Dir => report.dirs += 1,
             EntryKind::Symlink => report.symlinks += 1,
+            EntryKind::Hardlink => report.hardlinks += 1,
         }
         groups.entry(group).or_default().push(e);
     }

@@ -1,9 +1,11 @@
 //! The scanner: walks a directory tree in a stable order (depth first, names sorted
 //! bytewise, a directory before its contents) and reports each entry with its lstat
-//! metadata. Symlinks are recorded, never followed.
+//! metadata. Symlinks are recorded, never followed. A file with several links is
+//! recorded once; its other names become hard-link entries pointing at the first.
 
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
@@ -30,6 +32,8 @@ pub fn walk(
         });
     }
     let mut warnings = Vec::new();
+    // First path seen of each (device, inode) with more than one link.
+    let mut linked: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     // Stack of directories still to list, each with its entries in reverse order.
     let mut stack: Vec<Vec<(Vec<u8>, fs::Metadata)>> =
         vec![list(root, &[], exclude, &mut warnings)?];
@@ -53,6 +57,16 @@ pub fn walk(
                     continue;
                 }
                 Err(e) => return Err(Error::io(&full, "readlink", e)),
+            }
+        } else if ft.is_file() && meta.nlink() > 1 {
+            match linked.entry((meta.dev(), meta.ino())) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    (EntryKind::Hardlink, Some(first.get().clone()))
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(rel.clone());
+                    (EntryKind::File, None)
+                }
             }
         } else if ft.is_file() {
             (EntryKind::File, None)

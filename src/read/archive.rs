@@ -177,10 +177,21 @@ impl Archive {
     /// Returns the number of bytes written.
     pub fn read_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
         let name = String::from_utf8_lossy(path).into_owned();
-        let entry = self
+        let mut entry = self
             .find(path)
             .and_then(|i| self.index.entry(i))
             .ok_or_else(|| Error::Invalid(format!("{name}: not in {}", self.path.display())))?;
+        // A hard link reads as the file it names (one level: links never chain).
+        if entry.kind == EntryKind::Hardlink {
+            let target = entry.link_target.clone().unwrap_or_default();
+            entry = self
+                .find(&target)
+                .and_then(|i| self.index.entry(i))
+                .filter(|t| t.kind == EntryKind::File)
+                .ok_or_else(|| {
+                    Error::corrupt(&self.path, format!("{name}: hard link to a missing file"))
+                })?;
+        }
         if entry.kind != EntryKind::File {
             return Err(Error::Invalid(format!(
                 "{name}: is a {}, not a file",

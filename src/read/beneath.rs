@@ -152,6 +152,21 @@ impl Beneath {
         }
     }
 
+    /// Makes `rel` another name of the file at `target` (both beneath the root; a
+    /// symlink at `target` is linked itself, never followed), replacing what is at `rel`.
+    pub fn hardlink(&self, target: &[u8], rel: &[u8]) -> io::Result<()> {
+        let (tdir, tname) = self.parent(target)?;
+        let (dir, name) = self.parent(rel)?;
+        let link = || rustix::fs::linkat(&tdir, os(tname), &dir, os(name), AtFlags::empty());
+        match link() {
+            Err(Errno::EXIST) => {
+                rustix::fs::unlinkat(&dir, os(name), AtFlags::empty())?;
+                link().map_err(Into::into)
+            }
+            r => r.map_err(Into::into),
+        }
+    }
+
     /// Sets the owner of `rel` itself (not of a symlink's target).
     pub fn set_owner_nofollow(&self, rel: &[u8], uid: u32, gid: u32) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;

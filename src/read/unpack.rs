@@ -65,6 +65,8 @@ pub struct UnpackReport {
     pub dirs: u64,
     /// Symlinks created.
     pub symlinks: u64,
+    /// Hard links created.
+    pub hardlinks: u64,
     /// Bytes of file data written.
     pub bytes: u64,
 }
@@ -114,6 +116,14 @@ impl Archive {
                 )));
             }
         }
+        // A selected hard link needs the file it names.
+        let targets: Vec<usize> = selected
+            .iter()
+            .filter_map(|&i| self.entries().get(i))
+            .filter(|e| e.kind == EntryKind::Hardlink)
+            .filter_map(|e| e.link_target.as_deref().and_then(|t| self.find(t)))
+            .collect();
+        selected.extend(targets);
         let selected: Vec<usize> = selected.into_iter().collect();
         self.unpack_selected(&selected, dest, opts)
     }
@@ -132,6 +142,13 @@ impl Archive {
                 path: e.display_path(),
                 why,
             })?;
+            if let (EntryKind::Hardlink, Some(target)) = (e.kind, &e.link_target) {
+                check_path(target).map_err(|why| Error::UnsafePath {
+                    archive: self.path().into(),
+                    path: String::from_utf8_lossy(target).into_owned(),
+                    why,
+                })?;
+            }
             if !seen.insert(e.path.as_slice()) {
                 return Err(Error::corrupt(
                     self.path(),
@@ -271,7 +288,16 @@ impl Archive {
             report.files += 1;
         }
 
-        // 5. Symlinks, after all file data, so nothing is written through one.
+        // 5. Hard links, once the files they name are complete.
+        for e in selected.iter().filter_map(|&i| entries.get(i)) {
+            if let (EntryKind::Hardlink, Some(target)) = (e.kind, &e.link_target) {
+                root.hardlink(target, &e.path)
+                    .map_err(root.err(&e.path, "hard link"))?;
+                report.hardlinks += 1;
+            }
+        }
+
+        // 6. Symlinks, after all file data, so nothing is written through one.
         for e in selected.iter().filter_map(|&i| entries.get(i)) {
             if let (EntryKind::Symlink, Some(target)) = (e.kind, &e.link_target) {
                 root.symlink(&e.path, target)
@@ -286,7 +312,7 @@ impl Archive {
             }
         }
 
-        // 6. Directory modes and mtimes, deepest first, after their contents.
+        // 7. Directory modes and mtimes, deepest first, after their contents.
         for e in selected.iter().rev().filter_map(|&i| entries.get(i)) {
             if e.kind == EntryKind::Dir {
                 let fd = root
