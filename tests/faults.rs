@@ -140,3 +140,45 @@ fn disk_full_during_pack_and_unpack_fails_cleanly() {
         "{err}"
     );
 }
+
+#[test]
+fn an_io_error_in_the_middle_of_a_pack_fails_it_cleanly_on_both_backends() {
+    let s = Scratch::new("eio");
+    let src = s.path("src");
+    small_files(&src, 60);
+    write(&src, "big.bin", &bytes(5, 9_000_000, false));
+    let outdir = s.path("out");
+    fs::create_dir_all(&outdir).unwrap();
+    let out = outdir.join("a.znippy");
+    for io in ["uring", "portable"] {
+        for n in [1, 2, 5, 9] {
+            // `timeout` turns a hang into a failure instead of a stuck test run.
+            let r = Command::new("timeout")
+                .arg("60")
+                .arg(bin())
+                .env("ZNIPPY_IO_FAULT", format!("eio-after:{n}"))
+                .args([
+                    os("pack"),
+                    src.as_os_str(),
+                    os("-o"),
+                    out.as_os_str(),
+                    os("--io"),
+                    os(io),
+                ])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&r.stderr);
+            assert_eq!(r.status.code(), Some(1), "{io} eio-after:{n}: {err}");
+            assert!(
+                err.contains("Input/output error"),
+                "{io} eio-after:{n}: {err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{io} eio-after:{n}: {err}");
+            assert!(
+                leftovers(&outdir).is_empty(),
+                "{io} eio-after:{n}: {:?}",
+                leftovers(&outdir)
+            );
+        }
+    }
+}

@@ -43,7 +43,9 @@ impl std::str::FromStr for IoMode {
 /// Environment variable that forces a backend when the mode is `Auto`.
 pub const IO_ENV: &str = "ZNIPPY_IO";
 /// Test hook: `setup` or `register` makes io_uring set-up fail as it would where it is
-/// disabled (EPERM) or where the memlock limit is too low (ENOMEM).
+/// disabled (EPERM) or where the memlock limit is too low (ENOMEM); `eio-after:N` makes
+/// the N-th completion of every queue (either backend) report EIO, as a failing disk
+/// would in the middle of a run.
 pub const FAULT_ENV: &str = "ZNIPPY_IO_FAULT";
 
 /// The backend a pipeline actually runs on.
@@ -105,15 +107,34 @@ pub struct Completion {
     pub result: i32,
 }
 
-/// A per-thread I/O queue.
-pub enum Queue {
+/// The backend half of a [`Queue`].
+enum Backing {
     /// io_uring ring with this thread's registered buffers.
     Uring(Box<uring::UringQueue>),
     /// Synchronous pread/pwrite.
     Portable(portable::PortableQueue),
 }
 
+/// A per-thread I/O queue.
+pub struct Queue {
+    backing: Backing,
+    /// Test hook ([`FAULT_ENV`] `eio-after:N`): the N-th completion reports EIO.
+    fail_at: Option<u64>,
+    completed: u64,
+}
+
 impl Queue {
+    fn new(backing: Backing) -> Queue {
+        let fail_at = std::env::var(FAULT_ENV)
+            .ok()
+            .and_then(|v| v.strip_prefix("eio-after:").and_then(|n| n.parse().ok()));
+        Queue {
+            backing,
+            fail_at,
+            completed: 0,
+        }
+    }
+
     /// Queues `op` tagged `user_data`.
     ///
     /// # Safety
@@ -121,31 +142,38 @@ impl Queue {
     /// completion has been returned by [`Queue::wait`]; its fd must stay open until
     /// [`Queue::submit`] returns.
     pub unsafe fn push(&mut self, op: Op, user_data: u64) -> io::Result<()> {
-        match self {
+        match &mut self.backing {
             // SAFETY: forwarded contract.
-            Queue::Uring(q) => unsafe { q.push(op, user_data) },
+            Backing::Uring(q) => unsafe { q.push(op, user_data) },
             // SAFETY: forwarded contract.
-            Queue::Portable(q) => unsafe { q.push(op, user_data) },
+            Backing::Portable(q) => unsafe { q.push(op, user_data) },
         }
     }
 
     /// Hands every queued operation to the kernel.
     pub fn submit(&mut self) -> io::Result<()> {
-        match self {
-            Queue::Uring(q) => q.submit(),
-            Queue::Portable(_) => Ok(()),
+        match &mut self.backing {
+            Backing::Uring(q) => q.submit(),
+            Backing::Portable(_) => Ok(()),
         }
     }
 
     /// Appends finished operations to `out`, waiting for at least `min` of them.
     pub fn wait(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()> {
-        match self {
-            Queue::Uring(q) => q.wait(min, out),
-            Queue::Portable(q) => {
-                q.drain(out);
-                Ok(())
+        let start = out.len();
+        match &mut self.backing {
+            Backing::Uring(q) => q.wait(min, out)?,
+            Backing::Portable(q) => q.drain(out),
+        }
+        if let Some(n) = self.fail_at {
+            for c in out.iter_mut().skip(start) {
+                self.completed += 1;
+                if self.completed == n {
+                    c.result = -libc::EIO;
+                }
             }
         }
+        Ok(())
     }
 }
 
@@ -169,7 +197,7 @@ pub fn open(mode: IoMode, buffers: &[Vec<libc::iovec>], entries: u32) -> Result<
     let portable = |fallback| Queues {
         queues: buffers
             .iter()
-            .map(|_| Queue::Portable(portable::PortableQueue::default()))
+            .map(|_| Queue::new(Backing::Portable(portable::PortableQueue::default())))
             .collect(),
         backend: Backend::Portable,
         fallback,
@@ -179,7 +207,9 @@ pub fn open(mode: IoMode, buffers: &[Vec<libc::iovec>], entries: u32) -> Result<
     }
     let uring: io::Result<Vec<Queue>> = buffers
         .iter()
-        .map(|bufs| uring::UringQueue::new(entries, bufs).map(|q| Queue::Uring(Box::new(q))))
+        .map(|bufs| {
+            uring::UringQueue::new(entries, bufs).map(|q| Queue::new(Backing::Uring(Box::new(q))))
+        })
         .collect();
     match (uring, mode) {
         (Ok(queues), _) => Ok(Queues {
