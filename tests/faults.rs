@@ -182,3 +182,71 @@ fn an_io_error_in_the_middle_of_a_pack_fails_it_cleanly_on_both_backends() {
         }
     }
 }
+
+#[test]
+fn a_file_changing_while_packed_fails_the_pack_or_is_kept_with_a_warning() {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = Scratch::new("changing");
+    let src = s.path("src");
+    // Compressed first and slowly (level 19, one thread), so the appender below has
+    // changed the log by the time its read is checked.
+    write(&src, "a-slow.txt", &bytes(6, 5_000_000, true));
+    write(&src, "z-growing.log", b"first line\n");
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (stop, log) = (stop.clone(), src.join("z-growing.log"));
+        std::thread::spawn(move || {
+            let mut f = fs::OpenOptions::new().append(true).open(log).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(b"more\n").unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let out = s.path("a.znippy");
+    let pack = |policy: &str| {
+        run(&[
+            os("pack"),
+            src.as_os_str(),
+            os("-o"),
+            out.as_os_str(),
+            os("--level"),
+            os("19"),
+            os("--threads"),
+            os("1"),
+            os("--on-change"),
+            os(policy),
+        ])
+    };
+    let failed = pack("fail");
+    let err = String::from_utf8_lossy(&failed.stderr).into_owned();
+    assert_eq!(failed.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("z-growing.log: changed while being packed"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    let kept = pack("warn");
+    stop.store(true, Ordering::Relaxed);
+    appender.join().unwrap();
+    let err = String::from_utf8_lossy(&kept.stderr).into_owned();
+    assert!(kept.status.success(), "{err}");
+    assert!(
+        err.contains("warning:") && err.contains("z-growing.log: changed while being packed"),
+        "{err}"
+    );
+    let a = znippy_uring::Archive::open(&out).unwrap();
+    assert!(a.verify(1).unwrap().is_ok());
+    let log = a
+        .entries()
+        .iter()
+        .find(|e| e.path == b"z-growing.log")
+        .unwrap();
+    let mut read = Vec::new();
+    a.read_file(b"z-growing.log", &mut read).unwrap();
+    assert_eq!(read.len() as u64, log.size);
+    assert!(read.starts_with(b"first line\n"));
+}

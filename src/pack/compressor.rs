@@ -75,6 +75,10 @@ pub struct Compressor {
     pub level: i32,
     /// Root for file sources.
     pub root: Option<Arc<Root>>,
+    /// What to do with files that changed while being read.
+    pub on_change: super::OnChange,
+    /// Where kept changed files are reported.
+    pub changed: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Compressor {
@@ -160,6 +164,7 @@ impl Compressor {
                 let Some(f) = filling.pop_front() else {
                     continue;
                 };
+                self.check_unchanged(&f.plan)?;
                 let pieces = spare.pop().unwrap_or_default();
                 let out = self.seal(&mut zstd, f, pieces)?;
                 if sealed.send(out).is_err() {
@@ -200,7 +205,7 @@ impl Compressor {
                     let dst = unsafe { self.ring.input(slot, plan.len) };
                     dst[p.chunk_offset..p.chunk_offset + p.len].copy_from_slice(src);
                 }
-                Source::File(rel) => {
+                Source::File { rel, .. } => {
                     let fd = self.open(rel)?;
                     let op = Op::Read {
                         fd: fd.as_raw_fd(),
@@ -265,7 +270,7 @@ impl Compressor {
         };
         // This read is no longer in flight, whatever its result.
         f.pending -= 1;
-        let Source::File(rel) = &p.source else {
+        let Source::File { rel, .. } = &p.source else {
             return Err(Error::Invalid("completion for a memory piece".into()));
         };
         let done = match c.result {
@@ -295,6 +300,52 @@ impl Compressor {
                 },
                 _ => Error::io(self.full(rel), "read", e),
             })?;
+        }
+        Ok(())
+    }
+
+    /// After a chunk's reads: checks that its files still have the size and mtime the
+    /// walk saw, and fails or reports as `on_change` says.
+    fn check_unchanged(&self, plan: &ChunkPlan) -> Result<()> {
+        let Some(root) = self
+            .root
+            .as_ref()
+            .filter(|_| self.on_change != super::OnChange::Ignore)
+        else {
+            return Ok(());
+        };
+        for p in &plan.pieces {
+            let Source::File {
+                rel,
+                size,
+                mtime_ns,
+            } = &p.source
+            else {
+                continue;
+            };
+            let now = rustix::fs::statat(&root.fd, &**rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+            let problem = match now {
+                Err(e) => Some(format!("vanished while being packed ({e})")),
+                Ok(st) => {
+                    let mtime = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+                    let now_size = st.st_size as u64;
+                    (now_size != *size || mtime != *mtime_ns).then(|| {
+                        format!("changed while being packed (size {size} -> {now_size}, mtime changed: {})", mtime != *mtime_ns)
+                    })
+                }
+            };
+            if let Some(problem) = problem {
+                let path = self.full(rel);
+                match self.on_change {
+                    super::OnChange::Fail | super::OnChange::Ignore => {
+                        return Err(Error::Input { path, problem });
+                    }
+                    super::OnChange::Warn => {
+                        let mut list = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+                        list.push(format!("{}: {problem}; archived as read", path.display()));
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -12,8 +12,8 @@ use crossbeam_channel::{Sender, bounded};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Default total ring memory for all compressors together.
@@ -35,6 +35,7 @@ pub struct Pipeline {
     compressors: Vec<JoinHandle<Result<()>>>,
     writer: Option<JoinHandle<Result<Written>>>,
     abort: Arc<AtomicBool>,
+    changed: Arc<Mutex<Vec<String>>>,
     /// The backend in use.
     pub backend: Backend,
     /// Why `Auto` fell back to portable, if it did.
@@ -55,6 +56,8 @@ pub struct Config {
     pub io: IoMode,
     /// Root directory for file sources.
     pub root: Option<Arc<Root>>,
+    /// What to do with files that change while being read.
+    pub on_change: super::OnChange,
 }
 
 impl Pipeline {
@@ -79,6 +82,7 @@ impl Pipeline {
             .ok_or_else(|| Error::Invalid("no writer queue".into()))?;
 
         let abort = Arc::new(AtomicBool::new(false));
+        let changed = Arc::new(Mutex::new(Vec::new()));
         let (plan_tx, plan_rx) = bounded::<ChunkPlan>(threads * slots);
         let (sealed_tx, sealed_rx) = bounded::<Sealed>(threads * slots);
         let mut returns = Vec::new();
@@ -93,6 +97,8 @@ impl Pipeline {
                 queue,
                 level: cfg.level,
                 root: cfg.root.clone(),
+                on_change: cfg.on_change,
+                changed: changed.clone(),
             };
             let (plans, sealed, abort) = (plan_rx.clone(), sealed_tx.clone(), abort.clone());
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -128,6 +134,7 @@ impl Pipeline {
             compressors,
             writer: Some(writer),
             abort,
+            changed,
             backend,
             fallback,
             _rings: rings,
@@ -156,9 +163,10 @@ impl Pipeline {
             Some(Ok(r)) => r,
             _ => Err(Error::Invalid("writer panicked".into())),
         };
+        let changed = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|p| p.into_inner()));
         match (first, written) {
             (Some(e), _) => Err(e),
-            (None, r) => r,
+            (None, r) => r.map(|w| Written { changed, ..w }),
         }
     }
 

@@ -16,8 +16,16 @@ use std::sync::Arc;
 /// Where a piece's bytes come from.
 #[derive(Clone, Debug)]
 pub enum Source {
-    /// A file, by its path relative to the pack root.
-    File(Arc<Path>),
+    /// A file, by its path relative to the pack root, with the size and mtime the walk
+    /// saw (to detect changes while it is read).
+    File {
+        /// Path relative to the pack root.
+        rel: Arc<Path>,
+        /// Size when walked.
+        size: u64,
+        /// Modification time when walked, ns.
+        mtime_ns: i64,
+    },
     /// Bytes handed over by a library caller.
     Memory(Arc<[u8]>),
 }
