@@ -250,3 +250,43 @@ fn a_file_changing_while_packed_fails_the_pack_or_is_kept_with_a_warning() {
     assert_eq!(read.len() as u64, log.size);
     assert!(read.starts_with(b"first line\n"));
 }
+
+#[test]
+fn paths_near_path_max_round_trip_and_deeper_ones_fail_cleanly() {
+    let s = Scratch::new("deep");
+    let src = s.path("src");
+    // 38 levels of 99-byte names: a relative path of about 3,800 bytes.
+    let name = "n".repeat(99);
+    let rel: Vec<String> = (0..38).map(|i| format!("{i:02}{}", &name[2..])).collect();
+    let deep = rel.join("/");
+    write(&src, &format!("{deep}/leaf.txt"), b"at the bottom");
+    assert!(deep.len() > 3700 && src.join(&deep).as_os_str().len() < 4000);
+    let out = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), out.as_os_str()]);
+    let dest = s.path("d");
+    ok(&[os("unpack"), out.as_os_str(), os("-C"), dest.as_os_str()]);
+    assert_eq!(
+        fs::read(dest.join(&deep).join("leaf.txt")).unwrap(),
+        b"at the bottom"
+    );
+
+    // Deeper than PATH_MAX, made relative to directory descriptors (no path that long
+    // can be named at once); pack refuses it with one clear line.
+    let script = format!(
+        "import os\nfd = os.open({:?}, os.O_RDONLY)\nfor _ in range(50):\n    os.mkdir('{name}', dir_fd=fd)\n    fd = os.open('{name}', os.O_RDONLY, dir_fd=fd)\n",
+        src.display().to_string()
+    );
+    let made = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let r = run(&[os("pack"), src.as_os_str(), os("-o"), out.as_os_str()]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("File name too long"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Clean up what std cannot delete by absolute path.
+    let _ = Command::new("rm").arg("-rf").arg(&src).status();
+}
