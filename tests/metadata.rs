@@ -10,13 +10,6 @@ use std::os::unix::fs::{PermissionsExt, lchown};
 use std::path::Path;
 use std::process::Command;
 
-fn is_root() -> bool {
-    unsafe extern "C" {
-        fn geteuid() -> u32;
-    }
-    unsafe { geteuid() == 0 }
-}
-
 /// `find -printf` listing: path, type, mode, owner, size, mtime (ns), link target.
 fn listing(dir: &Path, owners: bool) -> String {
     let fmt = if owners {
@@ -212,17 +205,7 @@ fn owners_and_special_bits_follow_the_gnu_tar_defaults() {
         archive.display(),
         user.display()
     );
-    let r = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            &cmd,
-        ])
-        .output()
-        .unwrap();
+    let r = as_nobody(&cmd);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let l = listing(&user.join("out"), true);
     assert!(l.contains("suid-tool|f|0755|65534:65534|"), "{l}");
