@@ -236,6 +236,10 @@ fn threads(t: Option<usize>) -> usize {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix filters, stop quietly when the reader of our output goes away
+    // (`znippy-uring cat ... | head`); Rust ignores SIGPIPE by default.
+    // SAFETY: restoring a default signal disposition at start-up.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     znippy_uring::pack::remove_temporaries_on_signal();
     match run(cli.command) {

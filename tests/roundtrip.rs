@@ -324,3 +324,28 @@ fn each_zstd_blob_is_a_standalone_standard_frame() {
     }
     assert!(frames > 3);
 }
+
+#[test]
+fn cat_into_a_closed_pipe_stops_quietly() {
+    let s = Scratch::new("pipe");
+    let src = s.path("src");
+    write(&src, "big.txt", &bytes(1, 3_000_000, true));
+    let out = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), out.as_os_str()]);
+    let cmd = format!(
+        "{} cat {} big.txt | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}",
+        bin().display(),
+        out.display()
+    );
+    let r = std::process::Command::new("bash")
+        .args(["-c", &cmd])
+        .output()
+        .unwrap();
+    // Killed by SIGPIPE (128 + 13), with nothing on stderr.
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "141");
+    assert!(
+        r.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+}
