@@ -15,6 +15,7 @@ pub mod io;
 pub mod pack;
 pub mod read;
 pub mod skip;
+pub mod xattr;
 
 pub use error::{Error, Result};
 pub use format::entry::{Entry, EntryKind};
@@ -22,3 +23,4 @@ pub use format::manifest::Group;
 pub use io::{Backend, IoMode};
 pub use pack::{Ingest, IngestEntry, PackOptions, PackReport, pack};
 pub use read::{Archive, UnpackOptions, UnpackReport, VerifyReport};
+pub use xattr::XattrPolicy;

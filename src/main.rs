@@ -58,6 +58,10 @@ enum Command {
         /// read and name the file), or ignore (do not check: about 5% faster).
         #[arg(long, default_value = "fail")]
         on_change: znippy_uring::pack::OnChange,
+        /// Extended attributes to archive: none, user (user.*), or all (also security.*
+        /// and trusted.*).
+        #[arg(long, default_value = "user")]
+        xattrs: znippy_uring::XattrPolicy,
     },
     /// Unpack a whole archive into a directory.
     Unpack {
@@ -186,6 +190,10 @@ struct Restore {
     /// Restore only rwx bits [default when not root].
     #[arg(long)]
     no_preserve_permissions: bool,
+    /// Extended attributes to restore: none, user (user.*), or all (also security.* and
+    /// trusted.*).
+    #[arg(long, default_value = "user")]
+    xattrs: znippy_uring::XattrPolicy,
 }
 
 impl Restore {
@@ -208,6 +216,7 @@ impl Restore {
                 self.no_preserve_permissions,
                 d.preserve_permissions,
             ),
+            xattrs: self.xattrs,
         }
     }
 }
@@ -269,6 +278,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
             repo,
             io,
             on_change,
+            xattrs,
         } => {
             let opts = PackOptions {
                 level,
@@ -279,6 +289,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 repo,
                 io,
                 on_change,
+                xattrs,
             };
             let start = Instant::now();
             let r = znippy_uring::pack(&dir, &output, &opts)?;

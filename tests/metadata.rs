@@ -210,3 +210,89 @@ fn owners_and_special_bits_follow_the_gnu_tar_defaults() {
     let l = listing(&user.join("out"), true);
     assert!(l.contains("suid-tool|f|0755|65534:65534|"), "{l}");
 }
+
+/// `name=value` of every extended attribute of `path`, sorted, read with python3.
+fn xattrs_of(path: &Path) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys\np=sys.argv[1]\nprint(' '.join(sorted(n+'='+os.getxattr(p,n,follow_symlinks=False).decode() for n in os.listxattr(p,follow_symlinks=False))))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn set_xattr(path: &Path, name: &str, value: &str) -> bool {
+    Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys\nos.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode())",
+        ])
+        .arg(path)
+        .args([name, value])
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn extended_attributes_round_trip_by_namespace() {
+    let s = Scratch::new("xattr");
+    let src = s.path("src");
+    write(&src, "f.txt", b"data");
+    write(&src, "big.bin", &bytes(3, 300_000, false));
+    fs::create_dir_all(src.join("d")).unwrap();
+    if !set_xattr(&src.join("f.txt"), "user.comment", "hello") {
+        eprintln!("SKIPPED: this file system does not take user xattrs");
+        return;
+    }
+    assert!(set_xattr(&src.join("d"), "user.dir", "x"));
+    assert!(set_xattr(&src.join("big.bin"), "user.split", "many chunks"));
+    let trusted = is_root() && set_xattr(&src.join("f.txt"), "trusted.secret", "t");
+    let pack_unpack = |pack_policy: &str, unpack_policy: &str, name: &str| {
+        let archive = s.path(&format!("{name}.znippy"));
+        ok(&[
+            os("pack"),
+            src.as_os_str(),
+            os("-o"),
+            archive.as_os_str(),
+            os("--xattrs"),
+            os(pack_policy),
+            os("--chunk-size"),
+            os("64K"),
+        ]);
+        let dest = s.path(name);
+        ok(&[
+            os("unpack"),
+            archive.as_os_str(),
+            os("-C"),
+            dest.as_os_str(),
+            os("--xattrs"),
+            os(unpack_policy),
+        ]);
+        dest
+    };
+    let d = pack_unpack("user", "user", "default");
+    assert_eq!(xattrs_of(&d.join("f.txt")), "user.comment=hello");
+    assert_eq!(xattrs_of(&d.join("d")), "user.dir=x");
+    assert_eq!(xattrs_of(&d.join("big.bin")), "user.split=many chunks");
+    let none = pack_unpack("none", "user", "none");
+    assert_eq!(xattrs_of(&none.join("f.txt")), "");
+    if trusted {
+        let all = pack_unpack("all", "all", "all");
+        assert_eq!(
+            xattrs_of(&all.join("f.txt")),
+            "trusted.secret=t user.comment=hello"
+        );
+        // Archived, but restored only when asked.
+        let user_only = pack_unpack("all", "user", "user-only");
+        assert_eq!(xattrs_of(&user_only.join("f.txt")), "user.comment=hello");
+    }
+}

@@ -26,6 +26,7 @@ fn entry(path: &[u8], kind: EntryKind, link: Option<&[u8]>) -> Entry {
         location: None,
         digest: (kind == EntryKind::File).then(|| *blake3::hash(b"").as_bytes()),
         link_target: link.map(<[u8]>::to_vec),
+        xattrs: Vec::new(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Entries: one row per file, directory or symlink, with its metadata and data location.
 
 use super::column;
+use crate::xattr::Xattr;
 use arrow_array::{
     Array, ArrayRef, BinaryArray, FixedSizeBinaryArray, RecordBatch, StringArray,
     TimestampNanosecondArray, UInt32Array, UInt64Array, builder::FixedSizeBinaryBuilder,
@@ -69,6 +70,8 @@ pub struct Entry {
     pub digest: Option<[u8; 32]>,
     /// Symlink target bytes (symlinks), or the path of the linked file (hard links).
     pub link_target: Option<Vec<u8>>,
+    /// Extended attributes (name, value), as archived.
+    pub xattrs: Vec<Xattr>,
 }
 
 impl Entry {
@@ -98,7 +101,46 @@ pub fn schema() -> Arc<Schema> {
         Field::new("chunk_offset", DataType::UInt64, true),
         Field::new("blake3", DataType::FixedSizeBinary(32), true),
         Field::new("link_target", DataType::Binary, true),
+        Field::new("xattrs", DataType::Binary, true),
     ]))
+}
+
+/// Encodes extended attributes for the `xattrs` column: for each, the name's length
+/// (u16 LE), the name, the value's length (u32 LE), the value.
+pub fn encode_xattrs(xattrs: &[Xattr]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in xattrs {
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// Decodes the `xattrs` column (see [`encode_xattrs`]), checking every length.
+pub fn decode_xattrs(mut bytes: &[u8]) -> Result<Vec<Xattr>, String> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        if bytes.len() < n {
+            return Err("xattrs: truncated".into());
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Ok(head)
+    }
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let n = take(&mut bytes, 2)?;
+        let name = take(&mut bytes, usize::from(u16::from_le_bytes([n[0], n[1]])))?.to_vec();
+        let v = take(&mut bytes, 4)?;
+        let len = u32::from_le_bytes([v[0], v[1], v[2], v[3]]) as usize;
+        let value = take(&mut bytes, len)?.to_vec();
+        if name.is_empty() || name.contains(&0) {
+            return Err("xattrs: empty name or NUL in a name".into());
+        }
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 /// Builds the entries table of one group.
@@ -149,8 +191,11 @@ pub fn to_batch<'a>(entries: impl Iterator<Item = &'a Entry> + Clone) -> RecordB
         Arc::new(loc(|l| l.chunk_offset)),
         Arc::new(digests.finish()),
         Arc::new(BinaryArray::from_iter(
-            entries.map(|e| e.link_target.as_deref()),
+            entries.clone().map(|e| e.link_target.as_deref()),
         )),
+        Arc::new(BinaryArray::from_iter(entries.map(|e| {
+            (!e.xattrs.is_empty()).then(|| encode_xattrs(&e.xattrs))
+        }))),
     ];
     RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("entries batch: {e}"))
 }
@@ -172,6 +217,8 @@ pub struct Table {
     offset: UInt64Array,
     digest: FixedSizeBinaryArray,
     link: BinaryArray,
+    /// Absent in archives written before the column existed.
+    xattrs: Option<BinaryArray>,
 }
 
 impl Table {
@@ -191,6 +238,10 @@ impl Table {
             offset: column::<UInt64Array>(batch, "chunk_offset", true)?.clone(),
             digest: column::<FixedSizeBinaryArray>(batch, "blake3", true)?.clone(),
             link: column::<BinaryArray>(batch, "link_target", true)?.clone(),
+            xattrs: match batch.column_by_name("xattrs") {
+                Some(_) => Some(column::<BinaryArray>(batch, "xattrs", true)?.clone()),
+                None => None,
+            },
         };
         if t.digest.value_length() != 32 {
             return Err("entries: blake3 column is not 32 bytes wide".into());
@@ -206,6 +257,9 @@ impl Table {
                 "hardlink" => EntryKind::Hardlink,
                 other => return Err(format!("entry {:?}: unknown kind {other:?}", name())),
             };
+            if let Some(x) = t.xattrs.as_ref().filter(|x| x.is_valid(i)) {
+                decode_xattrs(x.value(i)).map_err(|e| format!("entry {:?}: {e}", name()))?;
+            }
             let located = [&t.first, &t.last, &t.offset].map(|c| c.is_valid(i));
             if located.iter().any(|&v| v != located[0]) {
                 return Err(format!("entry {:?}: partial data location", name()));
@@ -291,6 +345,13 @@ impl Table {
                 d
             }),
             link_target: self.link.is_valid(i).then(|| self.link.value(i).to_vec()),
+            // Checked in `new`, so decoding cannot fail here.
+            xattrs: self
+                .xattrs
+                .as_ref()
+                .filter(|x| x.is_valid(i))
+                .and_then(|x| decode_xattrs(x.value(i)).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -327,6 +388,19 @@ pub fn check_path(path: &[u8]) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xattrs_decode_what_they_encode_and_refuse_truncation() {
+        let x = vec![
+            (b"user.a".to_vec(), b"1".to_vec()),
+            (b"user.b".to_vec(), vec![0; 300]),
+        ];
+        let bytes = encode_xattrs(&x);
+        assert_eq!(decode_xattrs(&bytes).unwrap(), x);
+        for cut in [1, 3, 9, bytes.len() - 1] {
+            assert!(decode_xattrs(&bytes[..cut]).is_err(), "cut {cut}");
+        }
+    }
 
     #[test]
     fn check_path_refuses_escapes() {
@@ -367,6 +441,7 @@ mod tests {
             }),
             digest: Some([7; 32]),
             link_target: None,
+            xattrs: vec![(b"user.note".to_vec(), b"\x00binary".to_vec())],
         };
         let l = Entry {
             path: b"link".to_vec(),
@@ -379,6 +454,7 @@ mod tests {
             location: None,
             digest: None,
             link_target: Some(b"../target".to_vec()),
+            xattrs: Vec::new(),
         };
         let batch = to_batch([e.clone(), l.clone()].iter());
         assert_eq!(from_batch(&batch).unwrap(), vec![e, l]);

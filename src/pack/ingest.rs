@@ -164,6 +164,7 @@ fn run(
                 location: None,
                 digest: None,
                 link_target: None,
+                xattrs: Vec::new(),
             },
         ));
     }

@@ -58,6 +58,8 @@ pub struct PackOptions {
     pub io: IoMode,
     /// What to do when a file changes while it is being packed.
     pub on_change: OnChange,
+    /// Which extended attributes to archive (default `user.*`).
+    pub xattrs: crate::XattrPolicy,
 }
 
 /// What to do when a file's size or mtime changed between the walk and the end of its
@@ -100,6 +102,7 @@ impl Default for PackOptions {
             repo: None,
             io: IoMode::Auto,
             on_change: OnChange::Fail,
+            xattrs: crate::XattrPolicy::User,
         }
     }
 }
@@ -210,7 +213,7 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
     let mut entries: Vec<(Group, Entry)> = Vec::new();
     let group = opts.group();
     let mut stopped = false;
-    let walked = scanner::walk(src, output.identity(), |e| {
+    let walked = scanner::walk(src, output.identity(), opts.xattrs, |e| {
         if e.kind == EntryKind::File && e.size > 0 {
             let store = opts.skip_compressed && skip::is_compressed_name(&e.path);
             let source = Source::File {

@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind};
+use crate::xattr::{self, XattrPolicy};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
@@ -22,6 +23,7 @@ pub type Warning = String;
 pub fn walk(
     root: &Path,
     exclude: Option<(u64, u64)>,
+    xattrs: XattrPolicy,
     mut visit: impl FnMut(Entry) -> Result<()>,
 ) -> Result<Vec<Warning>> {
     let meta = fs::metadata(root).map_err(|e| Error::io(root, "stat", e))?;
@@ -81,6 +83,17 @@ pub fn walk(
             warnings.push(format!("{}: {what} not archived", full.display()));
             continue;
         };
+        let xattrs = match xattr::read(&full, xattrs) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                warnings.push(format!(
+                    "{}: vanished during the walk, skipped",
+                    full.display()
+                ));
+                continue;
+            }
+            Err(e) => return Err(Error::io(&full, "read extended attributes", e)),
+        };
         let entry = Entry {
             path: rel.clone(),
             kind,
@@ -96,6 +109,7 @@ pub fn walk(
             location: None,
             digest: None,
             link_target,
+            xattrs,
         };
         visit(entry)?;
         if kind == EntryKind::Dir {

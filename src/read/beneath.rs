@@ -203,11 +203,13 @@ pub fn times(mtime_ns: i64) -> Timestamps {
     }
 }
 
-/// Sets the owner (if given), then the permission bits (after the owner: chown clears
-/// setuid and setgid), then the mtime, on an open file or directory.
+/// Sets the owner (if given), then the extended attributes `xattrs` covers (after the
+/// owner: chown clears security.capability), then the permission bits (after the owner:
+/// chown clears setuid and setgid), then the mtime, on an open file or directory.
 pub fn apply_meta(
     fd: &OwnedFd,
     owner: Option<(u32, u32)>,
+    xattrs: (&[crate::xattr::Xattr], crate::XattrPolicy),
     mode: u32,
     mtime_ns: i64,
 ) -> io::Result<()> {
@@ -218,6 +220,7 @@ pub fn apply_meta(
             Some(rustix::fs::Gid::from_raw(gid)),
         )?;
     }
+    crate::xattr::restore(fd, xattrs.0, xattrs.1)?;
     rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?;
     rustix::fs::futimens(fd, &times(mtime_ns))?;
     Ok(())

@@ -26,6 +26,8 @@ pub struct UnpackOptions {
     /// Restore setuid, setgid and sticky bits too; otherwise only `rwxrwxrwx` is
     /// restored. Default, as GNU tar: when running as root.
     pub preserve_permissions: bool,
+    /// Which archived extended attributes to restore (default `user.*`).
+    pub xattrs: crate::XattrPolicy,
 }
 
 impl Default for UnpackOptions {
@@ -35,6 +37,7 @@ impl Default for UnpackOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             same_owner: root,
             preserve_permissions: root,
+            xattrs: crate::XattrPolicy::User,
         }
     }
 }
@@ -182,8 +185,14 @@ impl Archive {
             match (e.kind, e.location) {
                 (EntryKind::File, None) => {
                     let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
-                    apply_meta(&fd, opts.owner(e), opts.mode(e), e.mtime_ns)
-                        .map_err(root.err(&e.path, "set metadata"))?;
+                    apply_meta(
+                        &fd,
+                        opts.owner(e),
+                        (&e.xattrs, opts.xattrs),
+                        opts.mode(e),
+                        e.mtime_ns,
+                    )
+                    .map_err(root.err(&e.path, "set metadata"))?;
                     report.files += 1;
                 }
                 (EntryKind::File, Some(loc)) if loc.first_chunk != loc.last_chunk => {
@@ -242,8 +251,14 @@ impl Archive {
                         let file = std::fs::File::from(fd);
                         file.write_all_at(bytes, 0)
                             .map_err(root.err(&e.path, "write"))?;
-                        apply_meta(&file.into(), opts.owner(e), opts.mode(e), e.mtime_ns)
-                            .map_err(root.err(&e.path, "set metadata"))?;
+                        apply_meta(
+                            &file.into(),
+                            opts.owner(e),
+                            (&e.xattrs, opts.xattrs),
+                            opts.mode(e),
+                            e.mtime_ns,
+                        )
+                        .map_err(root.err(&e.path, "set metadata"))?;
                         w.files += 1;
                     } else {
                         let _turn = split_locks
@@ -283,8 +298,14 @@ impl Archive {
             let fd = root
                 .open_write(&e.path)
                 .map_err(root.err(&e.path, "open"))?;
-            apply_meta(&fd, opts.owner(e), opts.mode(e), e.mtime_ns)
-                .map_err(root.err(&e.path, "set metadata"))?;
+            apply_meta(
+                &fd,
+                opts.owner(e),
+                (&e.xattrs, opts.xattrs),
+                opts.mode(e),
+                e.mtime_ns,
+            )
+            .map_err(root.err(&e.path, "set metadata"))?;
             report.files += 1;
         }
 
@@ -318,8 +339,14 @@ impl Archive {
                 let fd = root
                     .open_dir(&e.path)
                     .map_err(root.err(&e.path, "open directory"))?;
-                apply_meta(&fd, opts.owner(e), opts.mode(e), e.mtime_ns)
-                    .map_err(root.err(&e.path, "set metadata"))?;
+                apply_meta(
+                    &fd,
+                    opts.owner(e),
+                    (&e.xattrs, opts.xattrs),
+                    opts.mode(e),
+                    e.mtime_ns,
+                )
+                .map_err(root.err(&e.path, "set metadata"))?;
                 report.dirs += 1;
             }
         }
