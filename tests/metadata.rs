@@ -296,3 +296,55 @@ fn extended_attributes_round_trip_by_namespace() {
         assert_eq!(xattrs_of(&user_only.join("f.txt")), "user.comment=hello");
     }
 }
+
+#[test]
+fn sparse_files_keep_their_holes() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let s = Scratch::new("sparse");
+    let src = s.path("src");
+    fs::create_dir_all(&src).unwrap();
+    // A split file (64 KiB chunks) of 20 MiB with 5 bytes of data in the middle, and a
+    // small one (one solid chunk) with a hole before its data.
+    let big = fs::File::create(src.join("big.img")).unwrap();
+    big.write_all_at(b"hello", 10 << 20).unwrap();
+    big.set_len(20 << 20).unwrap();
+    let small = fs::File::create(src.join("small.img")).unwrap();
+    small.write_all_at(&[7u8; 4096], 64 << 10).unwrap();
+    small.set_len(100 << 10).unwrap();
+    write(&src, "dense.bin", &vec![0u8; 200_000]); // zeros, but allocated: not sparse
+    let blocks = |p: &Path| fs::metadata(p).unwrap().blocks() * 512;
+    if blocks(&src.join("big.img")) >= 1 << 20 {
+        eprintln!("SKIPPED: this file system does not make holes");
+        return;
+    }
+    let archive = s.path("a.znippy");
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        archive.as_os_str(),
+        os("--chunk-size"),
+        os("64K"),
+    ]);
+    let dest = s.path("dest");
+    ok(&[
+        os("unpack"),
+        archive.as_os_str(),
+        os("-C"),
+        dest.as_os_str(),
+    ]);
+    diff_r(&src, &dest);
+    assert_eq!(fs::metadata(dest.join("big.img")).unwrap().len(), 20 << 20);
+    assert!(
+        blocks(&dest.join("big.img")) < 1 << 20,
+        "holes expanded: {}",
+        blocks(&dest.join("big.img"))
+    );
+    assert!(
+        blocks(&dest.join("small.img")) < 64 << 10,
+        "holes expanded: {}",
+        blocks(&dest.join("small.img"))
+    );
+    // A dense file of zeros stays dense.
+    assert!(blocks(&dest.join("dense.bin")) >= 200_000);
+}

@@ -27,6 +27,7 @@ fn entry(path: &[u8], kind: EntryKind, link: Option<&[u8]>) -> Entry {
         digest: (kind == EntryKind::File).then(|| *blake3::hash(b"").as_bytes()),
         link_target: link.map(<[u8]>::to_vec),
         xattrs: Vec::new(),
+        sparse: false,
     }
 }
 

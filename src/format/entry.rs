@@ -3,7 +3,7 @@
 use super::column;
 use crate::xattr::Xattr;
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, FixedSizeBinaryArray, RecordBatch, StringArray,
+    Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, RecordBatch, StringArray,
     TimestampNanosecondArray, UInt32Array, UInt64Array, builder::FixedSizeBinaryBuilder,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
@@ -72,6 +72,8 @@ pub struct Entry {
     pub link_target: Option<Vec<u8>>,
     /// Extended attributes (name, value), as archived.
     pub xattrs: Vec<Xattr>,
+    /// The file had holes (fewer blocks allocated than its size): extract it sparse.
+    pub sparse: bool,
 }
 
 impl Entry {
@@ -102,6 +104,7 @@ pub fn schema() -> Arc<Schema> {
         Field::new("blake3", DataType::FixedSizeBinary(32), true),
         Field::new("link_target", DataType::Binary, true),
         Field::new("xattrs", DataType::Binary, true),
+        Field::new("sparse", DataType::Boolean, false),
     ]))
 }
 
@@ -193,9 +196,10 @@ pub fn to_batch<'a>(entries: impl Iterator<Item = &'a Entry> + Clone) -> RecordB
         Arc::new(BinaryArray::from_iter(
             entries.clone().map(|e| e.link_target.as_deref()),
         )),
-        Arc::new(BinaryArray::from_iter(entries.map(|e| {
+        Arc::new(BinaryArray::from_iter(entries.clone().map(|e| {
             (!e.xattrs.is_empty()).then(|| encode_xattrs(&e.xattrs))
         }))),
+        Arc::new(BooleanArray::from_iter(entries.map(|e| Some(e.sparse)))),
     ];
     RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("entries batch: {e}"))
 }
@@ -219,6 +223,8 @@ pub struct Table {
     link: BinaryArray,
     /// Absent in archives written before the column existed.
     xattrs: Option<BinaryArray>,
+    /// Absent in archives written before the column existed.
+    sparse: Option<BooleanArray>,
 }
 
 impl Table {
@@ -240,6 +246,10 @@ impl Table {
             link: column::<BinaryArray>(batch, "link_target", true)?.clone(),
             xattrs: match batch.column_by_name("xattrs") {
                 Some(_) => Some(column::<BinaryArray>(batch, "xattrs", true)?.clone()),
+                None => None,
+            },
+            sparse: match batch.column_by_name("sparse") {
+                Some(_) => Some(column::<BooleanArray>(batch, "sparse", false)?.clone()),
                 None => None,
             },
         };
@@ -352,6 +362,7 @@ impl Table {
                 .filter(|x| x.is_valid(i))
                 .and_then(|x| decode_xattrs(x.value(i)).ok())
                 .unwrap_or_default(),
+            sparse: self.sparse.as_ref().is_some_and(|s| s.value(i)),
         }
     }
 }
@@ -442,6 +453,7 @@ mod tests {
             digest: Some([7; 32]),
             link_target: None,
             xattrs: vec![(b"user.note".to_vec(), b"\x00binary".to_vec())],
+            sparse: true,
         };
         let l = Entry {
             path: b"link".to_vec(),
@@ -455,6 +467,7 @@ mod tests {
             digest: None,
             link_target: Some(b"../target".to_vec()),
             xattrs: Vec::new(),
+            sparse: false,
         };
         let batch = to_batch([e.clone(), l.clone()].iter());
         assert_eq!(from_batch(&batch).unwrap(), vec![e, l]);

@@ -165,6 +165,7 @@ fn run(
                 digest: None,
                 link_target: None,
                 xattrs: Vec::new(),
+                sparse: false,
             },
         ));
     }

@@ -110,6 +110,8 @@ pub fn walk(
             digest: None,
             link_target,
             xattrs,
+            // Fewer blocks than bytes: the file has holes (no extra syscall to know).
+            sparse: kind == EntryKind::File && meta.blocks().saturating_mul(512) < meta.size(),
         };
         visit(entry)?;
         if kind == EntryKind::Dir {

@@ -249,8 +249,13 @@ impl Archive {
                         }
                         let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
                         let file = std::fs::File::from(fd);
-                        file.write_all_at(bytes, 0)
-                            .map_err(root.err(&e.path, "write"))?;
+                        let written = if e.sparse {
+                            file.set_len(e.size)
+                                .and_then(|()| write_sparse(&file, bytes, 0))
+                        } else {
+                            file.write_all_at(bytes, 0)
+                        };
+                        written.map_err(root.err(&e.path, "write"))?;
                         apply_meta(
                             &file.into(),
                             opts.owner(e),
@@ -268,8 +273,12 @@ impl Archive {
                             root.open_write(&e.path)
                                 .map_err(root.err(&e.path, "open"))?,
                         );
-                        file.write_all_at(bytes, p.file_offset)
-                            .map_err(root.err(&e.path, "write"))?;
+                        let written = if e.sparse {
+                            write_sparse(&file, bytes, p.file_offset)
+                        } else {
+                            file.write_all_at(bytes, p.file_offset)
+                        };
+                        written.map_err(root.err(&e.path, "write"))?;
                     }
                     w.bytes += bytes.len() as u64;
                 }
@@ -363,4 +372,30 @@ impl Archive {
             })
         }
     }
+}
+
+/// Writes `bytes` at `offset` of a file already sized to its full length, skipping the
+/// 4 KiB blocks (on the file's own 4 KiB grid) that are all zeros, so they stay holes.
+fn write_sparse(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    const BLOCK: u64 = 4096;
+    let mut run: Option<usize> = None;
+    let mut i = 0usize;
+    while i < bytes.len() {
+        let pos = offset + i as u64;
+        let end = (((pos / BLOCK + 1) * BLOCK - offset) as usize).min(bytes.len());
+        let zero = bytes[i..end].iter().all(|&b| b == 0);
+        match (zero, run) {
+            (false, None) => run = Some(i),
+            (true, Some(start)) => {
+                file.write_all_at(&bytes[start..i], offset + start as u64)?;
+                run = None;
+            }
+            _ => {}
+        }
+        i = end;
+    }
+    if let Some(start) = run {
+        file.write_all_at(&bytes[start..], offset + start as u64)?;
+    }
+    Ok(())
 }
