@@ -194,6 +194,12 @@ struct Restore {
     /// trusted.*).
     #[arg(long, default_value = "user")]
     xattrs: znippy_uring::XattrPolicy,
+    /// Create device nodes [default when root].
+    #[arg(long, overrides_with = "no_devices")]
+    devices: bool,
+    /// Do not create device nodes [default when not root].
+    #[arg(long)]
+    no_devices: bool,
 }
 
 impl Restore {
@@ -217,6 +223,7 @@ impl Restore {
                 d.preserve_permissions,
             ),
             xattrs: self.xattrs,
+            devices: pick(self.devices, self.no_devices, d.devices),
         }
     }
 }
@@ -323,6 +330,12 @@ fn run(cmd: Command) -> Result<ExitCode> {
             let start = Instant::now();
             let a = Archive::open(&archive)?;
             let r = a.unpack(&dir, &restore.options(t))?;
+            if r.skipped_devices > 0 {
+                eprintln!(
+                    "znippy-uring: warning: {} device node(s) not created (root only; --devices)",
+                    r.skipped_devices
+                );
+            }
             let secs = start.elapsed().as_secs_f64();
             eprintln!(
                 "unpacked {} files, {} dirs, {} symlinks, {} hard links, {} bytes in {:.2} s, {:.0} MB/s",
@@ -422,12 +435,15 @@ fn run(cmd: Command) -> Result<ExitCode> {
             println!("format version: {}", znippy_uring::format::header::VERSION);
             println!("size:           {} bytes", a.len());
             println!(
-                "entries:        {} ({} files, {} dirs, {} symlinks, {} hard links)",
+                "entries:        {} ({} files, {} dirs, {} symlinks, {} hard links, {} special)",
                 a.entries().len(),
                 count(EntryKind::File),
                 count(EntryKind::Dir),
                 count(EntryKind::Symlink),
-                count(EntryKind::Hardlink)
+                count(EntryKind::Hardlink),
+                count(EntryKind::Fifo)
+                    + count(EntryKind::CharDevice)
+                    + count(EntryKind::BlockDevice)
             );
             println!(
                 "chunks:         {} ({} zstd, {} stored)",
@@ -507,6 +523,9 @@ fn mode_string(kind: EntryKind, mode: u32) -> String {
         EntryKind::Dir => 'd',
         EntryKind::Symlink => 'l',
         EntryKind::Hardlink => 'h',
+        EntryKind::Fifo => 'p',
+        EntryKind::CharDevice => 'c',
+        EntryKind::BlockDevice => 'b',
         EntryKind::File => '-',
     };
     let mut s = String::with_capacity(10);

@@ -348,3 +348,58 @@ fn sparse_files_keep_their_holes() {
     // A dense file of zeros stays dense.
     assert!(blocks(&dest.join("dense.bin")) >= 200_000);
 }
+
+#[test]
+fn fifos_always_and_device_nodes_only_as_root_or_when_asked() {
+    let s = Scratch::new("special");
+    let src = s.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let mkfifo = Command::new("mkfifo")
+        .arg(src.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(mkfifo.success());
+    let devices = is_root()
+        && Command::new("mknod")
+            .arg(src.join("null-copy"))
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap()
+            .success();
+    let archive = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
+    let list = String::from_utf8(ok(&[os("list"), os("-l"), archive.as_os_str()]).stdout).unwrap();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("prw-r--r--") && l.ends_with(" pipe")),
+        "{list}"
+    );
+    let dest = s.path("dest");
+    ok(&[
+        os("unpack"),
+        archive.as_os_str(),
+        os("-C"),
+        dest.as_os_str(),
+    ]);
+    assert_eq!(listing(&src, is_root()), listing(&dest, is_root()));
+    if devices {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let m = fs::symlink_metadata(dest.join("null-copy")).unwrap();
+        assert!(
+            m.file_type().is_char_device() && m.rdev() == fs::metadata("/dev/null").unwrap().rdev()
+        );
+        // Not asked for: skipped with a warning, the fifo still made.
+        let plain = s.path("plain");
+        let r = ok(&[
+            os("unpack"),
+            archive.as_os_str(),
+            os("-C"),
+            plain.as_os_str(),
+            os("--no-devices"),
+        ]);
+        assert!(String::from_utf8_lossy(&r.stderr).contains("1 device node(s) not created"));
+        assert!(!plain.join("null-copy").exists() && plain.join("pipe").exists());
+    } else {
+        eprintln!("SKIPPED: device nodes need root");
+    }
+}

@@ -232,7 +232,7 @@ fn list_and_info_describe_the_archive() {
     let info = String::from_utf8(ok(&[os("info"), out.as_os_str()]).stdout).unwrap();
     assert!(info.contains("format version: 1"), "{info}");
     assert!(
-        info.contains("(2 files, 1 dirs, 1 symlinks, 0 hard links)"),
+        info.contains("(2 files, 1 dirs, 1 symlinks, 0 hard links, 0 special)"),
         "{info}"
     );
     assert!(info.contains("pkg_type     7  repo main"), "{info}");

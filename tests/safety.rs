@@ -18,6 +18,9 @@ fn entry(path: &[u8], kind: EntryKind, link: Option<&[u8]>) -> Entry {
             EntryKind::Dir => 0o40755,
             EntryKind::Symlink => 0o120777,
             EntryKind::Hardlink => 0o100644,
+            EntryKind::Fifo => 0o010644,
+            EntryKind::CharDevice => 0o020644,
+            EntryKind::BlockDevice => 0o060644,
         },
         mtime_ns: 0,
         uid: 0,
@@ -28,6 +31,7 @@ fn entry(path: &[u8], kind: EntryKind, link: Option<&[u8]>) -> Entry {
         link_target: link.map(<[u8]>::to_vec),
         xattrs: Vec::new(),
         sparse: false,
+        rdev: None,
     }
 }
 

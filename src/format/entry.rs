@@ -21,6 +21,12 @@ pub enum EntryKind {
     /// A hard link: another name for the regular file whose path is in `link_target`,
     /// an earlier entry; its data is stored once, with that entry.
     Hardlink,
+    /// A named pipe.
+    Fifo,
+    /// A character device (`rdev` says which).
+    CharDevice,
+    /// A block device (`rdev` says which).
+    BlockDevice,
 }
 
 impl EntryKind {
@@ -31,6 +37,9 @@ impl EntryKind {
             EntryKind::Dir => "dir",
             EntryKind::Symlink => "symlink",
             EntryKind::Hardlink => "hardlink",
+            EntryKind::Fifo => "fifo",
+            EntryKind::CharDevice => "chardev",
+            EntryKind::BlockDevice => "blockdev",
         }
     }
 }
@@ -74,6 +83,8 @@ pub struct Entry {
     pub xattrs: Vec<Xattr>,
     /// The file had holes (fewer blocks allocated than its size): extract it sparse.
     pub sparse: bool,
+    /// Device number (character and block devices).
+    pub rdev: Option<u64>,
 }
 
 impl Entry {
@@ -105,6 +116,7 @@ pub fn schema() -> Arc<Schema> {
         Field::new("link_target", DataType::Binary, true),
         Field::new("xattrs", DataType::Binary, true),
         Field::new("sparse", DataType::Boolean, false),
+        Field::new("rdev", DataType::UInt64, true),
     ]))
 }
 
@@ -199,7 +211,10 @@ pub fn to_batch<'a>(entries: impl Iterator<Item = &'a Entry> + Clone) -> RecordB
         Arc::new(BinaryArray::from_iter(entries.clone().map(|e| {
             (!e.xattrs.is_empty()).then(|| encode_xattrs(&e.xattrs))
         }))),
-        Arc::new(BooleanArray::from_iter(entries.map(|e| Some(e.sparse)))),
+        Arc::new(BooleanArray::from_iter(
+            entries.clone().map(|e| Some(e.sparse)),
+        )),
+        Arc::new(UInt64Array::from_iter(entries.map(|e| e.rdev))),
     ];
     RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("entries batch: {e}"))
 }
@@ -225,6 +240,8 @@ pub struct Table {
     xattrs: Option<BinaryArray>,
     /// Absent in archives written before the column existed.
     sparse: Option<BooleanArray>,
+    /// Absent in archives written before the column existed.
+    rdev: Option<UInt64Array>,
 }
 
 impl Table {
@@ -252,6 +269,10 @@ impl Table {
                 Some(_) => Some(column::<BooleanArray>(batch, "sparse", false)?.clone()),
                 None => None,
             },
+            rdev: match batch.column_by_name("rdev") {
+                Some(_) => Some(column::<UInt64Array>(batch, "rdev", true)?.clone()),
+                None => None,
+            },
         };
         if t.digest.value_length() != 32 {
             return Err("entries: blake3 column is not 32 bytes wide".into());
@@ -265,6 +286,9 @@ impl Table {
                 "dir" => EntryKind::Dir,
                 "symlink" => EntryKind::Symlink,
                 "hardlink" => EntryKind::Hardlink,
+                "fifo" => EntryKind::Fifo,
+                "chardev" => EntryKind::CharDevice,
+                "blockdev" => EntryKind::BlockDevice,
                 other => return Err(format!("entry {:?}: unknown kind {other:?}", name())),
             };
             if let Some(x) = t.xattrs.as_ref().filter(|x| x.is_valid(i)) {
@@ -363,6 +387,11 @@ impl Table {
                 .and_then(|x| decode_xattrs(x.value(i)).ok())
                 .unwrap_or_default(),
             sparse: self.sparse.as_ref().is_some_and(|s| s.value(i)),
+            rdev: self
+                .rdev
+                .as_ref()
+                .filter(|r| r.is_valid(i))
+                .map(|r| r.value(i)),
         }
     }
 }
@@ -454,6 +483,7 @@ mod tests {
             link_target: None,
             xattrs: vec![(b"user.note".to_vec(), b"\x00binary".to_vec())],
             sparse: true,
+            rdev: None,
         };
         let l = Entry {
             path: b"link".to_vec(),
@@ -468,6 +498,7 @@ mod tests {
             link_target: Some(b"../target".to_vec()),
             xattrs: Vec::new(),
             sparse: false,
+            rdev: Some(0x0103),
         };
         let batch = to_batch([e.clone(), l.clone()].iter());
         assert_eq!(from_batch(&batch).unwrap(), vec![e, l]);

@@ -166,6 +166,7 @@ fn run(
                 link_target: None,
                 xattrs: Vec::new(),
                 sparse: false,
+                rdev: None,
             },
         ));
     }

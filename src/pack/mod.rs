@@ -167,6 +167,8 @@ pub struct PackReport {
     pub symlinks: u64,
     /// Hard links (further names of files already archived).
     pub hardlinks: u64,
+    /// Fifos and device nodes.
+    pub specials: u64,
     /// Bytes of file data read.
     pub bytes_in: u64,
     /// Size of the archive.
@@ -314,6 +316,7 @@ fn assemble(
         dirs: 0,
         symlinks: 0,
         hardlinks: 0,
+        specials: 0,
         bytes_in: 0,
         archive_len: 0,
         chunks: 0,
@@ -345,6 +348,9 @@ fn assemble(
             EntryKind::Dir => report.dirs += 1,
             EntryKind::Symlink => report.symlinks += 1,
             EntryKind::Hardlink => report.hardlinks += 1,
+            EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice => {
+                report.specials += 1
+            }
         }
         groups.entry(group).or_default().push(e);
     }

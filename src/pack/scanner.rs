@@ -72,15 +72,14 @@ pub fn walk(
             }
         } else if ft.is_file() {
             (EntryKind::File, None)
+        } else if ft.is_fifo() {
+            (EntryKind::Fifo, None)
+        } else if ft.is_char_device() {
+            (EntryKind::CharDevice, None)
+        } else if ft.is_block_device() {
+            (EntryKind::BlockDevice, None)
         } else {
-            let what = if ft.is_fifo() {
-                "fifo"
-            } else if ft.is_socket() {
-                "socket"
-            } else {
-                "device node"
-            };
-            warnings.push(format!("{}: {what} not archived", full.display()));
+            warnings.push(format!("{}: socket not archived", full.display()));
             continue;
         };
         let xattrs = match xattr::read(&full, xattrs) {
@@ -112,6 +111,8 @@ pub fn walk(
             xattrs,
             // Fewer blocks than bytes: the file has holes (no extra syscall to know).
             sparse: kind == EntryKind::File && meta.blocks().saturating_mul(512) < meta.size(),
+            rdev: matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice)
+                .then(|| meta.rdev()),
         };
         visit(entry)?;
         if kind == EntryKind::Dir {

@@ -167,6 +167,40 @@ impl Beneath {
         }
     }
 
+    /// Creates a fifo or device node at `rel` (replacing a file or symlink there), and
+    /// gives it its owner (if given), mode and mtime without opening it.
+    pub fn mknod(
+        &self,
+        rel: &[u8],
+        node: rustix::fs::FileType,
+        rdev: u64,
+        owner: Option<(u32, u32)>,
+        mode: u32,
+        mtime_ns: i64,
+    ) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        let make = || rustix::fs::mknodat(&dir, os(name), node, Mode::from_raw_mode(0o600), rdev);
+        match make() {
+            Err(Errno::EXIST) => {
+                rustix::fs::unlinkat(&dir, os(name), AtFlags::empty())?;
+                make()?;
+            }
+            r => r?,
+        }
+        if let Some((uid, gid)) = owner {
+            rustix::fs::chownat(
+                &dir,
+                os(name),
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        rustix::fs::chmodat(&dir, os(name), Mode::from_raw_mode(mode), AtFlags::empty())?;
+        rustix::fs::utimensat(&dir, os(name), &times(mtime_ns), AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(())
+    }
+
     /// Sets the owner of `rel` itself (not of a symlink's target).
     pub fn set_owner_nofollow(&self, rel: &[u8], uid: u32, gid: u32) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;

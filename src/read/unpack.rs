@@ -28,6 +28,8 @@ pub struct UnpackOptions {
     pub preserve_permissions: bool,
     /// Which archived extended attributes to restore (default `user.*`).
     pub xattrs: crate::XattrPolicy,
+    /// Create device nodes. Default, as GNU tar: when running as root (only root can).
+    pub devices: bool,
 }
 
 impl Default for UnpackOptions {
@@ -38,6 +40,7 @@ impl Default for UnpackOptions {
             same_owner: root,
             preserve_permissions: root,
             xattrs: crate::XattrPolicy::User,
+            devices: root,
         }
     }
 }
@@ -70,6 +73,10 @@ pub struct UnpackReport {
     pub symlinks: u64,
     /// Hard links created.
     pub hardlinks: u64,
+    /// Fifos and device nodes created.
+    pub specials: u64,
+    /// Device nodes not created (not root, or not asked for).
+    pub skipped_devices: u64,
     /// Bytes of file data written.
     pub bytes: u64,
 }
@@ -327,7 +334,32 @@ impl Archive {
             }
         }
 
-        // 6. Symlinks, after all file data, so nothing is written through one.
+        // 6. Fifos always; device nodes only when asked (by default: as root).
+        for e in selected.iter().filter_map(|&i| entries.get(i)) {
+            use rustix::fs::FileType;
+            let node = match e.kind {
+                EntryKind::Fifo => FileType::Fifo,
+                EntryKind::CharDevice | EntryKind::BlockDevice if !opts.devices => {
+                    report.skipped_devices += 1;
+                    continue;
+                }
+                EntryKind::CharDevice => FileType::CharacterDevice,
+                EntryKind::BlockDevice => FileType::BlockDevice,
+                _ => continue,
+            };
+            root.mknod(
+                &e.path,
+                node,
+                e.rdev.unwrap_or(0),
+                opts.owner(e),
+                opts.mode(e),
+                e.mtime_ns,
+            )
+            .map_err(root.err(&e.path, "mknod"))?;
+            report.specials += 1;
+        }
+
+        // 7. Symlinks, after all file data, so nothing is written through one.
         for e in selected.iter().filter_map(|&i| entries.get(i)) {
             if let (EntryKind::Symlink, Some(target)) = (e.kind, &e.link_target) {
                 root.symlink(&e.path, target)
@@ -342,7 +374,7 @@ impl Archive {
             }
         }
 
-        // 7. Directory modes and mtimes, deepest first, after their contents.
+        // 8. Directory modes and mtimes, deepest first, after their contents.
         for e in selected.iter().rev().filter_map(|&i| entries.get(i)) {
             if e.kind == EntryKind::Dir {
                 let fd = root
