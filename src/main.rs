@@ -308,11 +308,12 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 eprintln!("znippy-uring: warning: {w}");
             }
             eprintln!(
-                "packed {} files, {} dirs, {} symlinks, {} hard links: {} -> {} bytes (ratio {:.2}) in {:.2} s, {:.0} MB/s [{}]",
+                "packed {} files, {} dirs, {} symlinks, {} hard links, {} special: {} -> {} bytes (ratio {:.2}) in {:.2} s, {:.0} MB/s [{}]",
                 r.files,
                 r.dirs,
                 r.symlinks,
                 r.hardlinks,
+                r.specials,
                 r.bytes_in,
                 r.archive_len,
                 r.bytes_in as f64 / r.archive_len.max(1) as f64,
