@@ -19,7 +19,7 @@ pub type Warning = String;
 
 /// Walks `root`, calling `visit` with each entry (location and digest unset) in order.
 /// `exclude` is a (dev, inode) pair never to report (the archive being written).
-/// Entries that vanish during the walk, and special files, are skipped with a warning.
+/// Entries that vanish during the walk, and sockets, are skipped with a warning.
 pub fn walk(
     root: &Path,
     exclude: Option<(u64, u64)>,
