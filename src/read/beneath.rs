@@ -188,13 +188,7 @@ impl Beneath {
             r => r?,
         }
         if let Some((uid, gid)) = owner {
-            rustix::fs::chownat(
-                &dir,
-                os(name),
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )?;
+            chown_nofollow(&dir, name, uid, gid)?;
         }
         rustix::fs::chmodat(&dir, os(name), Mode::from_raw_mode(mode), AtFlags::empty())?;
         rustix::fs::utimensat(&dir, os(name), &times(mtime_ns), AtFlags::SYMLINK_NOFOLLOW)?;
@@ -204,14 +198,7 @@ impl Beneath {
     /// Sets the owner of `rel` itself (not of a symlink's target).
     pub fn set_owner_nofollow(&self, rel: &[u8], uid: u32, gid: u32) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;
-        rustix::fs::chownat(
-            &dir,
-            os(name),
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(Into::into)
+        chown_nofollow(&dir, name, uid, gid)
     }
 
     /// Sets the mtime of `rel` itself (not of a symlink's target).
@@ -220,6 +207,18 @@ impl Beneath {
         rustix::fs::utimensat(&dir, os(name), &times(mtime_ns), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(Into::into)
     }
+}
+
+/// Sets the owner of `name` in `dir` itself, never following a symlink.
+fn chown_nofollow(dir: &OwnedFd, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
+    rustix::fs::chownat(
+        dir,
+        os(name),
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(Into::into)
 }
 
 /// Timestamps leaving atime alone and setting mtime.

@@ -60,6 +60,17 @@ impl UnpackOptions {
                 0o777
             }
     }
+
+    /// Gives the open file or directory `fd` the metadata of `e` these options restore.
+    fn apply_meta(&self, fd: &std::os::fd::OwnedFd, e: &Entry) -> std::io::Result<()> {
+        apply_meta(
+            fd,
+            self.owner(e),
+            (&e.xattrs, self.xattrs),
+            self.mode(e),
+            e.mtime_ns,
+        )
+    }
 }
 
 /// What an unpack did.
@@ -192,14 +203,8 @@ impl Archive {
             match (e.kind, e.location) {
                 (EntryKind::File, None) => {
                     let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
-                    apply_meta(
-                        &fd,
-                        opts.owner(e),
-                        (&e.xattrs, opts.xattrs),
-                        opts.mode(e),
-                        e.mtime_ns,
-                    )
-                    .map_err(root.err(&e.path, "set metadata"))?;
+                    opts.apply_meta(&fd, e)
+                        .map_err(root.err(&e.path, "set metadata"))?;
                     report.files += 1;
                 }
                 (EntryKind::File, Some(loc)) if loc.first_chunk != loc.last_chunk => {
@@ -263,14 +268,8 @@ impl Archive {
                             file.write_all_at(bytes, 0)
                         };
                         written.map_err(root.err(&e.path, "write"))?;
-                        apply_meta(
-                            &file.into(),
-                            opts.owner(e),
-                            (&e.xattrs, opts.xattrs),
-                            opts.mode(e),
-                            e.mtime_ns,
-                        )
-                        .map_err(root.err(&e.path, "set metadata"))?;
+                        opts.apply_meta(&file.into(), e)
+                            .map_err(root.err(&e.path, "set metadata"))?;
                         w.files += 1;
                     } else {
                         let _turn = split_locks
@@ -314,14 +313,8 @@ impl Archive {
             let fd = root
                 .open_write(&e.path)
                 .map_err(root.err(&e.path, "open"))?;
-            apply_meta(
-                &fd,
-                opts.owner(e),
-                (&e.xattrs, opts.xattrs),
-                opts.mode(e),
-                e.mtime_ns,
-            )
-            .map_err(root.err(&e.path, "set metadata"))?;
+            opts.apply_meta(&fd, e)
+                .map_err(root.err(&e.path, "set metadata"))?;
             report.files += 1;
         }
 
@@ -380,14 +373,8 @@ impl Archive {
                 let fd = root
                     .open_dir(&e.path)
                     .map_err(root.err(&e.path, "open directory"))?;
-                apply_meta(
-                    &fd,
-                    opts.owner(e),
-                    (&e.xattrs, opts.xattrs),
-                    opts.mode(e),
-                    e.mtime_ns,
-                )
-                .map_err(root.err(&e.path, "set metadata"))?;
+                opts.apply_meta(&fd, e)
+                    .map_err(root.err(&e.path, "set metadata"))?;
                 report.dirs += 1;
             }
         }
