@@ -84,21 +84,8 @@ fn round_trip_matches_the_original_by_find_and_diff() {
     )
     .unwrap();
     let archive = s.path("a.znippy");
-    ok(&[
-        os("pack"),
-        src.as_os_str(),
-        os("-o"),
-        archive.as_os_str(),
-        os("--chunk-size"),
-        os("64K"),
-    ]);
     let dest = s.path("dest");
-    ok(&[
-        os("unpack"),
-        archive.as_os_str(),
-        os("-C"),
-        dest.as_os_str(),
-    ]);
+    pack_and_unpack(&src, &archive, &dest, &["--chunk-size", "64K"]);
     assert_eq!(listing(&src, is_root()), listing(&dest, is_root()));
     diff_r(&src, &dest);
     let plain = listing(&dest, false);
@@ -318,21 +305,8 @@ fn sparse_files_keep_their_holes() {
         return;
     }
     let archive = s.path("a.znippy");
-    ok(&[
-        os("pack"),
-        src.as_os_str(),
-        os("-o"),
-        archive.as_os_str(),
-        os("--chunk-size"),
-        os("64K"),
-    ]);
     let dest = s.path("dest");
-    ok(&[
-        os("unpack"),
-        archive.as_os_str(),
-        os("-C"),
-        dest.as_os_str(),
-    ]);
+    pack_and_unpack(&src, &archive, &dest, &["--chunk-size", "64K"]);
     diff_r(&src, &dest);
     assert_eq!(fs::metadata(dest.join("big.img")).unwrap().len(), 20 << 20);
     assert!(

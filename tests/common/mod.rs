@@ -214,3 +214,17 @@ pub fn as_nobody(script: &str) -> Output {
         .output()
         .unwrap()
 }
+
+/// Packs `src` into `archive` with `pack_args`, then unpacks it into `dest`, both through
+/// the command line, asserting success.
+pub fn pack_and_unpack(src: &Path, archive: &Path, dest: &Path, pack_args: &[&str]) {
+    let mut pack: Vec<&OsStr> = vec![os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()];
+    pack.extend(pack_args.iter().map(os));
+    ok(&pack);
+    ok(&[
+        os("unpack"),
+        archive.as_os_str(),
+        os("-C"),
+        dest.as_os_str(),
+    ]);
+}
