@@ -35,7 +35,70 @@ pub(crate) fn ipc_decode(bytes: Vec<u8>) -> Result<RecordBatch, String> {
         .unwrap_or_else(|_| Err("malformed Arrow IPC stream".into()))
 }
 
+/// Walks an IPC stream before arrow decodes it: every message must pass the flatbuffer
+/// verifier, be a Schema or an uncompressed RecordBatch, have its body inside the stream,
+/// and every buffer inside its body. arrow-ipc would panic on a buffer outside the body
+/// (found by fuzzing, with a checksum the fuzzer had learned to satisfy).
+fn check_ipc_stream(mut b: &[u8]) -> Result<(), String> {
+    fn i32_at(b: &[u8]) -> Result<i32, String> {
+        match b.get(..4) {
+            Some(&[x0, x1, x2, x3]) => Ok(i32::from_le_bytes([x0, x1, x2, x3])),
+            _ => Err("Arrow IPC stream: truncated message length".into()),
+        }
+    }
+    loop {
+        if b.is_empty() {
+            return Ok(());
+        }
+        let mut len = i32_at(b)?;
+        b = &b[4..];
+        if len == -1 {
+            len = i32_at(b)?;
+            b = &b[4..];
+        }
+        if len == 0 {
+            return Ok(()); // end-of-stream marker
+        }
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= b.len())
+            .ok_or("Arrow IPC stream: message length outside the stream")?;
+        let (meta, rest) = b.split_at(len);
+        let msg = arrow_ipc::root_as_message(meta)
+            .map_err(|e| format!("Arrow IPC stream: invalid message: {e}"))?;
+        let body = usize::try_from(msg.bodyLength())
+            .ok()
+            .filter(|&l| l <= rest.len())
+            .ok_or("Arrow IPC stream: message body outside the stream")?;
+        match msg.header_type() {
+            arrow_ipc::MessageHeader::Schema => {}
+            arrow_ipc::MessageHeader::RecordBatch => {
+                let rb = msg
+                    .header_as_record_batch()
+                    .ok_or("Arrow IPC stream: record batch header missing")?;
+                if rb.compression().is_some() {
+                    return Err("Arrow IPC stream: compressed buffers are not used".into());
+                }
+                for buf in rb.buffers().iter().flatten() {
+                    let inside = buf.offset() >= 0
+                        && buf.length() >= 0
+                        && buf
+                            .offset()
+                            .checked_add(buf.length())
+                            .is_some_and(|end| end as u64 <= body as u64);
+                    if !inside {
+                        return Err("Arrow IPC stream: buffer outside its message body".into());
+                    }
+                }
+            }
+            _ => return Err("Arrow IPC stream: unexpected message type".into()),
+        }
+        b = &rest[body..];
+    }
+}
+
 fn ipc_decode_unguarded(bytes: Vec<u8>) -> Result<RecordBatch, String> {
+    check_ipc_stream(&bytes)?;
     let mut buffer = arrow_buffer::Buffer::from_vec(bytes);
     let mut decoder = arrow_ipc::reader::StreamDecoder::new();
     let mut batches = Vec::new();
