@@ -55,7 +55,8 @@ enum Command {
         #[arg(long, default_value = "auto")]
         io: IoMode,
         /// A file changed while being packed: fail (no archive), warn (keep the bytes as
-        /// read and name the file), or ignore (do not check: about 5% faster).
+        /// read and name the file), retry (read it again until a read sees it unchanged,
+        /// and name it), or ignore (do not check: about 5% faster).
         #[arg(long, default_value = "fail")]
         on_change: znippy_uring::pack::OnChange,
         /// Extended attributes to archive: none, user (user.*), or all (also security.*

@@ -251,6 +251,90 @@ fn a_file_changing_while_packed_fails_the_pack_or_is_kept_with_a_warning() {
     assert!(read.starts_with(b"first line\n"));
 }
 
+/// Waits until a pack has created its temporary archive in `dir`.
+fn wait_for_pack_start(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leftovers(dir).is_empty() {
+        assert!(Instant::now() < deadline, "pack never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn retry_archives_a_consistent_version_of_a_changed_file_and_drops_a_vanished_one() {
+    use std::io::Write;
+    let s = Scratch::new("retry");
+    let src = s.path("src");
+    // Compressed first and slowly (level 19, one thread): the changes below are over
+    // before the pipeline checks the later files, and before the re-read pass.
+    write(&src, "a-slow.txt", &bytes(6, 5_000_000, true));
+    write(&src, "z-growing.log", b"first line\n");
+    write(&src, "z-vanishing.txt", b"here at the walk");
+    fs::hard_link(src.join("z-vanishing.txt"), src.join("zz-link")).unwrap();
+    let out = s.path("a.znippy");
+    let changer = {
+        let (dir, src) = (s.path(""), src.clone());
+        std::thread::spawn(move || {
+            wait_for_pack_start(&dir);
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(src.join("z-growing.log"))
+                .unwrap();
+            for i in 0..200 {
+                writeln!(f, "line {i}").unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            fs::remove_file(src.join("z-vanishing.txt")).unwrap();
+            fs::remove_file(src.join("zz-link")).unwrap();
+        })
+    };
+    let r = run(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--level"),
+        os("19"),
+        os("--threads"),
+        os("1"),
+        os("--on-change"),
+        os("retry"),
+    ]);
+    changer.join().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert!(r.status.success(), "{err}");
+    assert!(
+        err.contains("z-growing.log: changed while being packed; archived as read again"),
+        "{err}"
+    );
+    assert!(
+        err.contains("z-vanishing.txt: vanished while being packed; not archived"),
+        "{err}"
+    );
+    assert!(
+        err.contains("zz-link: hard link to a file that vanished"),
+        "{err}"
+    );
+    let a = znippy_uring::Archive::open(&out).unwrap();
+    assert!(a.verify(1).unwrap().is_ok());
+    // The version read again is the file as it is now, not a prefix of it.
+    let now = fs::read(src.join("z-growing.log")).unwrap();
+    assert!(now.ends_with(b"line 199\n"));
+    let mut read = Vec::new();
+    a.read_file(b"z-growing.log", &mut read).unwrap();
+    assert_eq!(read, now);
+    let paths: Vec<Vec<u8>> = a.entries().iter().map(|e| e.path.clone()).collect();
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.starts_with(b"z-vanishing") || p == b"zz-link")
+    );
+    // Every name left unpacks and matches the tree.
+    let dest = s.path("d");
+    ok(&[os("unpack"), out.as_os_str(), os("-C"), dest.as_os_str()]);
+    assert_eq!(snapshot(&dest), snapshot(&src));
+}
+
 #[test]
 fn paths_near_path_max_round_trip_and_deeper_ones_fail_cleanly() {
     let s = Scratch::new("deep");

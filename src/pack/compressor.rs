@@ -46,6 +46,15 @@ pub struct Returned {
     pub pieces: Vec<(usize, PieceDigest)>,
 }
 
+/// Files found changed while being read, gathered from every compressor.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Files kept as read (`OnChange::Warn`), as warning lines.
+    pub warnings: Vec<String>,
+    /// Files to read again (`OnChange::Retry`): entry and path relative to the root.
+    pub reread: Vec<(usize, Arc<Path>)>,
+}
+
 /// The pack root, for opening files relative to it.
 pub struct Root {
     /// Directory descriptor of the root.
@@ -77,8 +86,8 @@ pub struct Compressor {
     pub root: Option<Arc<Root>>,
     /// What to do with files that changed while being read.
     pub on_change: super::OnChange,
-    /// Where kept changed files are reported.
-    pub changed: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Where changed files are reported.
+    pub changes: Arc<std::sync::Mutex<Changes>>,
 }
 
 impl Compressor {
@@ -206,7 +215,18 @@ impl Compressor {
                     dst[p.chunk_offset..p.chunk_offset + p.len].copy_from_slice(src);
                 }
                 Source::File { rel, .. } => {
-                    let fd = self.open(rel)?;
+                    let fd = match self.open(rel) {
+                        Ok(fd) => fd,
+                        Err(_) if self.on_change == super::OnChange::Retry => {
+                            // Gone since the walk: the re-read pass decides what it is now.
+                            // SAFETY: we own the slot; the piece lies inside the chunk.
+                            let dst = unsafe { self.ring.input(slot, plan.len) };
+                            dst[p.chunk_offset..p.chunk_offset + p.len].fill(0);
+                            self.reread(p.entry, rel);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     let op = Op::Read {
                         fd: fd.as_raw_fd(),
                         // SAFETY: chunk_offset + len <= plan.len <= slot capacity.
@@ -286,19 +306,30 @@ impl Compressor {
         };
         if done < p.len {
             // Short read: finish it here (rare: the file shrank, or a signal).
-            let fd = self.open(rel)?;
             // SAFETY: we own the slot and no other read into this piece is in flight.
             let buf = unsafe { self.ring.input(slot, f.plan.len) };
             let dst = &mut buf[p.chunk_offset + done..p.chunk_offset + p.len];
-            read_exact_at(&fd, dst, p.file_offset + done as u64).map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => Error::Input {
-                    path: self.full(rel),
-                    problem: format!(
-                        "file shrank while being packed (expected {} bytes)",
-                        p.file_offset + p.len as u64
-                    ),
-                },
-                _ => Error::io(self.full(rel), "read", e),
+            let rest = self.open(rel).and_then(|fd| {
+                read_exact_at(&fd, dst, p.file_offset + done as u64)
+                    .map_err(|e| Error::io(self.full(rel), "read", e))
+            });
+            if rest.is_err() && self.on_change == super::OnChange::Retry {
+                dst.fill(0);
+                let (entry, rel) = (p.entry, rel.clone());
+                self.reread(entry, &rel);
+                return Ok(());
+            }
+            rest.map_err(|e| match e {
+                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    Error::Input {
+                        path: self.full(rel),
+                        problem: format!(
+                            "file shrank while being packed (expected {} bytes)",
+                            p.file_offset + p.len as u64
+                        ),
+                    }
+                }
+                other => other,
             })?;
         }
         Ok(())
@@ -341,13 +372,22 @@ impl Compressor {
                         return Err(Error::Input { path, problem });
                     }
                     super::OnChange::Warn => {
-                        let mut list = self.changed.lock().unwrap_or_else(|p| p.into_inner());
-                        list.push(format!("{}: {problem}; archived as read", path.display()));
+                        let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+                        changes
+                            .warnings
+                            .push(format!("{}: {problem}; archived as read", path.display()));
                     }
+                    super::OnChange::Retry => self.reread(p.entry, rel),
                 }
             }
         }
         Ok(())
+    }
+
+    /// Leaves `entry` to the re-read pass (`OnChange::Retry`).
+    fn reread(&self, entry: usize, rel: &Arc<Path>) {
+        let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        changes.reread.push((entry, rel.clone()));
     }
 
     /// Hashes and compresses a filled slot.

@@ -176,13 +176,5 @@ fn run(
         pipeline.abort();
         return Err(e);
     }
-    finish(
-        output,
-        pipeline,
-        seg,
-        entries,
-        opts.group(),
-        opts.chunk_size,
-        Vec::new(),
-    )
+    finish(output, pipeline, seg, entries, opts, None, Vec::new())
 }

@@ -7,6 +7,7 @@ mod ingest;
 mod interrupt;
 mod output;
 mod pipeline;
+mod reread;
 mod ring;
 mod scanner;
 mod segmenter;
@@ -75,6 +76,11 @@ pub enum OnChange {
     /// Do not check (saves one `statat` per file, about 5% of a kernel-tree pack): for
     /// trees known not to change.
     Ignore,
+    /// Keep a consistent version: read the file again after the main pass until one
+    /// read sees the same size and mtime before and after it (up to three reads, then
+    /// fail), and report it as a warning. A file that is gone by then is left out of
+    /// the archive with a warning.
+    Retry,
 }
 
 impl std::str::FromStr for OnChange {
@@ -84,8 +90,9 @@ impl std::str::FromStr for OnChange {
             "fail" => Ok(OnChange::Fail),
             "warn" => Ok(OnChange::Warn),
             "ignore" => Ok(OnChange::Ignore),
+            "retry" => Ok(OnChange::Retry),
             other => Err(Error::Invalid(format!(
-                "unknown --on-change {other:?} (expected fail, warn or ignore)"
+                "unknown --on-change {other:?} (expected fail, warn, retry or ignore)"
             ))),
         }
     }
@@ -207,7 +214,7 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
     });
     let output = Output::create(dest)?;
     let pipeline = Pipeline::start(
-        opts.config(Some(root)),
+        opts.config(Some(root.clone())),
         output.file.clone(),
         output.tmp_path().into(),
     )?;
@@ -243,15 +250,7 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
             return Err(e);
         }
     };
-    finish(
-        output,
-        pipeline,
-        seg,
-        entries,
-        group,
-        opts.chunk_size,
-        warnings,
-    )
+    finish(output, pipeline, seg, entries, opts, Some(&root), warnings)
 }
 
 /// Closes the segmenter, waits for the pipeline, and writes index and footer.
@@ -259,28 +258,74 @@ fn finish(
     output: Output,
     pipeline: Pipeline,
     seg: Segmenter,
-    entries: Vec<(Group, Entry)>,
-    always: Group,
-    chunk_size: usize,
-    warnings: Vec<String>,
+    mut entries: Vec<(Group, Entry)>,
+    opts: &PackOptions,
+    root: Option<&Root>,
+    mut warnings: Vec<String>,
 ) -> Result<PackReport> {
     let (backend, fallback) = (pipeline.backend, pipeline.fallback.clone());
     let locations = seg.finish();
     let Written {
-        chunks,
+        mut chunks,
         mut pieces,
-        blob_end,
-        changed,
+        mut blob_end,
+        changes,
     } = pipeline.finish()?;
-    let mut warnings = warnings;
-    warnings.extend(changed);
-    let locations =
+    warnings.extend(changes.warnings);
+    let mut locations =
         locations.map_err(|_| Error::Invalid("pipeline stopped without an error".into()))?;
+    let mut dropped = Vec::new();
+    if let (Some(root), false) = (root, changes.reread.is_empty()) {
+        let mut again = changes.reread;
+        again.sort_unstable_by_key(|(e, _)| *e);
+        again.dedup_by_key(|(e, _)| *e);
+        let redo: std::collections::HashSet<usize> = again.iter().map(|(e, _)| *e).collect();
+        pieces.retain(|(e, _, _)| !redo.contains(e));
+        for (i, rel) in again {
+            let Some((_, entry)) = entries.get_mut(i) else {
+                continue;
+            };
+            let rereader = reread::Rereader {
+                root,
+                output: &output,
+                chunk_size: opts.chunk_size,
+                level: opts.level,
+                store: opts.skip_compressed && skip::is_compressed_name(&entry.path),
+            };
+            let shown = scanner::full_path(&root.path, &entry.path);
+            match rereader.reread(&rel, &mut chunks, &mut blob_end)? {
+                reread::Outcome::Kept(v) => {
+                    warnings.push(format!(
+                        "{}: changed while being packed; archived as read again ({} bytes)",
+                        shown.display(),
+                        v.size
+                    ));
+                    (entry.size, entry.mtime_ns) = (v.size, v.mtime_ns);
+                    if let Some(slot) = locations.get_mut(i) {
+                        *slot = v.location;
+                    }
+                    pieces.extend(v.pieces.into_iter().map(|(c, d)| (i, c, d)));
+                }
+                reread::Outcome::Vanished(why) => {
+                    warnings.push(format!("{}: {why}; not archived", shown.display()));
+                    dropped.push(i);
+                }
+            }
+        }
+    }
+    let skip = drop_entries(&entries, &dropped, &mut warnings);
     let stored_chunks = chunks
         .iter()
         .filter(|c| c.codec == crate::format::chunk::Codec::Stored)
         .count() as u64;
-    let (groups, stats) = assemble(entries, &locations, &mut pieces, chunk_size, always)?;
+    let (groups, stats) = assemble(
+        entries,
+        &skip,
+        &locations,
+        &mut pieces,
+        opts.chunk_size,
+        opts.group(),
+    )?;
     let refs: Vec<(Group, &[Entry])> = groups
         .iter()
         .map(|(g, e)| (g.clone(), e.as_slice()))
@@ -298,9 +343,40 @@ fn finish(
     })
 }
 
-/// Gives every file its location and digest, and sorts entries into their groups.
+/// Leaves out the files in `dropped` (gone before they could be read consistently) and
+/// the hard links to them, which have no data of their own.
+fn drop_entries(
+    entries: &[(Group, Entry)],
+    dropped: &[usize],
+    warnings: &mut Vec<String>,
+) -> Vec<bool> {
+    let mut skip = vec![false; entries.len()];
+    if dropped.is_empty() {
+        return skip;
+    }
+    let gone: std::collections::HashSet<Vec<u8>> = dropped
+        .iter()
+        .filter_map(|&i| entries.get(i).map(|(_, e)| e.path.clone()))
+        .collect();
+    for ((_, e), skip) in entries.iter().zip(&mut skip) {
+        let orphan = e.kind == EntryKind::Hardlink
+            && e.link_target.as_ref().is_some_and(|t| gone.contains(t));
+        if orphan {
+            warnings.push(format!(
+                "{}: hard link to a file that vanished; not archived",
+                e.display_path()
+            ));
+        }
+        *skip = orphan || gone.contains(&e.path);
+    }
+    skip
+}
+
+/// Gives every file its location and digest, and sorts entries into their groups,
+/// leaving out those marked in `skip`.
 fn assemble(
     entries: Vec<(Group, Entry)>,
+    skip: &[bool],
     locations: &[Option<DataLocation>],
     pieces: &mut [(usize, u64, digest::PieceDigest)],
     chunk_size: usize,
@@ -311,7 +387,7 @@ fn assemble(
         (size, chunk_size as u64)
     });
     let mut report = PackReport {
-        entries: entries.len() as u64,
+        entries: 0,
         files: 0,
         dirs: 0,
         symlinks: 0,
@@ -328,6 +404,10 @@ fn assemble(
     let mut groups: BTreeMap<Group, Vec<Entry>> = BTreeMap::new();
     groups.insert(always, Vec::new());
     for (i, (group, mut e)) in entries.into_iter().enumerate() {
+        if skip.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        report.entries += 1;
         match e.kind {
             EntryKind::File => {
                 report.files += 1;

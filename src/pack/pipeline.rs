@@ -2,7 +2,7 @@
 //! bounded channels. Callers feed it chunk plans (through a [`super::Segmenter`]) and
 //! collect the written chunks at the end.
 
-use super::compressor::{Compressor, Returned, Root, Sealed};
+use super::compressor::{Changes, Compressor, Returned, Root, Sealed};
 use super::ring::Ring;
 use super::segmenter::ChunkPlan;
 use super::writer::{Writer, Written};
@@ -35,7 +35,7 @@ pub struct Pipeline {
     compressors: Vec<JoinHandle<Result<()>>>,
     writer: Option<JoinHandle<Result<Written>>>,
     abort: Arc<AtomicBool>,
-    changed: Arc<Mutex<Vec<String>>>,
+    changes: Arc<Mutex<Changes>>,
     /// The backend in use.
     pub backend: Backend,
     /// Why `Auto` fell back to portable, if it did.
@@ -82,7 +82,7 @@ impl Pipeline {
             .ok_or_else(|| Error::Invalid("no writer queue".into()))?;
 
         let abort = Arc::new(AtomicBool::new(false));
-        let changed = Arc::new(Mutex::new(Vec::new()));
+        let changes = Arc::new(Mutex::new(Changes::default()));
         let (plan_tx, plan_rx) = bounded::<ChunkPlan>(threads * slots);
         let (sealed_tx, sealed_rx) = bounded::<Sealed>(threads * slots);
         let mut returns = Vec::new();
@@ -98,7 +98,7 @@ impl Pipeline {
                 level: cfg.level,
                 root: cfg.root.clone(),
                 on_change: cfg.on_change,
-                changed: changed.clone(),
+                changes: changes.clone(),
             };
             let (plans, sealed, abort) = (plan_rx.clone(), sealed_tx.clone(), abort.clone());
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -134,7 +134,7 @@ impl Pipeline {
             compressors,
             writer: Some(writer),
             abort,
-            changed,
+            changes,
             backend,
             fallback,
             _rings: rings,
@@ -163,10 +163,10 @@ impl Pipeline {
             Some(Ok(r)) => r,
             _ => Err(Error::Invalid("writer panicked".into())),
         };
-        let changed = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|p| p.into_inner()));
+        let changes = std::mem::take(&mut *self.changes.lock().unwrap_or_else(|p| p.into_inner()));
         match (first, written) {
             (Some(e), _) => Err(e),
-            (None, r) => r.map(|w| Written { changed, ..w }),
+            (None, r) => r.map(|w| Written { changes, ..w }),
         }
     }
 

@@ -27,8 +27,8 @@ pub struct Written {
     pub pieces: Vec<(usize, u64, PieceDigest)>,
     /// Offset just past the last blob.
     pub blob_end: u64,
-    /// Files that changed while being read and were kept (`OnChange::Warn`).
-    pub changed: Vec<String>,
+    /// Files that changed while being read (filled in by the pipeline).
+    pub changes: super::compressor::Changes,
 }
 
 struct InFlight {

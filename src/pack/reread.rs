@@ -1,0 +1,193 @@
+//! The re-read pass (`--on-change retry`): files that changed while the pipeline read
+//! them are read again, one at a time, once the pipeline has finished, until a read
+//! sees the same size and mtime on the open file before and after it. That version is
+//! appended as new chunks after the pipeline's; the bytes of the first read stay in the
+//! archive, unreferenced (their chunks still verify). Changed files are rare, so this
+//! pass is plain pread/pwrite on the calling thread.
+
+use super::compressor::{Root, read_exact_at};
+use super::output::Output;
+use super::scanner::full_path;
+use crate::digest::{self, PieceDigest};
+use crate::error::{Error, Result};
+use crate::format::chunk::{ChunkRecord, Codec};
+use crate::format::entry::DataLocation;
+use rustix::fs::{Mode, OFlags};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// Reads of one file before the pack gives up on it.
+pub const ATTEMPTS: usize = 3;
+
+/// What a re-read found.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A version that did not change while it was read, appended to the archive.
+    Kept(Version),
+    /// The file is gone, or no longer a regular file.
+    Vanished(String),
+}
+
+/// A consistent version of a file, as appended.
+#[derive(Debug)]
+pub struct Version {
+    /// Its size.
+    pub size: u64,
+    /// Its mtime, ns.
+    pub mtime_ns: i64,
+    /// Where its bytes are (`None` when empty).
+    pub location: Option<DataLocation>,
+    /// (chunk, digest) of each of its pieces.
+    pub pieces: Vec<(u64, PieceDigest)>,
+}
+
+/// Reads changed files again and appends them to the archive.
+pub struct Rereader<'a> {
+    /// The pack root.
+    pub root: &'a Root,
+    /// The archive being written.
+    pub output: &'a Output,
+    /// Chunk size: files at least this long are split into chunks of it.
+    pub chunk_size: usize,
+    /// zstd level.
+    pub level: i32,
+    /// Store the file without trying to compress it.
+    pub store: bool,
+}
+
+impl Rereader<'_> {
+    /// Reads `rel` until one read is consistent, appending its chunks to `chunks` from
+    /// `*blob_end` on. Fails after [`ATTEMPTS`] inconsistent reads.
+    pub fn reread(
+        &self,
+        rel: &Path,
+        chunks: &mut Vec<ChunkRecord>,
+        blob_end: &mut u64,
+    ) -> Result<Outcome> {
+        let path = full_path(&self.root.path, rel.as_os_str().as_encoded_bytes());
+        let mut zstd = zstd::bulk::Compressor::new(self.level)
+            .map_err(|e| Error::Invalid(format!("zstd level {}: {e}", self.level)))?;
+        for _ in 0..ATTEMPTS {
+            let fd = match rustix::fs::openat(
+                &self.root.fd,
+                rel,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOENT) => {
+                    return Ok(Outcome::Vanished("vanished while being packed".into()));
+                }
+                Err(rustix::io::Errno::LOOP) => {
+                    return Ok(Outcome::Vanished(
+                        "replaced by a symlink while being packed".into(),
+                    ));
+                }
+                Err(e) => return Err(Error::io(&path, "open", e.into())),
+            };
+            let before = stamp(&fd, &path)?;
+            if before.2 {
+                return Ok(Outcome::Vanished(
+                    "no longer a regular file after being packed".into(),
+                ));
+            }
+            let (mark_len, mark_end) = (chunks.len(), *blob_end);
+            let read = self.append(&fd, &path, before.0, &mut zstd, chunks, blob_end)?;
+            let after = stamp(&fd, &path)?;
+            match read {
+                Some(pieces) if after == before => {
+                    let location = (before.0 > 0).then(|| DataLocation {
+                        first_chunk: mark_len as u64,
+                        last_chunk: chunks.len() as u64 - 1,
+                        chunk_offset: 0,
+                    });
+                    return Ok(Outcome::Kept(Version {
+                        size: before.0,
+                        mtime_ns: before.1,
+                        location,
+                        pieces,
+                    }));
+                }
+                _ => {
+                    // Changed again while read: forget this attempt's chunks.
+                    chunks.truncate(mark_len);
+                    *blob_end = mark_end;
+                }
+            }
+        }
+        Err(Error::Input {
+            path,
+            problem: format!("kept changing while being packed ({ATTEMPTS} reads)"),
+        })
+    }
+
+    /// Appends `size` bytes of `fd` as chunks: one for a file shorter than a chunk,
+    /// else whole chunks of `chunk_size` (BLAKE3 subtrees) and a shorter last one.
+    /// `None` if the file turned out shorter than `size`.
+    fn append(
+        &self,
+        fd: &OwnedFd,
+        path: &PathBuf,
+        size: u64,
+        zstd: &mut zstd::bulk::Compressor<'static>,
+        chunks: &mut Vec<ChunkRecord>,
+        blob_end: &mut u64,
+    ) -> Result<Option<Vec<(u64, PieceDigest)>>> {
+        let whole = size < self.chunk_size as u64;
+        let mut buf = vec![0u8; (size as usize).min(self.chunk_size)];
+        let mut pieces = Vec::new();
+        let mut offset = 0u64;
+        while offset < size {
+            let len = (size - offset).min(self.chunk_size as u64) as usize;
+            let data = &mut buf[..len];
+            match read_exact_at(fd, data, offset) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(Error::io(path, "read", e)),
+            }
+            let chunk_digest = digest::hash(data);
+            let piece = if whole {
+                PieceDigest::Whole(chunk_digest)
+            } else {
+                digest::piece(data, offset, false)
+            };
+            let mut codec = Codec::Stored;
+            let frame;
+            let mut blob: &[u8] = data;
+            if !self.store {
+                frame = zstd
+                    .compress(data)
+                    .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
+                // The same 3% rule as the compressors.
+                if (frame.len() as u64) * 100 < (len as u64) * 97 {
+                    codec = Codec::Zstd;
+                    blob = &frame;
+                }
+            }
+            self.output.write_at(blob, *blob_end)?;
+            pieces.push((chunks.len() as u64, piece));
+            chunks.push(ChunkRecord {
+                offset: *blob_end,
+                stored_len: blob.len() as u64,
+                raw_len: len as u64,
+                codec,
+                digest: chunk_digest,
+            });
+            *blob_end += blob.len() as u64;
+            offset += len as u64;
+        }
+        Ok(Some(pieces))
+    }
+}
+
+/// (size, mtime ns, not a regular file) of an open file.
+fn stamp(fd: &OwnedFd, path: &Path) -> Result<(u64, i64, bool)> {
+    let st = rustix::fs::fstat(fd).map_err(|e| Error::io(path, "stat", e.into()))?;
+    let regular =
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+    Ok((
+        st.st_size as u64,
+        st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+        !regular,
+    ))
+}
