@@ -12,6 +12,7 @@ pub mod digest;
 pub mod error;
 pub mod format;
 pub mod io;
+pub mod owner;
 pub mod pack;
 pub mod read;
 pub mod skip;

@@ -179,12 +179,16 @@ enum Command {
 /// are GNU tar's: both on when running as root, off otherwise.
 #[derive(clap::Args)]
 struct Restore {
-    /// Restore owners (uid/gid) [default when root].
+    /// Restore owners [default when root]: by archived user and group name where the
+    /// name exists here, else by archived id.
     #[arg(long, overrides_with = "no_same_owner")]
     same_owner: bool,
     /// Do not restore owners [default when not root].
     #[arg(long)]
     no_same_owner: bool,
+    /// Restore owners by archived id only, ignoring the names.
+    #[arg(long)]
+    numeric_owner: bool,
     /// Restore setuid, setgid and sticky bits too [default when root].
     #[arg(short = 'p', long, overrides_with = "no_preserve_permissions")]
     preserve_permissions: bool,
@@ -218,6 +222,7 @@ impl Restore {
         UnpackOptions {
             threads: threads.unwrap_or(d.threads),
             same_owner: pick(self.same_owner, self.no_same_owner, d.same_owner),
+            numeric_owner: self.numeric_owner,
             preserve_permissions: pick(
                 self.preserve_permissions,
                 self.no_preserve_permissions,
@@ -371,10 +376,13 @@ fn run(cmd: Command) -> Result<ExitCode> {
             let mut out = std::io::BufWriter::new(stdout.lock());
             for e in a.entries() {
                 if long {
+                    let user = e.user.as_deref().map_or(e.uid.to_string(), str::to_owned);
+                    let group = e.group.as_deref().map_or(e.gid.to_string(), str::to_owned);
                     write!(
                         out,
-                        "{} {:>12} {} ",
+                        "{} {:<17} {:>12} {} ",
                         mode_string(e.kind, e.mode),
+                        format!("{user}/{group}"),
                         e.size,
                         format_time(e.mtime_ns)
                     )?;

@@ -3,6 +3,9 @@
 //! directory modes applied after their contents.
 
 mod common;
+#[allow(dead_code)] // only its index rewriter is used here
+#[path = "../fuzz/src/lib.rs"]
+mod oracle;
 
 use common::*;
 use std::fs;
@@ -199,6 +202,70 @@ fn owners_and_special_bits_follow_the_gnu_tar_defaults() {
 }
 
 /// `name=value` of every extended attribute of `path`, sorted, read with python3.
+#[test]
+fn owner_names_are_archived_and_win_over_ids_on_unpack_unless_numeric() {
+    if !is_root() {
+        eprintln!("SKIPPED: restoring owners needs root");
+        return;
+    }
+    let s = Scratch::new("names");
+    let src = s.path("src");
+    write(&src, "by-root", b"r");
+    write(&src, "by-number", b"n");
+    write(&src, "by-other-name", b"o");
+    write(&src, "by-unknown-name", b"u");
+    std::os::unix::fs::chown(src.join("by-number"), Some(4242), Some(4343)).unwrap();
+    let archive = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
+    let list = String::from_utf8(ok(&[os("list"), os("-l"), archive.as_os_str()]).stdout).unwrap();
+    let line = |name: &str| list.lines().find(|l| l.ends_with(name)).unwrap().to_owned();
+    assert!(line("by-root").contains(" root/root "), "{list}");
+    assert!(line("by-number").contains(" 4242/4343 "), "{list}");
+
+    // As if packed on another system: the same names under other ids there.
+    let data = fs::read(&archive).unwrap();
+    let moved = oracle::rewrite_index(&data, |entries, _| {
+        for e in entries.iter_mut() {
+            match e.path.as_slice() {
+                b"by-other-name" => (e.uid, e.gid) = (4000, 4001),
+                b"by-unknown-name" => {
+                    (e.uid, e.gid) = (4100, 4101);
+                    e.user = Some("no-such-user-znippy".into());
+                    e.group = Some("no-such-group-znippy".into());
+                }
+                _ => {}
+            }
+        }
+    })
+    .unwrap();
+    fs::write(&archive, moved).unwrap();
+    let owners = |args: &[&str]| {
+        let dest = s.path(&format!("d{}", args.len()));
+        let mut cmd = vec![
+            os("unpack"),
+            archive.as_os_str(),
+            os("-C"),
+            dest.as_os_str(),
+        ];
+        cmd.extend(args.iter().map(os));
+        ok(&cmd);
+        listing(&dest, true)
+    };
+    let by_name = owners(&[]);
+    assert!(by_name.contains("by-other-name|f|0644|0:0|"), "{by_name}");
+    assert!(
+        by_name.contains("by-unknown-name|f|0644|4100:4101|"),
+        "{by_name}"
+    );
+    assert!(by_name.contains("by-number|f|0644|4242:4343|"), "{by_name}");
+    let numeric = owners(&["--numeric-owner"]);
+    assert!(
+        numeric.contains("by-other-name|f|0644|4000:4001|"),
+        "{numeric}"
+    );
+    assert!(numeric.contains("by-root|f|0644|0:0|"), "{numeric}");
+}
+
 fn xattrs_of(path: &Path) -> String {
     let out = Command::new("python3")
         .args([

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use std::fs;
+use std::process::Command;
 use znippy_uring::{Archive, EntryKind, IoMode, PackOptions, UnpackOptions, pack};
 
 const CHUNK: usize = 64 << 10;
@@ -227,7 +228,15 @@ fn list_and_info_describe_the_archive() {
     let list = String::from_utf8(ok(&[os("list"), out.as_os_str()]).stdout).unwrap();
     assert_eq!(list, "a.txt\nb\nb/c.txt\nl\n");
     let long = String::from_utf8(ok(&[os("list"), os("-l"), out.as_os_str()]).stdout).unwrap();
-    assert!(long.contains("-rw-r--r--       100000 "), "{long}");
+    let user = |id: &str| {
+        let out = Command::new("id").arg(id).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let owner = format!("{}/{}", user("-un"), user("-gn"));
+    assert!(
+        long.contains(&format!("-rw-r--r-- {owner:<17}       100000 ")),
+        "{long}"
+    );
     assert!(long.contains(" l -> a.txt"), "{long}");
     let info = String::from_utf8(ok(&[os("info"), out.as_os_str()]).stdout).unwrap();
     assert!(info.contains("format version: 1"), "{info}");

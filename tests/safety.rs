@@ -32,6 +32,8 @@ fn entry(path: &[u8], kind: EntryKind, link: Option<&[u8]>) -> Entry {
         xattrs: Vec::new(),
         sparse: false,
         rdev: None,
+        user: None,
+        group: None,
     }
 }
 

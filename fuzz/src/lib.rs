@@ -91,10 +91,13 @@ const HOSTILE_PATHS: &[&[u8]] = &[
     b"nul\0byte",
 ];
 
-/// Decodes a valid archive, rewrites one or a few index fields, and encodes it again
-/// with valid checksums, so the mutation reaches validation and the read paths instead
-/// of stopping at a checksum. `None` if `data` is not a valid archive.
-pub fn mutate_index(data: &[u8], seed: u32) -> Option<Vec<u8>> {
+/// Decodes a valid archive, lets `edit` change its entries and chunk records, and
+/// encodes the index again (one group) with valid checksums. `None` if `data` is not a
+/// valid archive.
+pub fn rewrite_index(
+    data: &[u8],
+    edit: impl FnOnce(&mut Vec<Entry>, &mut Vec<ChunkRecord>),
+) -> Option<Vec<u8>> {
     let idx = index::read(data.len() as u64, |off, len| {
         usize::try_from(off)
             .ok()
@@ -103,9 +106,39 @@ pub fn mutate_index(data: &[u8], seed: u32) -> Option<Vec<u8>> {
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
     })
     .ok()?;
-    let mut rng = Rng(u64::from(seed) | 1 << 40);
     let mut entries: Vec<Entry> = idx.entries().to_vec();
     let mut chunks: Vec<ChunkRecord> = idx.chunks.clone();
+    edit(&mut entries, &mut chunks);
+    let blob_end = idx.blob_end;
+    let mut out = data.get(..usize::try_from(blob_end).ok()?)?.to_vec();
+    if out.len() < header::HEADER_LEN as usize {
+        return None;
+    }
+    let groups = [(Group::default(), entries.as_slice())];
+    out.extend(index::encode(&groups, &chunks, blob_end));
+    Some(out)
+}
+
+/// Hostile extended attribute names: privileged namespaces, empty, unterminated, and
+/// one too long for the u16 length of the encoding (which then decodes as damage).
+const HOSTILE_XATTRS: &[&[u8]] = &[
+    b"security.capability",
+    b"trusted.overlay.opaque",
+    b"system.posix_acl_access",
+    b"",
+    b"user.",
+    b"user.nul\0inside",
+];
+
+/// Rewrites one or a few index fields of a valid archive (see [`rewrite_index`]), so
+/// the mutation reaches validation and the read paths instead of stopping at a
+/// checksum. `None` if `data` is not a valid archive.
+pub fn mutate_index(data: &[u8], seed: u32) -> Option<Vec<u8>> {
+    rewrite_index(data, |entries, chunks| mutate(entries, chunks, seed))
+}
+
+fn mutate(entries: &mut Vec<Entry>, chunks: &mut [ChunkRecord], seed: u32) {
+    let mut rng = Rng(u64::from(seed) | 1 << 40);
     let n = entries.len() as u64;
     let c = chunks.len() as u64;
     let small = |rng: &mut Rng| match rng.below(6) {
@@ -117,7 +150,7 @@ pub fn mutate_index(data: &[u8], seed: u32) -> Option<Vec<u8>> {
         _ => rng.next(),
     };
     for _ in 0..1 + rng.below(3) {
-        match rng.below(14) {
+        match rng.below(18) {
             0 if n > 0 => {
                 let i = rng.below(n) as usize;
                 entries[i].path =
@@ -146,8 +179,11 @@ pub fn mutate_index(data: &[u8], seed: u32) -> Option<Vec<u8>> {
                     EntryKind::Dir,
                     EntryKind::Symlink,
                     EntryKind::Hardlink,
+                    EntryKind::Fifo,
+                    EntryKind::CharDevice,
+                    EntryKind::BlockDevice,
                 ];
-                entries[i].kind = kinds[rng.below(4) as usize];
+                entries[i].kind = kinds[rng.below(kinds.len() as u64) as usize];
             }
             5 if n > 0 => {
                 let i = rng.below(n) as usize;
@@ -202,6 +238,31 @@ pub fn mutate_index(data: &[u8], seed: u32) -> Option<Vec<u8>> {
                 let i = rng.below(c) as usize;
                 chunks[i].digest[0] ^= 0x80;
             }
+            13 if n > 0 => {
+                let i = rng.below(n) as usize;
+                let mut name =
+                    HOSTILE_XATTRS[rng.below(HOSTILE_XATTRS.len() as u64) as usize].to_vec();
+                if rng.below(8) == 0 {
+                    name = vec![b'u'; 70_000]; // wraps the u16 length: damage
+                }
+                let value = vec![rng.next() as u8; rng.below(1 << 17) as usize];
+                entries[i].xattrs.push((name, value));
+            }
+            14 if n > 0 => {
+                let i = rng.below(n) as usize;
+                entries[i].rdev = Some(rng.next());
+                entries[i].sparse = !entries[i].sparse;
+            }
+            15 if n > 0 => {
+                let i = rng.below(n) as usize;
+                let names = ["root", "", "no-such-user-znippy", "nobody\0x", "ü"];
+                let pick =
+                    |rng: &mut Rng| Some(names[rng.below(names.len() as u64) as usize].into());
+                entries[i].user = pick(&mut rng);
+                entries[i].group = pick(&mut rng);
+                entries[i].uid = rng.next() as u32;
+                entries[i].gid = rng.next() as u32;
+            }
             _ if n > 0 => {
                 let i = rng.below(n) as usize;
                 entries[i].mode = rng.next() as u32;
@@ -210,12 +271,4 @@ pub fn mutate_index(data: &[u8], seed: u32) -> Option<Vec<u8>> {
             _ => {}
         }
     }
-    let blob_end = idx.blob_end;
-    let mut out = data.get(..usize::try_from(blob_end).ok()?)?.to_vec();
-    if out.len() < header::HEADER_LEN as usize {
-        return None;
-    }
-    let groups = [(Group::default(), entries.as_slice())];
-    out.extend(index::encode(&groups, &chunks, blob_end));
-    Some(out)
 }

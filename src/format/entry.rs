@@ -71,6 +71,11 @@ pub struct Entry {
     pub uid: u32,
     /// Owner group id.
     pub gid: u32,
+    /// Owner user name, where the id had one (UTF-8) when packed (shared between
+    /// entries: most have the same few owners).
+    pub user: Option<Arc<str>>,
+    /// Owner group name, where the id had one (UTF-8) when packed.
+    pub group: Option<Arc<str>>,
     /// Size in bytes (files; 0 otherwise).
     pub size: u64,
     /// Data location (files with size > 0).
@@ -117,6 +122,8 @@ pub fn schema() -> Arc<Schema> {
         Field::new("xattrs", DataType::Binary, true),
         Field::new("sparse", DataType::Boolean, false),
         Field::new("rdev", DataType::UInt64, true),
+        Field::new("user", DataType::Utf8, true),
+        Field::new("group", DataType::Utf8, true),
     ]))
 }
 
@@ -214,7 +221,11 @@ pub fn to_batch<'a>(entries: impl Iterator<Item = &'a Entry> + Clone) -> RecordB
         Arc::new(BooleanArray::from_iter(
             entries.clone().map(|e| Some(e.sparse)),
         )),
-        Arc::new(UInt64Array::from_iter(entries.map(|e| e.rdev))),
+        Arc::new(UInt64Array::from_iter(entries.clone().map(|e| e.rdev))),
+        Arc::new(StringArray::from_iter(
+            entries.clone().map(|e| e.user.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter(entries.map(|e| e.group.as_deref()))),
     ];
     RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("entries batch: {e}"))
 }
@@ -242,6 +253,10 @@ pub struct Table {
     sparse: Option<BooleanArray>,
     /// Absent in archives written before the column existed.
     rdev: Option<UInt64Array>,
+    /// Absent in archives written before the column existed.
+    user: Option<StringArray>,
+    /// Absent in archives written before the column existed.
+    group: Option<StringArray>,
 }
 
 impl Table {
@@ -271,6 +286,14 @@ impl Table {
             },
             rdev: match batch.column_by_name("rdev") {
                 Some(_) => Some(column::<UInt64Array>(batch, "rdev", true)?.clone()),
+                None => None,
+            },
+            user: match batch.column_by_name("user") {
+                Some(_) => Some(column::<StringArray>(batch, "user", true)?.clone()),
+                None => None,
+            },
+            group: match batch.column_by_name("group") {
+                Some(_) => Some(column::<StringArray>(batch, "group", true)?.clone()),
                 None => None,
             },
         };
@@ -392,8 +415,17 @@ impl Table {
                 .as_ref()
                 .filter(|r| r.is_valid(i))
                 .map(|r| r.value(i)),
+            user: name(self.user.as_ref(), i),
+            group: name(self.group.as_ref(), i),
         }
     }
+}
+
+/// Row `i` of an optional names column.
+fn name(column: Option<&StringArray>, i: usize) -> Option<Arc<str>> {
+    column
+        .filter(|c| c.is_valid(i))
+        .map(|c| Arc::from(c.value(i)))
 }
 
 /// Reads a whole entries table (see [`Table`] for reading rows on demand).
@@ -484,6 +516,8 @@ mod tests {
             xattrs: vec![(b"user.note".to_vec(), b"\x00binary".to_vec())],
             sparse: true,
             rdev: None,
+            user: Some("alice".into()),
+            group: None,
         };
         let l = Entry {
             path: b"link".to_vec(),
@@ -499,6 +533,8 @@ mod tests {
             xattrs: Vec::new(),
             sparse: false,
             rdev: Some(0x0103),
+            user: Some("root".into()),
+            group: Some("root".into()),
         };
         let batch = to_batch([e.clone(), l.clone()].iter());
         assert_eq!(from_batch(&batch).unwrap(), vec![e, l]);

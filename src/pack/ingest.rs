@@ -167,6 +167,8 @@ fn run(
                 xattrs: Vec::new(),
                 sparse: false,
                 rdev: None,
+                user: None,
+                group: None,
             },
         ));
     }

@@ -2,6 +2,7 @@
 //! bytewise, a directory before its contents) and reports each entry with its lstat
 //! metadata. Symlinks are recorded, never followed. A file with several links is
 //! recorded once; its other names become hard-link entries pointing at the first.
+//! Owners are recorded by id and by name.
 
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind};
@@ -34,6 +35,7 @@ pub fn walk(
         });
     }
     let mut warnings = Vec::new();
+    let mut names = crate::owner::Names::default();
     // First path seen of each (device, inode) with more than one link.
     let mut linked: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     // Stack of directories still to list, each with its entries in reverse order.
@@ -100,6 +102,8 @@ pub fn walk(
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
             uid: meta.uid(),
             gid: meta.gid(),
+            user: names.user(meta.uid()),
+            group: names.group(meta.gid()),
             size: if kind == EntryKind::File {
                 meta.size()
             } else {

@@ -11,6 +11,7 @@ use super::visit;
 use crate::digest::PieceDigest;
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind, check_path};
+use crate::owner::Owners;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -21,8 +22,11 @@ use std::sync::Mutex;
 pub struct UnpackOptions {
     /// Threads decompressing and writing (default: all cores).
     pub threads: usize,
-    /// Restore owners (uid/gid). Default, as GNU tar: when running as root.
+    /// Restore owners. Default, as GNU tar: when running as root. An archived user or
+    /// group name that exists here gives its id here; otherwise the archived id is used.
     pub same_owner: bool,
+    /// Restore owners by archived id only, ignoring names (GNU tar's `--numeric-owner`).
+    pub numeric_owner: bool,
     /// Restore setuid, setgid and sticky bits too; otherwise only `rwxrwxrwx` is
     /// restored. Default, as GNU tar: when running as root.
     pub preserve_permissions: bool,
@@ -38,6 +42,7 @@ impl Default for UnpackOptions {
         UnpackOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             same_owner: root,
+            numeric_owner: false,
             preserve_permissions: root,
             xattrs: crate::XattrPolicy::User,
             devices: root,
@@ -45,16 +50,32 @@ impl Default for UnpackOptions {
     }
 }
 
-impl UnpackOptions {
+/// The metadata an unpack restores: its options, with the archived owner names
+/// resolved to this system's ids once.
+struct Restore<'a> {
+    opts: &'a UnpackOptions,
+    owners: Option<Owners>,
+}
+
+impl<'a> Restore<'a> {
+    fn new(opts: &'a UnpackOptions, entries: impl Iterator<Item = &'a Entry>) -> Self {
+        Restore {
+            opts,
+            owners: opts
+                .same_owner
+                .then(|| Owners::resolve(entries, opts.numeric_owner)),
+        }
+    }
+
     /// The owner to give `e`, if owners are restored.
     fn owner(&self, e: &Entry) -> Option<(u32, u32)> {
-        self.same_owner.then_some((e.uid, e.gid))
+        self.owners.as_ref().map(|o| o.ids(e))
     }
 
     /// The permission bits to give `e`.
     fn mode(&self, e: &Entry) -> u32 {
         e.mode
-            & if self.preserve_permissions {
+            & if self.opts.preserve_permissions {
                 0o7777
             } else {
                 0o777
@@ -66,7 +87,7 @@ impl UnpackOptions {
         apply_meta(
             fd,
             self.owner(e),
-            (&e.xattrs, self.xattrs),
+            (&e.xattrs, self.opts.xattrs),
             self.mode(e),
             e.mtime_ns,
         )
@@ -178,6 +199,7 @@ impl Archive {
             }
         }
         let root = Beneath::open(dest).map_err(|e| Error::io(dest, "open target directory", e))?;
+        let meta = Restore::new(opts, selected.iter().filter_map(|&i| entries.get(i)));
         let mut report = UnpackReport::default();
 
         // 1. Directories, parents before children (sorted order), plus any parent that
@@ -203,7 +225,7 @@ impl Archive {
             match (e.kind, e.location) {
                 (EntryKind::File, None) => {
                     let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
-                    opts.apply_meta(&fd, e)
+                    meta.apply_meta(&fd, e)
                         .map_err(root.err(&e.path, "set metadata"))?;
                     report.files += 1;
                 }
@@ -268,7 +290,7 @@ impl Archive {
                             file.write_all_at(bytes, 0)
                         };
                         written.map_err(root.err(&e.path, "write"))?;
-                        opts.apply_meta(&file.into(), e)
+                        meta.apply_meta(&file.into(), e)
                             .map_err(root.err(&e.path, "set metadata"))?;
                         w.files += 1;
                     } else {
@@ -313,7 +335,7 @@ impl Archive {
             let fd = root
                 .open_write(&e.path)
                 .map_err(root.err(&e.path, "open"))?;
-            opts.apply_meta(&fd, e)
+            meta.apply_meta(&fd, e)
                 .map_err(root.err(&e.path, "set metadata"))?;
             report.files += 1;
         }
@@ -344,8 +366,8 @@ impl Archive {
                 &e.path,
                 node,
                 e.rdev.unwrap_or(0),
-                opts.owner(e),
-                opts.mode(e),
+                meta.owner(e),
+                meta.mode(e),
                 e.mtime_ns,
             )
             .map_err(root.err(&e.path, "mknod"))?;
@@ -357,8 +379,8 @@ impl Archive {
             if let (EntryKind::Symlink, Some(target)) = (e.kind, &e.link_target) {
                 root.symlink(&e.path, target)
                     .map_err(root.err(&e.path, "symlink"))?;
-                if opts.same_owner {
-                    root.set_owner_nofollow(&e.path, e.uid, e.gid)
+                if let Some((uid, gid)) = meta.owner(e) {
+                    root.set_owner_nofollow(&e.path, uid, gid)
                         .map_err(root.err(&e.path, "set owner"))?;
                 }
                 root.set_mtime_nofollow(&e.path, e.mtime_ns)
@@ -373,7 +395,7 @@ impl Archive {
                 let fd = root
                     .open_dir(&e.path)
                     .map_err(root.err(&e.path, "open directory"))?;
-                opts.apply_meta(&fd, e)
+                meta.apply_meta(&fd, e)
                     .map_err(root.err(&e.path, "set metadata"))?;
                 report.dirs += 1;
             }
