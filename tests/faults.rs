@@ -336,6 +336,33 @@ fn retry_archives_a_consistent_version_of_a_changed_file_and_drops_a_vanished_on
 }
 
 #[test]
+fn a_tree_1900_directories_deep_round_trips() {
+    let s = Scratch::new("deep-tree");
+    let src = s.path("src");
+    let deep = vec!["d"; 1900].join("/");
+    write(&src, &format!("{deep}/leaf"), b"deep down");
+    let out = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), out.as_os_str()]);
+    let dest = s.path("out");
+    ok(&[os("unpack"), out.as_os_str(), os("-C"), dest.as_os_str()]);
+    assert_eq!(
+        fs::read(dest.join(&deep).join("leaf")).unwrap(),
+        b"deep down"
+    );
+    let dirs = |root: &Path| {
+        let out = Command::new("find")
+            .arg(root)
+            .arg("-type")
+            .arg("d")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(dirs(&dest), dirs(&src));
+    assert_eq!(dirs(&dest), 1901);
+}
+
+#[test]
 fn paths_near_path_max_round_trip_and_deeper_ones_fail_cleanly() {
     let s = Scratch::new("deep");
     let src = s.path("src");
