@@ -11,6 +11,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+mod cli;
+
+use cli::{Output, Stream, mb_per_s, ratio};
+use serde_json::json;
+use znippy_uring::read::export::{self, Format};
 use znippy_uring::{Archive, EntryKind, IoMode, PackOptions, UnpackOptions};
 
 #[derive(Parser)]
@@ -22,6 +27,25 @@ use znippy_uring::{Archive, EntryKind, IoMode, PackOptions, UnpackOptions};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+/// Flags every command takes.
+#[derive(clap::Args)]
+struct Global {
+    /// Print a JSON report (docs/JSON.md) instead of the summary line.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bar and no summary line (warnings and errors are still printed).
+    #[arg(short = 'q', long, global = true)]
+    quiet: bool,
+    /// Show progress even when stderr is not a terminal (then as a line a second).
+    #[arg(long, global = true, conflicts_with = "quiet")]
+    progress: bool,
+    /// Log decisions to stderr: -v the I/O backend, threads and rings, -vv more.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +145,21 @@ enum Command {
         /// Archive to read.
         archive: PathBuf,
     },
+    /// Write the index as one table for pyarrow, Polars, DuckDB (docs/QUERY.md).
+    Index {
+        /// Archive to read.
+        archive: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// arrow (an Arrow IPC file), csv or json (JSON lines); default: from the
+        /// output's extension, else arrow.
+        #[arg(long)]
+        format: Option<Format>,
+        /// Export the chunks table instead of the entries.
+        #[arg(long)]
+        chunks: bool,
+    },
     /// Benchmark pack/unpack/verify/list/cat on standard corpora or a tree, optionally
     /// side by side with tar | zstd -T0.
     Bench {
@@ -144,9 +183,6 @@ enum Command {
         /// Also run tar | zstd -T0 and plain tar on the same data, alternating.
         #[arg(long)]
         compare: bool,
-        /// Print the report as JSON instead of a table.
-        #[arg(long)]
-        json: bool,
         /// zstd level for us and the peer.
         #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
         level: i32,
@@ -263,8 +299,23 @@ fn main() -> ExitCode {
     // SAFETY: restoring a default signal disposition at start-up.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    let level = match cli.global.verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .format_timestamp(None)
+        .format_target(false)
+        .init();
     znippy_uring::pack::remove_temporaries_on_signal();
-    match run(cli.command) {
+    let out = cli::Output {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+        progress: cli.global.progress,
+    };
+    match run(cli.command, out) {
         Ok(code) => code,
         Err(e) => {
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
@@ -274,11 +325,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn mb_per_s(bytes: u64, secs: f64) -> f64 {
-    bytes as f64 / 1e6 / secs.max(1e-9)
-}
-
-fn run(cmd: Command) -> Result<ExitCode> {
+fn run(cmd: Command, out: Output) -> Result<ExitCode> {
     match cmd {
         Command::Pack {
             dir,
@@ -303,9 +350,17 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 io,
                 on_change,
                 xattrs,
+                progress: None,
             };
             let start = Instant::now();
-            let r = znippy_uring::pack(&dir, &output, &opts)?;
+            let bar = cli::progress::Bar::start(&out, "pack");
+            let opts = PackOptions {
+                progress: Some(bar.counters()),
+                ..opts
+            };
+            let r = znippy_uring::pack(&dir, &output, &opts);
+            drop(bar);
+            let r = r?;
             let secs = start.elapsed().as_secs_f64();
             if let Some(why) = &r.fallback {
                 eprintln!("znippy-uring: {why}");
@@ -313,20 +368,43 @@ fn run(cmd: Command) -> Result<ExitCode> {
             for w in &r.warnings {
                 eprintln!("znippy-uring: warning: {w}");
             }
-            eprintln!(
-                "packed {} files, {} dirs, {} symlinks, {} hard links, {} special: {} -> {} bytes (ratio {:.2}) in {:.2} s, {:.0} MB/s [{}]",
-                r.files,
-                r.dirs,
-                r.symlinks,
-                r.hardlinks,
-                r.specials,
-                r.bytes_in,
-                r.archive_len,
-                r.bytes_in as f64 / r.archive_len.max(1) as f64,
-                secs,
-                mb_per_s(r.bytes_in, secs),
-                r.backend
-            );
+            let summary = || {
+                format!(
+                    "packed {} files, {} dirs, {} symlinks, {} hard links, {} special: {} -> {} bytes (ratio {:.2}) in {:.2} s, {:.0} MB/s [{}]",
+                    r.files,
+                    r.dirs,
+                    r.symlinks,
+                    r.hardlinks,
+                    r.specials,
+                    r.bytes_in,
+                    r.archive_len,
+                    ratio(r.bytes_in, r.archive_len),
+                    secs,
+                    mb_per_s(r.bytes_in, secs),
+                    r.backend
+                )
+            };
+            let report = json!({
+                "command": "pack",
+                "archive": output,
+                "entries": r.entries,
+                "files": r.files,
+                "dirs": r.dirs,
+                "symlinks": r.symlinks,
+                "hardlinks": r.hardlinks,
+                "specials": r.specials,
+                "bytes_in": r.bytes_in,
+                "bytes_out": r.archive_len,
+                "ratio": ratio(r.bytes_in, r.archive_len),
+                "chunks": r.chunks,
+                "stored_chunks": r.stored_chunks,
+                "seconds": secs,
+                "mb_per_s": mb_per_s(r.bytes_in, secs),
+                "backend": r.backend.to_string(),
+                "fallback": r.fallback,
+                "warnings": r.warnings,
+            });
+            out.report(Stream::Stdout, summary, report);
         }
         Command::Unpack {
             archive,
@@ -335,24 +413,18 @@ fn run(cmd: Command) -> Result<ExitCode> {
             restore,
         } => {
             let start = Instant::now();
-            let a = Archive::open(&archive)?;
-            let r = a.unpack(&dir, &restore.options(t))?;
-            if r.skipped_devices > 0 {
-                eprintln!(
-                    "znippy-uring: warning: {} device node(s) not created (root only; --devices)",
-                    r.skipped_devices
-                );
-            }
-            let secs = start.elapsed().as_secs_f64();
-            eprintln!(
-                "unpacked {} files, {} dirs, {} symlinks, {} hard links, {} bytes in {:.2} s, {:.0} MB/s",
-                r.files,
-                r.dirs,
-                r.symlinks,
-                r.hardlinks,
-                r.bytes,
-                secs,
-                mb_per_s(r.bytes, secs)
+            let bar = cli::progress::Bar::start(&out, "unpack");
+            let a = Archive::open(&archive)?.with_progress(bar.counters());
+            let r = a.unpack(&dir, &restore.options(t));
+            drop(bar);
+            let r = r?;
+            unpacked(
+                &out,
+                "unpack",
+                &archive,
+                &dir,
+                &r,
+                start.elapsed().as_secs_f64(),
             );
         }
         Command::Extract {
@@ -362,13 +434,87 @@ fn run(cmd: Command) -> Result<ExitCode> {
             threads: t,
             restore,
         } => {
-            let a = Archive::open(&archive)?;
+            let start = Instant::now();
+            let bar = cli::progress::Bar::start(&out, "extract");
+            let a = Archive::open(&archive)?.with_progress(bar.counters());
             let paths: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
-            let r = a.extract(&paths, &dir, &restore.options(t))?;
-            eprintln!(
-                "extracted {} files, {} dirs, {} symlinks, {} hard links, {} bytes",
-                r.files, r.dirs, r.symlinks, r.hardlinks, r.bytes
+            let r = a.extract(&paths, &dir, &restore.options(t));
+            drop(bar);
+            let r = r?;
+            unpacked(
+                &out,
+                "extract",
+                &archive,
+                &dir,
+                &r,
+                start.elapsed().as_secs_f64(),
             );
+        }
+        Command::Index {
+            archive,
+            output,
+            format,
+            chunks,
+        } => {
+            let a = Archive::open(&archive)?;
+            let format = format
+                .or_else(|| output.as_deref().and_then(Format::from_extension))
+                .unwrap_or(Format::Arrow);
+            let table = if chunks {
+                export::Table::Chunks
+            } else {
+                export::Table::Entries
+            };
+            let output = output.filter(|o| o.as_os_str() != "-");
+            match &output {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("{}: create", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    export::export(&a, table, format, &mut w, path)?;
+                    w.flush()
+                        .with_context(|| format!("{}: write", path.display()))?;
+                }
+                None => {
+                    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                    export::export(&a, table, format, &mut w, "<stdout>".as_ref())?;
+                    w.flush().context("<stdout>: write")?;
+                }
+            }
+            let rows = match table {
+                export::Table::Entries => a.entries().len(),
+                export::Table::Chunks => a.chunks().len(),
+            };
+            let name = output
+                .as_ref()
+                .map_or("standard output".to_string(), |p| p.display().to_string());
+            let format = format!("{format:?}").to_lowercase();
+            let report = json!({
+                "command": "index",
+                "archive": archive,
+                "output": output,
+                "format": format,
+                "table": if chunks { "chunks" } else { "entries" },
+                "rows": rows,
+            });
+            let stream = if output.is_some() {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+            out.report(
+                stream,
+                || format!("wrote {rows} rows to {name} ({format})"),
+                report,
+            );
+        }
+        Command::List { archive, .. } if out.json => {
+            // The entries themselves, one JSON object a line (as `index --format json`).
+            let a = Archive::open(&archive)?;
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            let table = export::Table::Entries;
+            export::export(&a, table, Format::Json, &mut w, "<stdout>".as_ref())?;
+            w.flush().context("<stdout>: write")?;
         }
         Command::List { archive, long } => {
             let a = Archive::open(&archive)?;
@@ -406,30 +552,62 @@ fn run(cmd: Command) -> Result<ExitCode> {
             threads: t,
         } => {
             let start = Instant::now();
-            let a = Archive::open(&archive)?;
-            let r = a.verify(threads(t))?;
+            let bar = cli::progress::Bar::start(&out, "verify");
+            let a = Archive::open(&archive)?.with_progress(bar.counters());
+            let r = a.verify(threads(t));
+            drop(bar);
+            let r = r?;
             let secs = start.elapsed().as_secs_f64();
             for (path, why) in &r.damaged {
                 eprintln!("DAMAGED {path}: {why}");
             }
+            if out.json {
+                let report = json!({
+                    "command": "verify",
+                    "archive": archive,
+                    "ok": r.is_ok(),
+                    "files": r.files,
+                    "chunks": r.chunks,
+                    "bytes": r.bytes,
+                    "seconds": secs,
+                    "mb_per_s": mb_per_s(r.bytes, secs),
+                    "damaged": r.damaged.iter().map(|(path, problem)| json!({"path": path, "problem": problem})).collect::<Vec<_>>(),
+                    "damaged_chunks": r.damaged_chunks.iter().map(|(chunk, problem)| json!({"chunk": chunk, "problem": problem})).collect::<Vec<_>>(),
+                });
+                out.report(Stream::Stdout, String::new, report);
+            }
             if !r.is_ok() {
                 bail!("{}: {} damaged file(s)", archive.display(), r.damaged.len());
             }
-            eprintln!(
-                "verified {} files, {} chunks, {} bytes in {:.2} s, {:.0} MB/s: OK",
-                r.files,
-                r.chunks,
-                r.bytes,
-                secs,
-                mb_per_s(r.bytes, secs)
-            );
+            if !out.json && !out.quiet {
+                eprintln!(
+                    "verified {} files, {} chunks, {} bytes in {:.2} s, {:.0} MB/s: OK",
+                    r.files,
+                    r.chunks,
+                    r.bytes,
+                    secs,
+                    mb_per_s(r.bytes, secs)
+                );
+            }
         }
         Command::Cat { archive, path } => {
+            let start = Instant::now();
             let a = Archive::open(&archive)?;
             let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            a.read_file(path.as_bytes(), &mut out)?;
-            out.flush().context("writing to standard output")?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let bytes = a.read_file(path.as_bytes(), &mut w)?;
+            w.flush().context("writing to standard output")?;
+            // A filter: no summary line, but a report on stderr when asked.
+            if out.json {
+                let report = json!({
+                    "command": "cat",
+                    "archive": archive,
+                    "path": path.to_string_lossy(),
+                    "bytes": bytes,
+                    "seconds": start.elapsed().as_secs_f64(),
+                });
+                out.report(Stream::Stderr, String::new, report);
+            }
         }
         Command::Info { archive } => {
             let a = Archive::open(&archive)?;
@@ -441,6 +619,41 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 .iter()
                 .filter(|c| c.codec == znippy_uring::format::chunk::Codec::Zstd)
                 .count();
+            let specials = count(EntryKind::Fifo)
+                + count(EntryKind::CharDevice)
+                + count(EntryKind::BlockDevice);
+            if out.json {
+                let groups: Vec<_> = a
+                    .groups()
+                    .iter()
+                    .map(|(g, range)| {
+                        json!({"pkg_type": g.pkg_type, "repo": g.repo, "entries": range.len()})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    json!({
+                        "command": "info",
+                        "archive": archive,
+                        "format_version": znippy_uring::format::header::VERSION,
+                        "size": a.len(),
+                        "entries": a.entries().len(),
+                        "files": count(EntryKind::File),
+                        "dirs": count(EntryKind::Dir),
+                        "symlinks": count(EntryKind::Symlink),
+                        "hardlinks": count(EntryKind::Hardlink),
+                        "specials": specials,
+                        "chunks": a.chunks().len(),
+                        "zstd_chunks": zstd,
+                        "stored_chunks": a.chunks().len() - zstd,
+                        "data_bytes": raw,
+                        "blob_bytes": stored,
+                        "ratio": ratio(raw, stored),
+                        "groups": groups,
+                    })
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!("archive:        {}", archive.display());
             println!("format version: {}", znippy_uring::format::header::VERSION);
             println!("size:           {} bytes", a.len());
@@ -451,9 +664,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 count(EntryKind::Dir),
                 count(EntryKind::Symlink),
                 count(EntryKind::Hardlink),
-                count(EntryKind::Fifo)
-                    + count(EntryKind::CharDevice)
-                    + count(EntryKind::BlockDevice)
+                specials
             );
             println!(
                 "chunks:         {} ({} zstd, {} stored)",
@@ -486,7 +697,6 @@ fn run(cmd: Command) -> Result<ExitCode> {
             dir,
             reps,
             compare,
-            json,
             level,
             threads,
             scratch,
@@ -517,7 +727,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 work,
             };
             let report = bench::run(&opts, |line| eprintln!("bench: {line}"))?;
-            if json {
+            if out.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", bench::table(&report));
@@ -525,6 +735,51 @@ fn run(cmd: Command) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reports an unpack or extract.
+fn unpacked(
+    out: &Output,
+    command: &str,
+    archive: &std::path::Path,
+    dir: &std::path::Path,
+    r: &znippy_uring::UnpackReport,
+    secs: f64,
+) {
+    if r.skipped_devices > 0 {
+        eprintln!(
+            "znippy-uring: warning: {} device node(s) not created (root only; --devices)",
+            r.skipped_devices
+        );
+    }
+    let summary = || {
+        format!(
+            "{command}ed {} files, {} dirs, {} symlinks, {} hard links, {} special, {} bytes in {:.2} s, {:.0} MB/s",
+            r.files,
+            r.dirs,
+            r.symlinks,
+            r.hardlinks,
+            r.specials,
+            r.bytes,
+            secs,
+            mb_per_s(r.bytes, secs)
+        )
+    };
+    let report = json!({
+        "command": command,
+        "archive": archive,
+        "target": dir,
+        "files": r.files,
+        "dirs": r.dirs,
+        "symlinks": r.symlinks,
+        "hardlinks": r.hardlinks,
+        "specials": r.specials,
+        "skipped_devices": r.skipped_devices,
+        "bytes": r.bytes,
+        "seconds": secs,
+        "mb_per_s": mb_per_s(r.bytes, secs),
+    });
+    out.report(Stream::Stdout, summary, report);
 }
 
 /// `ls -l` style mode string.

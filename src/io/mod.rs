@@ -202,7 +202,9 @@ pub fn open(mode: IoMode, buffers: &[Vec<libc::iovec>], entries: u32) -> Result<
         backend: Backend::Portable,
         fallback,
     };
+    let registered: usize = buffers.iter().map(Vec::len).sum();
     if mode == IoMode::Portable {
+        log::info!("io backend: portable pread/pwrite (asked for: --io portable or {IO_ENV})");
         return Ok(portable(None));
     }
     let uring: io::Result<Vec<Queue>> = buffers
@@ -212,11 +214,17 @@ pub fn open(mode: IoMode, buffers: &[Vec<libc::iovec>], entries: u32) -> Result<
         })
         .collect();
     match (uring, mode) {
-        (Ok(queues), _) => Ok(Queues {
-            queues,
-            backend: Backend::Uring,
-            fallback: None,
-        }),
+        (Ok(queues), _) => {
+            log::info!(
+                "io backend: io_uring, {} queues of {entries} entries, {registered} fixed buffers registered",
+                buffers.len()
+            );
+            Ok(Queues {
+                queues,
+                backend: Backend::Uring,
+                fallback: None,
+            })
+        }
         (Err(e), IoMode::Uring) => Err(Error::UringUnavailable(e.to_string())),
         (Err(e), _) => Ok(portable(Some(format!(
             "io_uring unavailable ({e}); using the portable pread/pwrite backend"

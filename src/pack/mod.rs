@@ -61,6 +61,8 @@ pub struct PackOptions {
     pub on_change: OnChange,
     /// Which extended attributes to archive (default `user.*`).
     pub xattrs: crate::XattrPolicy,
+    /// Counters to update as the pack goes (for a progress display).
+    pub progress: Option<Arc<crate::Progress>>,
 }
 
 /// What to do when a file's size or mtime changed between the walk and the end of its
@@ -110,6 +112,7 @@ impl Default for PackOptions {
             io: IoMode::Auto,
             on_change: OnChange::Fail,
             xattrs: crate::XattrPolicy::User,
+            progress: None,
         }
     }
 }
@@ -150,6 +153,7 @@ impl PackOptions {
             io: self.io,
             on_change: self.on_change,
             root,
+            progress: self.progress.clone(),
         }
     }
 
@@ -223,6 +227,9 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
     let group = opts.group();
     let mut stopped = false;
     let walked = scanner::walk(src, output.identity(), opts.xattrs, |e| {
+        if let Some(p) = &opts.progress {
+            p.add_entry(if e.kind == EntryKind::File { e.size } else { 0 });
+        }
         if e.kind == EntryKind::File && e.size > 0 {
             let store = opts.skip_compressed && skip::is_compressed_name(&e.path);
             let source = Source::File {
@@ -238,6 +245,10 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
         entries.push((group.clone(), e));
         Ok(())
     });
+    if let Some(p) = &opts.progress {
+        p.total_known
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let warnings = match walked {
         Ok(w) => w,
         Err(e) => {

@@ -58,6 +58,8 @@ pub struct Config {
     pub root: Option<Arc<Root>>,
     /// What to do with files that change while being read.
     pub on_change: super::OnChange,
+    /// Counters of bytes written.
+    pub progress: Option<Arc<crate::Progress>>,
 }
 
 impl Pipeline {
@@ -70,6 +72,11 @@ impl Pipeline {
             .collect::<Result<_>>()?;
         // Queue i < threads belongs to compressor i; the last one to the writer, which
         // registers every slot of every ring (a registration belongs to one ring).
+        log::info!(
+            "pack: {threads} compressors (pinned), {slots} slots of {} KiB each, zstd level {}",
+            cfg.chunk_size >> 10,
+            cfg.level
+        );
         let mut buffers: Vec<Vec<libc::iovec>> = rings.iter().map(|r| r.iovecs()).collect();
         buffers.push(buffers.iter().flatten().copied().collect());
         let io::Queues {
@@ -120,6 +127,7 @@ impl Pipeline {
             path: archive_path.clone(),
             rings: rings.clone(),
             returns,
+            progress: cfg.progress.clone(),
         };
         let wabort = abort.clone();
         let writer = std::thread::Builder::new()

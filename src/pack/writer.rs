@@ -51,6 +51,8 @@ pub struct Writer {
     pub rings: Vec<Arc<Ring>>,
     /// Where to hand slots back, by compressor.
     pub returns: Vec<Sender<Returned>>,
+    /// Counts the raw bytes of each chunk once its blob is written.
+    pub progress: Option<Arc<crate::Progress>>,
 }
 
 impl Writer {
@@ -171,6 +173,9 @@ impl Writer {
                     if let Some(done) = inflight[i].take() {
                         count -= 1;
                         let s = done.sealed;
+                        if let Some(p) = &self.progress {
+                            p.add_bytes(s.raw_len as u64);
+                        }
                         let mut pieces = s.pieces;
                         out.pieces
                             .extend(pieces.drain(..).map(|(e, d)| (e, s.seq, d)));

@@ -29,6 +29,7 @@ pub struct Archive {
     file: File,
     len: u64,
     index: index::Index,
+    progress: Option<std::sync::Arc<crate::Progress>>,
 }
 
 /// Reusable buffers for reading chunks (one per thread).
@@ -78,7 +79,20 @@ impl Archive {
             file,
             len,
             index,
+            progress: None,
         })
+    }
+
+    /// Counts the bytes that [`Archive::verify`], [`Archive::unpack`] and
+    /// [`Archive::extract`] process into `progress`, for a progress display.
+    pub fn with_progress(mut self, progress: std::sync::Arc<crate::Progress>) -> Archive {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// The progress counters, if set.
+    pub(crate) fn progress(&self) -> Option<&crate::Progress> {
+        self.progress.as_deref()
     }
 
     /// The archive's path.

@@ -1,7 +1,9 @@
-//! Reading archives: open and validate, list, random access, verify, unpack.
+//! Reading archives: open and validate, list, random access, verify, unpack, export
+//! the index.
 
 mod archive;
 mod beneath;
+pub mod export;
 mod layout;
 mod unpack;
 mod verify;

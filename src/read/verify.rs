@@ -20,6 +20,8 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// Damaged files (path, lossy UTF-8) and what is wrong with each.
     pub damaged: Vec<(String, String)>,
+    /// Damaged chunks (number) and what is wrong with each, by number.
+    pub damaged_chunks: Vec<(u64, String)>,
 }
 
 impl VerifyReport {
@@ -113,17 +115,18 @@ impl Archive {
             Ok(())
         })?;
         let bytes = tallies.iter().map(|t| t.bytes).sum();
-        let bad_chunks: Vec<(u64, String)> =
+        let mut bad_chunks: Vec<(u64, String)> =
             tallies.iter().flat_map(|t| t.bad_chunks.clone()).collect();
+        bad_chunks.sort();
         let mut damaged: Vec<(String, String)> = conclude(self, &all, tallies)
             .into_iter()
             .filter_map(|(i, why)| self.entries().get(i).map(|e| (e.display_path(), why)))
             .collect();
         // A damaged chunk that no file refers to is still damage.
-        for (id, why) in bad_chunks {
-            let used = layout.chunks.binary_search(&id).is_ok();
+        for (id, why) in &bad_chunks {
+            let used = layout.chunks.binary_search(id).is_ok();
             if !used {
-                damaged.push((format!("<chunk {id}, no file>"), why));
+                damaged.push((format!("<chunk {id}, no file>"), why.clone()));
             }
         }
         Ok(VerifyReport {
@@ -135,6 +138,7 @@ impl Archive {
             chunks: ids.len() as u64,
             bytes,
             damaged,
+            damaged_chunks: bad_chunks,
         })
     }
 }

@@ -15,6 +15,15 @@ pub fn chunks<S: Send>(
     init: impl Fn() -> S + Sync,
     visit: impl Fn(&mut S, usize, std::result::Result<&[u8], String>) -> Result<()> + Sync,
 ) -> Result<Vec<S>> {
+    if let Some(p) = archive.progress() {
+        let chunks = archive.chunks();
+        let total = ids
+            .iter()
+            .filter_map(|&id| chunks.get(id as usize))
+            .map(|c| c.raw_len)
+            .sum();
+        p.set_total(total);
+    }
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let threads = threads.clamp(1, ids.len().max(1));
@@ -31,6 +40,9 @@ pub fn chunks<S: Send>(
                             break;
                         }
                         let data = archive.load_chunk(id, &mut reader);
+                        if let (Some(p), Ok(d)) = (archive.progress(), &data) {
+                            p.add_bytes(d.len() as u64);
+                        }
                         if let Err(e) = visit(&mut state, k, data) {
                             stop.store(true, Ordering::Relaxed);
                             return Err(e);

@@ -1,0 +1,48 @@
+//! Progress counters: the library counts as it goes, and a caller (the command line's
+//! progress bar) reads them from another thread whenever it likes. Relaxed atomics:
+//! a reader sees values a moment old, never a torn one.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// What a long operation has done so far.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Entries found by the walk (pack).
+    pub entries: AtomicU64,
+    /// File bytes to process, as far as known: it grows during a pack's walk.
+    pub total_bytes: AtomicU64,
+    /// File bytes processed (read and written by pack; checked by verify; decoded by
+    /// unpack).
+    pub bytes: AtomicU64,
+    /// Whether `total_bytes` is final.
+    pub total_known: AtomicBool,
+}
+
+impl Progress {
+    /// Counts `n` more bytes processed.
+    pub fn add_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one more entry found, with `size` bytes to process.
+    pub fn add_entry(&self, size: u64) {
+        self.entries.fetch_add(1, Ordering::Relaxed);
+        self.total_bytes.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// Sets the final total.
+    pub fn set_total(&self, total: u64) {
+        self.total_bytes.store(total, Ordering::Relaxed);
+        self.total_known.store(true, Ordering::Relaxed);
+    }
+
+    /// (bytes done, total bytes, whether the total is final, entries found).
+    pub fn snapshot(&self) -> (u64, u64, bool, u64) {
+        (
+            self.bytes.load(Ordering::Relaxed),
+            self.total_bytes.load(Ordering::Relaxed),
+            self.total_known.load(Ordering::Relaxed),
+            self.entries.load(Ordering::Relaxed),
+        )
+    }
+}

@@ -1,0 +1,250 @@
+//! The index as one flat table for other tools (`znippy-uring index`): every entry of
+//! every group in one table, or the chunks table, written as an Arrow IPC file, CSV or
+//! JSON lines. Columns are plain types (paths and link targets as text, digests as hex
+//! as `b3sum` prints them), so that pyarrow, Polars, DuckDB and spreadsheets read it as
+//! it is. The schema is documented in docs/QUERY.md and only grows.
+
+use super::archive::Archive;
+use crate::error::{Error, Result};
+use crate::format::chunk::Codec;
+use arrow_array::builder::{StringBuilder, UInt16Builder};
+use arrow_array::{
+    ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampNanosecondArray, UInt32Array,
+    UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use std::io::Write;
+use std::sync::Arc;
+
+/// The time zone of `mtime`: an offset, which the CSV and JSON writers format without
+/// a time zone database.
+const UTC: &str = "+00:00";
+
+/// Which table to export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// One row per entry, with its group.
+    Entries,
+    /// One row per chunk.
+    Chunks,
+}
+
+/// How to write it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// An Arrow IPC file (Feather v2): pyarrow, Polars and DuckDB read it directly.
+    Arrow,
+    /// CSV with a header row.
+    Csv,
+    /// JSON lines: one object per row.
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "arrow" => Ok(Format::Arrow),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            other => Err(Error::Invalid(format!(
+                "unknown format {other:?} (expected arrow, csv or json)"
+            ))),
+        }
+    }
+}
+
+impl Format {
+    /// The format a file name's extension asks for, if it is one we know.
+    pub fn from_extension(name: &std::path::Path) -> Option<Format> {
+        match name.extension()?.to_str()? {
+            "arrow" | "feather" | "ipc" | "arrows" => Some(Format::Arrow),
+            "csv" => Some(Format::Csv),
+            "json" | "jsonl" | "ndjson" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Hex of a digest, as `b3sum` prints it.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The entries table's export schema.
+pub fn entries_schema() -> Arc<Schema> {
+    let nullable = |name: &str, t: DataType| Field::new(name, t, true);
+    Arc::new(Schema::new(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("size", DataType::UInt64, false),
+        Field::new("mode", DataType::UInt32, false),
+        Field::new(
+            "mtime",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some(UTC.into())),
+            false,
+        ),
+        Field::new("uid", DataType::UInt32, false),
+        Field::new("gid", DataType::UInt32, false),
+        nullable("user", DataType::Utf8),
+        nullable("group", DataType::Utf8),
+        nullable("blake3", DataType::Utf8),
+        nullable("link_target", DataType::Utf8),
+        nullable("first_chunk", DataType::UInt64),
+        nullable("last_chunk", DataType::UInt64),
+        nullable("chunk_offset", DataType::UInt64),
+        Field::new("sparse", DataType::Boolean, false),
+        nullable("rdev", DataType::UInt64),
+        Field::new("xattrs", DataType::UInt32, false),
+        nullable("pkg_type", DataType::UInt16),
+        nullable("repo", DataType::Utf8),
+    ]))
+}
+
+/// The chunks table's export schema.
+pub fn chunks_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("chunk", DataType::UInt64, false),
+        Field::new("offset", DataType::UInt64, false),
+        Field::new("stored_len", DataType::UInt64, false),
+        Field::new("raw_len", DataType::UInt64, false),
+        Field::new("codec", DataType::Utf8, false),
+        Field::new("blake3", DataType::Utf8, false),
+    ]))
+}
+
+/// The table as one record batch.
+pub fn batch(archive: &Archive, table: Table) -> RecordBatch {
+    match table {
+        Table::Entries => entries_batch(archive),
+        Table::Chunks => chunks_batch(archive),
+    }
+}
+
+fn entries_batch(archive: &Archive) -> RecordBatch {
+    let entries = archive.entries();
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut pkg_type = UInt16Builder::with_capacity(entries.len());
+    let mut repo = StringBuilder::new();
+    for (group, range) in archive.groups() {
+        for _ in range.clone() {
+            pkg_type.append_option(group.pkg_type);
+            repo.append_option(group.repo.as_deref());
+        }
+    }
+    let loc = |f: fn(&crate::format::entry::DataLocation) -> u64| {
+        UInt64Array::from_iter(entries.iter().map(|e| e.location.as_ref().map(f)))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            entries.iter().map(|e| lossy(&e.path)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            entries.iter().map(|e| e.kind.name()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            entries.iter().map(|e| e.size),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            entries.iter().map(|e| e.mode),
+        )),
+        Arc::new(
+            TimestampNanosecondArray::from_iter_values(entries.iter().map(|e| e.mtime_ns))
+                .with_timezone(UTC),
+        ),
+        Arc::new(UInt32Array::from_iter_values(entries.iter().map(|e| e.uid))),
+        Arc::new(UInt32Array::from_iter_values(entries.iter().map(|e| e.gid))),
+        Arc::new(StringArray::from_iter(
+            entries.iter().map(|e| e.user.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter(
+            entries.iter().map(|e| e.group.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter(
+            entries.iter().map(|e| e.digest.as_ref().map(|d| hex(d))),
+        )),
+        Arc::new(StringArray::from_iter(
+            entries.iter().map(|e| e.link_target.as_deref().map(lossy)),
+        )),
+        Arc::new(loc(|l| l.first_chunk)),
+        Arc::new(loc(|l| l.last_chunk)),
+        Arc::new(loc(|l| l.chunk_offset)),
+        Arc::new(BooleanArray::from_iter(
+            entries.iter().map(|e| Some(e.sparse)),
+        )),
+        Arc::new(UInt64Array::from_iter(entries.iter().map(|e| e.rdev))),
+        Arc::new(UInt32Array::from_iter_values(
+            entries.iter().map(|e| e.xattrs.len() as u32),
+        )),
+        Arc::new(pkg_type.finish()),
+        Arc::new(repo.finish()),
+    ];
+    RecordBatch::try_new(entries_schema(), columns)
+        .unwrap_or_else(|e| unreachable!("export entries batch: {e}"))
+}
+
+fn chunks_batch(archive: &Archive) -> RecordBatch {
+    let chunks = archive.chunks();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(0..chunks.len() as u64)),
+        Arc::new(UInt64Array::from_iter_values(
+            chunks.iter().map(|c| c.offset),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            chunks.iter().map(|c| c.stored_len),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            chunks.iter().map(|c| c.raw_len),
+        )),
+        Arc::new(StringArray::from_iter_values(chunks.iter().map(
+            |c| match c.codec {
+                Codec::Zstd => "zstd",
+                Codec::Stored => "stored",
+            },
+        ))),
+        Arc::new(StringArray::from_iter_values(
+            chunks.iter().map(|c| hex(&c.digest)),
+        )),
+    ];
+    RecordBatch::try_new(chunks_schema(), columns)
+        .unwrap_or_else(|e| unreachable!("export chunks batch: {e}"))
+}
+
+/// Writes `table` of `archive` to `out` in `format`; `name` is `out`'s name for messages.
+pub fn export(
+    archive: &Archive,
+    table: Table,
+    format: Format,
+    out: impl Write,
+    name: &std::path::Path,
+) -> Result<()> {
+    let batch = batch(archive, table);
+    let fail = |e: arrow_schema::ArrowError| match e {
+        arrow_schema::ArrowError::IoError(_, io) => Error::io(name, "write", io),
+        other => Error::Invalid(format!("export: {other}")),
+    };
+    match format {
+        Format::Arrow => {
+            let mut w =
+                arrow_ipc::writer::FileWriter::try_new(out, &batch.schema()).map_err(fail)?;
+            w.write(&batch).map_err(fail)?;
+            w.finish().map_err(fail)
+        }
+        Format::Csv => {
+            let mut w = arrow_csv::WriterBuilder::new().with_header(true).build(out);
+            w.write(&batch).map_err(fail)
+        }
+        Format::Json => {
+            // Every key on every row, null or not: stable keys for scripts.
+            let mut w = arrow_json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow_json::writer::LineDelimited>(out);
+            w.write(&batch).map_err(fail)?;
+            w.finish().map_err(fail)
+        }
+    }
+}

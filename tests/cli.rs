@@ -1,0 +1,167 @@
+//! The operator's view: every command's `--json` report against the documented schema
+//! (docs/report.schema.json), summary lines, `--quiet`, and the progress bar drawn
+//! only on a terminal (a pseudo-terminal made with util-linux `script`).
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn schema() -> (boon::Schemas, boon::SchemaIndex) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler.add_resource("report.schema.json", doc).unwrap();
+    let index = compiler
+        .compile("report.schema.json", &mut schemas)
+        .unwrap();
+    (schemas, index)
+}
+
+fn json_of(text: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(text);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn every_json_report_follows_the_documented_schema() {
+    let (schemas, index) = schema();
+    let check = |v: &serde_json::Value| {
+        if let Err(e) = schemas.validate(v, index) {
+            panic!("{v}\ndoes not follow docs/report.schema.json: {e}");
+        }
+    };
+    let s = Scratch::new("cli-json");
+    let src = s.path("src");
+    small_files(&src, 20);
+    let archive = s.path("a.znippy");
+    let a = archive.as_os_str();
+    let pack = ok(&[os("pack"), src.as_os_str(), os("-o"), a, os("--json")]);
+    let report = json_of(&pack.stdout);
+    check(&report);
+    assert_eq!(report["files"], 20);
+    assert!(
+        pack.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&pack.stderr)
+    );
+
+    let dest = s.path("out");
+    let unpack = ok(&[os("unpack"), a, os("-C"), dest.as_os_str(), os("--json")]);
+    let report = json_of(&unpack.stdout);
+    check(&report);
+    assert_eq!(report["files"], 20);
+
+    let verify = json_of(&ok(&[os("verify"), a, os("--json")]).stdout);
+    check(&verify);
+    assert_eq!(verify["ok"], true);
+    let info = json_of(&ok(&[os("info"), a, os("--json")]).stdout);
+    check(&info);
+    assert_eq!(info["files"], 20);
+
+    let first = znippy_uring::Archive::open(&archive).unwrap().entries()[1].clone();
+    let cat = ok(&[
+        os("cat"),
+        a,
+        os(std::str::from_utf8(&first.path).unwrap()),
+        os("--json"),
+    ]);
+    assert_eq!(cat.stdout.len() as u64, first.size);
+    let report = json_of(&cat.stderr);
+    check(&report);
+    assert_eq!(report["bytes"], first.size);
+
+    let csv = s.path("index.csv");
+    let index = json_of(&ok(&[os("index"), a, os("-o"), csv.as_os_str(), os("--json")]).stdout);
+    check(&index);
+    assert_eq!(index["format"], "csv");
+    assert_eq!(index["rows"], info["entries"]);
+
+    // Damage: the report says which file and which chunk, and the exit status is 1.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    bytes[40] ^= 0xff;
+    std::fs::write(&archive, bytes).unwrap();
+    let bad = run(&[os("verify"), a, os("--json")]);
+    assert_eq!(bad.status.code(), Some(1));
+    let report = json_of(&bad.stdout);
+    check(&report);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["damaged_chunks"][0]["chunk"], 0);
+    assert!(!report["damaged"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn summary_lines_and_quiet() {
+    let s = Scratch::new("cli-summary");
+    let src = s.path("src");
+    small_files(&src, 5);
+    let archive = s.path("a.znippy");
+    let a = archive.as_os_str();
+    let pack = ok(&[os("pack"), src.as_os_str(), os("-o"), a]);
+    let err = String::from_utf8_lossy(&pack.stderr);
+    assert!(err.starts_with("packed 5 files"), "{err}");
+    assert!(err.contains("ratio") && err.contains("MB/s"), "{err}");
+    let verify = ok(&[os("verify"), a]);
+    assert!(String::from_utf8_lossy(&verify.stderr).contains(": OK"));
+    let d = s.path("d");
+    for args in [
+        vec![os("pack"), src.as_os_str(), os("-o"), a, os("-q")],
+        vec![os("verify"), a, os("--quiet")],
+        vec![os("unpack"), a, os("-C"), d.as_os_str(), os("-q")],
+    ] {
+        let r = ok(&args);
+        assert!(r.stderr.is_empty() && r.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// Runs the command under a pseudo-terminal (util-linux `script`), returning what the
+/// terminal showed.
+fn on_a_terminal(args: &[&str]) -> Option<String> {
+    let cmd = std::iter::once(bin().display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn progress_bar_on_a_terminal_only_and_never_with_quiet() {
+    let s = Scratch::new("cli-progress");
+    let src = s.path("src");
+    write(&src, "big.txt", &bytes(3, 24 << 20, true));
+    let archive = s.path("a.znippy");
+    let (src_s, a) = (src.display().to_string(), archive.display().to_string());
+    let Some(shown) = on_a_terminal(&["pack", &src_s, "-o", &a, "--level", "9"]) else {
+        eprintln!("SKIPPED: util-linux `script` is not installed (.ci/run installs it)");
+        return;
+    };
+    assert!(shown.contains("pack "), "{shown}");
+    assert!(
+        shown.contains("walking:") || shown.contains("ETA"),
+        "{shown}"
+    );
+    assert!(shown.contains("packed 1 files"), "{shown}");
+
+    let quiet = on_a_terminal(&["verify", &a, "-q"]).unwrap();
+    assert!(quiet.trim().is_empty(), "{quiet}");
+    // Not a terminal: no bar, only the summary.
+    let piped = ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains("ETA") && !err.contains("walking"), "{err}");
+    // Forced without a terminal: plain lines, no escape sequences.
+    let forced = ok(&[os("verify"), archive.as_os_str(), os("--progress")]);
+    assert!(!String::from_utf8_lossy(&forced.stderr).contains('\u{1b}'));
+}
