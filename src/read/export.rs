@@ -6,7 +6,6 @@
 
 use super::archive::Archive;
 use crate::error::{Error, Result};
-use crate::format::chunk::Codec;
 use arrow_array::builder::{StringBuilder, UInt16Builder};
 use arrow_array::{
     ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampNanosecondArray, UInt32Array,
@@ -200,12 +199,9 @@ fn chunks_batch(archive: &Archive) -> RecordBatch {
         Arc::new(UInt64Array::from_iter_values(
             chunks.iter().map(|c| c.raw_len),
         )),
-        Arc::new(StringArray::from_iter_values(chunks.iter().map(
-            |c| match c.codec {
-                Codec::Zstd => "zstd",
-                Codec::Stored => "stored",
-            },
-        ))),
+        Arc::new(StringArray::from_iter_values(
+            chunks.iter().map(|c| c.codec.name()),
+        )),
         Arc::new(StringArray::from_iter_values(
             chunks.iter().map(|c| hex(&c.digest)),
         )),
