@@ -200,6 +200,13 @@ enum Command {
         #[arg(long)]
         work: Option<PathBuf>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `znippy-uring man > znippy-uring.1`.
+    Man,
     /// Internal to `bench`: run `sh -c SCRIPT` and print seconds, peak RSS (KiB) and
     /// exit status, measured from this small process.
     #[command(hide = true)]
@@ -684,6 +691,29 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
                     g.repo.as_deref().unwrap_or("-"),
                     range.len()
                 );
+            }
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "znippy-uring", &mut std::io::stdout());
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut w = std::io::stdout().lock();
+            clap_mangen::Man::new(cmd.clone())
+                .render(&mut w)
+                .context("writing the manual page")?;
+            // Then each command's options, in one page.
+            for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+                let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+                writeln!(
+                    w,
+                    ".SH \"{} COMMAND\"\n{about}",
+                    sub.get_name().to_uppercase()
+                )?;
+                clap_mangen::Man::new(sub.clone())
+                    .render_options_section(&mut w)
+                    .context("writing the manual page")?;
             }
         }
         Command::MeasureExec { log, script } => {

@@ -165,3 +165,43 @@ fn progress_bar_on_a_terminal_only_and_never_with_quiet() {
     let forced = ok(&[os("verify"), archive.as_os_str(), os("--progress")]);
     assert!(!String::from_utf8_lossy(&forced.stderr).contains('\u{1b}'));
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let bash = String::from_utf8(ok(&[os("completions"), os("bash")]).stdout).unwrap();
+    for word in [
+        "pack",
+        "unpack",
+        "verify",
+        "index",
+        "--on-change",
+        "--numeric-owner",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    let s = Scratch::new("cli-completions");
+    let script = s.path("znippy-uring.bash");
+    std::fs::create_dir_all(s.path("")).unwrap();
+    std::fs::write(&script, &bash).unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(
+        syntax.success(),
+        "the bash completion script does not parse"
+    );
+    let zsh = ok(&[os("completions"), os("zsh")]).stdout;
+    assert!(String::from_utf8_lossy(&zsh).contains("#compdef znippy-uring"));
+
+    let man = String::from_utf8(ok(&[os("man")]).stdout).unwrap();
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH znippy-uring 1"),
+        "{man}"
+    );
+    for section in ["PACK COMMAND", "UNPACK COMMAND", "INDEX COMMAND"] {
+        assert!(man.contains(section), "man page lacks {section}");
+    }
+    assert!(man.contains("on\\-change"), "man page lacks --on-change");
+}
