@@ -87,6 +87,10 @@ enum Command {
         /// and trusted.*).
         #[arg(long, default_value = "user")]
         xattrs: znippy_uring::XattrPolicy,
+        /// Leave out paths matching this gitignore-style pattern, relative to DIR
+        /// (`*.log`, `build/`, `/top-only`, `!keep.log`); repeatable.
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
     },
     /// Unpack a whole archive into a directory.
     Unpack {
@@ -346,6 +350,7 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
             io,
             on_change,
             xattrs,
+            exclude,
         } => {
             let opts = PackOptions {
                 level,
@@ -358,6 +363,7 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
                 on_change,
                 xattrs,
                 progress: None,
+                exclude,
             };
             let start = Instant::now();
             let bar = cli::progress::Bar::start(&out, "pack");

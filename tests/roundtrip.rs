@@ -358,3 +358,60 @@ fn cat_into_a_closed_pipe_stops_quietly() {
         String::from_utf8_lossy(&r.stderr)
     );
 }
+
+#[test]
+fn exclude_patterns_follow_gitignore_rules() {
+    let s = Scratch::new("exclude");
+    let src = s.path("src");
+    for rel in [
+        "app.log",
+        "keep.log",
+        "src/main.rs",
+        "src/debug.log",
+        "build/out.o",
+        "build/deep/x",
+        "src/build/kept-file-named-build-dir",
+        "top.tmp",
+        "src/nested.tmp",
+    ] {
+        write(&src, rel, rel.as_bytes());
+    }
+    let out = s.path("a.znippy");
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--exclude"),
+        os("*.log"),
+        os("--exclude"),
+        os("!keep.log"),
+        os("--exclude"),
+        os("/build/"),
+        os("--exclude"),
+        os("/top.tmp"),
+    ]);
+    let list = String::from_utf8(ok(&[os("list"), out.as_os_str()]).stdout).unwrap();
+    let listed: Vec<&str> = list.lines().collect();
+    assert_eq!(
+        listed,
+        [
+            "keep.log",
+            "src",
+            "src/build",
+            "src/build/kept-file-named-build-dir",
+            "src/main.rs",
+            "src/nested.tmp",
+        ]
+    );
+    let bad = run(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--exclude"),
+        os("{a"),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--exclude \"{a\""));
+}

@@ -63,6 +63,9 @@ pub struct PackOptions {
     pub xattrs: crate::XattrPolicy,
     /// Counters to update as the pack goes (for a progress display).
     pub progress: Option<Arc<crate::Progress>>,
+    /// Paths to leave out: gitignore-style patterns, relative to the pack root (`*.log`,
+    /// `build/`, `/top-only`, `!keep.log`). An excluded directory is not descended.
+    pub exclude: Vec<String>,
 }
 
 /// What to do when a file's size or mtime changed between the walk and the end of its
@@ -113,6 +116,7 @@ impl Default for PackOptions {
             on_change: OnChange::Fail,
             xattrs: crate::XattrPolicy::User,
             progress: None,
+            exclude: Vec::new(),
         }
     }
 }
@@ -216,6 +220,7 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
         fd,
         path: src.into(),
     });
+    let exclude = exclusions(src, &opts.exclude)?;
     let output = Output::create(dest)?;
     let pipeline = Pipeline::start(
         opts.config(Some(root.clone())),
@@ -226,7 +231,7 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
     let mut entries: Vec<(Group, Entry)> = Vec::new();
     let group = opts.group();
     let mut stopped = false;
-    let walked = scanner::walk(src, output.identity(), opts.xattrs, |e| {
+    let walked = scanner::walk(src, output.identity(), &exclude, opts.xattrs, |e| {
         if let Some(p) = &opts.progress {
             p.add_entry(if e.kind == EntryKind::File { e.size } else { 0 });
         }
@@ -262,6 +267,19 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
         }
     };
     finish(output, pipeline, seg, entries, opts, Some(&root), warnings)
+}
+
+/// The matcher of `--exclude` patterns.
+fn exclusions(root: &Path, patterns: &[String]) -> Result<ignore::gitignore::Gitignore> {
+    let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+    for p in patterns {
+        builder
+            .add_line(None, p)
+            .map_err(|e| Error::Invalid(format!("--exclude {p:?}: {e}")))?;
+    }
+    builder
+        .build()
+        .map_err(|e| Error::Invalid(format!("--exclude: {e}")))
 }
 
 /// Closes the segmenter, waits for the pipeline, and writes index and footer.

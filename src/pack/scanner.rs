@@ -19,11 +19,13 @@ use std::path::{Path, PathBuf};
 pub type Warning = String;
 
 /// Walks `root`, calling `visit` with each entry (location and digest unset) in order.
-/// `exclude` is a (dev, inode) pair never to report (the archive being written).
+/// `exclude` is a (dev, inode) pair never to report (the archive being written);
+/// paths that `skip` matches are left out, and excluded directories not descended.
 /// Entries that vanish during the walk, and sockets, are skipped with a warning.
 pub fn walk(
     root: &Path,
     exclude: Option<(u64, u64)>,
+    skip: &ignore::gitignore::Gitignore,
     xattrs: XattrPolicy,
     mut visit: impl FnMut(Entry) -> Result<()>,
 ) -> Result<Vec<Warning>> {
@@ -46,8 +48,12 @@ pub fn walk(
             stack.pop();
             continue;
         };
-        let full = root.join(Path::new(std::ffi::OsStr::from_bytes(&rel)));
+        let relative = Path::new(std::ffi::OsStr::from_bytes(&rel));
         let ft = meta.file_type();
+        if !skip.is_empty() && skip.matched(relative, ft.is_dir()).is_ignore() {
+            continue;
+        }
+        let full = root.join(relative);
         let (kind, link_target) = if ft.is_dir() {
             (EntryKind::Dir, None)
         } else if ft.is_symlink() {
