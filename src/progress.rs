@@ -33,6 +33,11 @@ impl Progress {
     /// Sets the final total.
     pub fn set_total(&self, total: u64) {
         self.total_bytes.store(total, Ordering::Relaxed);
+        self.total_is_final();
+    }
+
+    /// Marks the total counted so far as final.
+    pub fn total_is_final(&self) {
         self.total_known.store(true, Ordering::Relaxed);
     }
 

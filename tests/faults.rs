@@ -183,6 +183,23 @@ fn an_io_error_in_the_middle_of_a_pack_fails_it_cleanly_on_both_backends() {
     }
 }
 
+/// Packs slowly (level 19, one thread), so that changes made while it runs are seen,
+/// with `--on-change policy`.
+fn slow_pack(src: &Path, out: &Path, policy: &str) -> std::process::Output {
+    run(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--level"),
+        os("19"),
+        os("--threads"),
+        os("1"),
+        os("--on-change"),
+        os(policy),
+    ])
+}
+
 #[test]
 fn a_file_changing_while_packed_fails_the_pack_or_is_kept_with_a_warning() {
     use std::io::Write;
@@ -206,20 +223,7 @@ fn a_file_changing_while_packed_fails_the_pack_or_is_kept_with_a_warning() {
         })
     };
     let out = s.path("a.znippy");
-    let pack = |policy: &str| {
-        run(&[
-            os("pack"),
-            src.as_os_str(),
-            os("-o"),
-            out.as_os_str(),
-            os("--level"),
-            os("19"),
-            os("--threads"),
-            os("1"),
-            os("--on-change"),
-            os(policy),
-        ])
-    };
+    let pack = |policy: &str| slow_pack(&src, &out, policy);
     let failed = pack("fail");
     let err = String::from_utf8_lossy(&failed.stderr).into_owned();
     assert_eq!(failed.status.code(), Some(1), "{err}");
@@ -288,18 +292,7 @@ fn retry_archives_a_consistent_version_of_a_changed_file_and_drops_a_vanished_on
             fs::remove_file(src.join("zz-link")).unwrap();
         })
     };
-    let r = run(&[
-        os("pack"),
-        src.as_os_str(),
-        os("-o"),
-        out.as_os_str(),
-        os("--level"),
-        os("19"),
-        os("--threads"),
-        os("1"),
-        os("--on-change"),
-        os("retry"),
-    ]);
+    let r = slow_pack(&src, &out, "retry");
     changer.join().unwrap();
     let err = String::from_utf8_lossy(&r.stderr).into_owned();
     assert!(r.status.success(), "{err}");

@@ -51,8 +51,8 @@ pub struct Returned {
 pub struct Changes {
     /// Files kept as read (`OnChange::Warn`), as warning lines.
     pub warnings: Vec<String>,
-    /// Files to read again (`OnChange::Retry`): entry and path relative to the root.
-    pub reread: Vec<(usize, Arc<Path>)>,
+    /// Files to read again (`OnChange::Retry`), by entry.
+    pub reread: Vec<usize>,
 }
 
 /// The pack root, for opening files relative to it.
@@ -222,7 +222,7 @@ impl Compressor {
                             // SAFETY: we own the slot; the piece lies inside the chunk.
                             let dst = unsafe { self.ring.input(slot, plan.len) };
                             dst[p.chunk_offset..p.chunk_offset + p.len].fill(0);
-                            self.reread(p.entry, rel);
+                            self.reread(p.entry);
                             continue;
                         }
                         Err(e) => return Err(e),
@@ -315,8 +315,7 @@ impl Compressor {
             });
             if rest.is_err() && self.on_change == super::OnChange::Retry {
                 dst.fill(0);
-                let (entry, rel) = (p.entry, rel.clone());
-                self.reread(entry, &rel);
+                self.reread(p.entry);
                 return Ok(());
             }
             rest.map_err(|e| match e {
@@ -377,7 +376,7 @@ impl Compressor {
                             .warnings
                             .push(format!("{}: {problem}; archived as read", path.display()));
                     }
-                    super::OnChange::Retry => self.reread(p.entry, rel),
+                    super::OnChange::Retry => self.reread(p.entry),
                 }
             }
         }
@@ -385,9 +384,9 @@ impl Compressor {
     }
 
     /// Leaves `entry` to the re-read pass (`OnChange::Retry`).
-    fn reread(&self, entry: usize, rel: &Arc<Path>) {
+    fn reread(&self, entry: usize) {
         let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        changes.reread.push((entry, rel.clone()));
+        changes.reread.push(entry);
     }
 
     /// Hashes and compresses a filled slot.
@@ -418,8 +417,7 @@ impl Compressor {
             let n = zstd
                 .compress_to_buffer(data, out)
                 .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
-            // Keep the frame only if it saves more than 3%.
-            if (n as u64) * 100 < (data.len() as u64) * 97 {
+            if crate::skip::frame_pays(n, data.len()) {
                 codec = Codec::Zstd;
                 stored_len = n;
             }

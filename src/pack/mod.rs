@@ -251,8 +251,7 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
         Ok(())
     });
     if let Some(p) = &opts.progress {
-        p.total_known
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        p.total_is_final();
     }
     let warnings = match walked {
         Ok(w) => w,
@@ -306,23 +305,17 @@ fn finish(
     let mut dropped = Vec::new();
     if let (Some(root), false) = (root, changes.reread.is_empty()) {
         let mut again = changes.reread;
-        again.sort_unstable_by_key(|(e, _)| *e);
-        again.dedup_by_key(|(e, _)| *e);
-        let redo: std::collections::HashSet<usize> = again.iter().map(|(e, _)| *e).collect();
-        pieces.retain(|(e, _, _)| !redo.contains(e));
-        for (i, rel) in again {
+        again.sort_unstable();
+        again.dedup();
+        pieces.retain(|(e, _, _)| again.binary_search(e).is_err());
+        let mut rereader = reread::Rereader::new(root, &output, opts.chunk_size, opts.level)?;
+        for i in again {
             let Some((_, entry)) = entries.get_mut(i) else {
                 continue;
             };
-            let rereader = reread::Rereader {
-                root,
-                output: &output,
-                chunk_size: opts.chunk_size,
-                level: opts.level,
-                store: opts.skip_compressed && skip::is_compressed_name(&entry.path),
-            };
+            let store = opts.skip_compressed && skip::is_compressed_name(&entry.path);
             let shown = scanner::full_path(&root.path, &entry.path);
-            match rereader.reread(&rel, &mut chunks, &mut blob_end)? {
+            match rereader.reread(&entry.path, store, &mut chunks, &mut blob_end)? {
                 reread::Outcome::Kept(v) => {
                     warnings.push(format!(
                         "{}: changed while being packed; archived as read again ({} bytes)",

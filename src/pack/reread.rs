@@ -14,7 +14,8 @@ use crate::format::chunk::{ChunkRecord, Codec};
 use crate::format::entry::DataLocation;
 use rustix::fs::{Mode, OFlags};
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// Reads of one file before the pack gives up on it.
 pub const ATTEMPTS: usize = 3;
@@ -43,30 +44,38 @@ pub struct Version {
 
 /// Reads changed files again and appends them to the archive.
 pub struct Rereader<'a> {
-    /// The pack root.
-    pub root: &'a Root,
-    /// The archive being written.
-    pub output: &'a Output,
-    /// Chunk size: files at least this long are split into chunks of it.
-    pub chunk_size: usize,
-    /// zstd level.
-    pub level: i32,
-    /// Store the file without trying to compress it.
-    pub store: bool,
+    root: &'a Root,
+    output: &'a Output,
+    chunk_size: usize,
+    zstd: zstd::bulk::Compressor<'static>,
 }
 
-impl Rereader<'_> {
-    /// Reads `rel` until one read is consistent, appending its chunks to `chunks` from
-    /// `*blob_end` on. Fails after [`ATTEMPTS`] inconsistent reads.
+impl<'a> Rereader<'a> {
+    /// A rereader appending to `output` files under `root`, in chunks of `chunk_size`
+    /// compressed at zstd `level`.
+    pub fn new(root: &'a Root, output: &'a Output, chunk_size: usize, level: i32) -> Result<Self> {
+        let zstd = zstd::bulk::Compressor::new(level)
+            .map_err(|e| Error::Invalid(format!("zstd level {level}: {e}")))?;
+        Ok(Rereader {
+            root,
+            output,
+            chunk_size,
+            zstd,
+        })
+    }
+
+    /// Reads the file at `rel` (relative to the root) until one read is consistent,
+    /// appending its chunks to `chunks` from `*blob_end` on, stored without trying
+    /// zstd if `store`. Fails after [`ATTEMPTS`] inconsistent reads.
     pub fn reread(
-        &self,
-        rel: &Path,
+        &mut self,
+        rel: &[u8],
+        store: bool,
         chunks: &mut Vec<ChunkRecord>,
         blob_end: &mut u64,
     ) -> Result<Outcome> {
-        let path = full_path(&self.root.path, rel.as_os_str().as_encoded_bytes());
-        let mut zstd = zstd::bulk::Compressor::new(self.level)
-            .map_err(|e| Error::Invalid(format!("zstd level {}: {e}", self.level)))?;
+        let path = full_path(&self.root.path, rel);
+        let rel = Path::new(std::ffi::OsStr::from_bytes(rel));
         for _ in 0..ATTEMPTS {
             let fd = match rustix::fs::openat(
                 &self.root.fd,
@@ -92,7 +101,7 @@ impl Rereader<'_> {
                 ));
             }
             let (mark_len, mark_end) = (chunks.len(), *blob_end);
-            let read = self.append(&fd, &path, before.0, &mut zstd, chunks, blob_end)?;
+            let read = self.append(&fd, &path, before.0, store, chunks, blob_end)?;
             let after = stamp(&fd, &path)?;
             match read {
                 Some(pieces) if after == before => {
@@ -125,11 +134,11 @@ impl Rereader<'_> {
     /// else whole chunks of `chunk_size` (BLAKE3 subtrees) and a shorter last one.
     /// `None` if the file turned out shorter than `size`.
     fn append(
-        &self,
+        &mut self,
         fd: &OwnedFd,
-        path: &PathBuf,
+        path: &Path,
         size: u64,
-        zstd: &mut zstd::bulk::Compressor<'static>,
+        store: bool,
         chunks: &mut Vec<ChunkRecord>,
         blob_end: &mut u64,
     ) -> Result<Option<Vec<(u64, PieceDigest)>>> {
@@ -154,12 +163,12 @@ impl Rereader<'_> {
             let mut codec = Codec::Stored;
             let frame;
             let mut blob: &[u8] = data;
-            if !self.store {
-                frame = zstd
+            if !store {
+                frame = self
+                    .zstd
                     .compress(data)
                     .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
-                // The same 3% rule as the compressors.
-                if (frame.len() as u64) * 100 < (len as u64) * 97 {
+                if crate::skip::frame_pays(frame.len(), len) {
                     codec = Codec::Zstd;
                     blob = &frame;
                 }
