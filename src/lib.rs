@@ -3,7 +3,8 @@
 //! An archive holds zstd-compressed (or stored) chunk blobs and an Apache Arrow IPC
 //! index; see docs/FORMAT.md for the format and docs/DESIGN.md for the engine.
 //!
-//! - [`pack()`] packs a directory; [`Ingest`] packs entries sent over a channel.
+//! - [`pack()`] packs a directory; [`pack::pack_to`] packs listed paths, or to a stream
+//!   such as a pipe; [`Ingest`] packs entries sent over a channel.
 //! - [`Archive`] opens an archive for listing, random access ([`Archive::read_file`]),
 //!   verification ([`Archive::verify`]) and extraction ([`Archive::unpack`]).
 

@@ -13,8 +13,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 mod cli;
 
+use cli::pack::{read_list, stdout_for_archive};
 use cli::{Output, Stream, mb_per_s, ratio};
 use serde_json::json;
+use znippy_uring::pack::{Destination, Selection};
 use znippy_uring::read::export::{self, Format};
 use znippy_uring::{Archive, EntryKind, IoMode, PackOptions, UnpackOptions};
 
@@ -52,11 +54,18 @@ struct Global {
 enum Command {
     /// Pack a directory tree into an archive.
     Pack {
-        /// Directory to pack.
-        dir: PathBuf,
-        /// Archive to write (replaced atomically when complete).
+        /// Directory to pack (with --from-list: the directory the listed paths are
+        /// under; default the current one).
+        #[arg(required_unless_present = "from_list")]
+        dir: Option<PathBuf>,
+        /// Archive to write (replaced atomically when complete); `-` streams it to
+        /// standard output.
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
+        /// Pack only the paths listed in FILE (`-`: standard input), NUL-separated as
+        /// `find -print0` writes them; listed directories are not descended.
+        #[arg(long, value_name = "FILE")]
+        from_list: Option<PathBuf>,
         /// zstd level.
         #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
         level: i32,
@@ -329,8 +338,17 @@ fn main() -> ExitCode {
     match run(cli.command, out) {
         Ok(code) => code,
         Err(e) => {
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("znippy-uring: error: {}", msg.join(": "));
+            // The library's errors already show their cause; print each text once.
+            let mut msg = String::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if !msg.ends_with(&cause) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&cause);
+                }
+            }
+            eprintln!("znippy-uring: error: {msg}");
             ExitCode::FAILURE
         }
     }
@@ -351,7 +369,22 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
             on_change,
             xattrs,
             exclude,
+            from_list,
         } => {
+            let root = dir.unwrap_or_else(|| PathBuf::from("."));
+            let selection = match &from_list {
+                Some(list) => Selection::List {
+                    paths: read_list(list)?,
+                    root,
+                },
+                None => Selection::Tree(root),
+            };
+            let to_stdout = output.as_os_str() == "-";
+            let dest = if to_stdout {
+                Destination::Stream(stdout_for_archive()?)
+            } else {
+                Destination::Path(output.clone())
+            };
             let opts = PackOptions {
                 level,
                 threads: threads(t),
@@ -371,7 +404,7 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
                 progress: Some(bar.counters()),
                 ..opts
             };
-            let r = znippy_uring::pack(&dir, &output, &opts);
+            let r = znippy_uring::pack::pack_to(&selection, dest, &opts);
             drop(bar);
             let r = r?;
             let secs = start.elapsed().as_secs_f64();
@@ -417,7 +450,12 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
                 "fallback": r.fallback,
                 "warnings": r.warnings,
             });
-            out.report(Stream::Stdout, summary, report);
+            let stream = if to_stdout {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
+            out.report(stream, summary, report);
         }
         Command::Unpack {
             archive,

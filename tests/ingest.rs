@@ -125,3 +125,39 @@ fn ingest_output_is_deterministic() {
     }
     assert!(archives[0] == archives[1]);
 }
+
+#[test]
+fn ingest_streams_an_archive_through_a_pipe() {
+    let s = Scratch::new("ingest-pipe");
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let stream = std::fs::File::from(std::os::fd::OwnedFd::from(writer));
+    let opts = PackOptions {
+        chunk_size: 64 << 10,
+        ..PackOptions::default()
+    };
+    let ingest = Ingest::start(znippy_uring::pack::Destination::Stream(stream), &opts).unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut all).map(|_| all)
+    });
+    let tx = ingest.sender();
+    for i in 0..40u64 {
+        let data = bytes(i, (i as usize) * 7919, i % 2 == 0);
+        tx.send(IngestEntry::new(format!("f{i:02}"), data)).unwrap();
+    }
+    drop(tx);
+    let report = ingest.finish().unwrap();
+    let archive = drain.join().unwrap().unwrap();
+    assert_eq!(archive.len() as u64, report.archive_len);
+    let path = s.path("streamed.znippy");
+    std::fs::write(&path, &archive).unwrap();
+    let a = Archive::open(&path).unwrap();
+    assert!(a.verify(2).unwrap().is_ok());
+    for i in 0..40u64 {
+        let expected = bytes(i, (i as usize) * 7919, i % 2 == 0);
+        let mut got = Vec::new();
+        a.read_file(format!("f{i:02}").as_bytes(), &mut got)
+            .unwrap();
+        assert_eq!(got, expected);
+    }
+}

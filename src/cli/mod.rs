@@ -1,6 +1,7 @@
 //! Parts of the command line that are not the library: how a command reports what it
 //! did (summary line or JSON report, docs/JSON.md) and shows progress.
 
+pub mod pack;
 pub mod progress;
 
 use serde_json::Value;

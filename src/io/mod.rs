@@ -66,6 +66,10 @@ impl std::fmt::Display for Backend {
     }
 }
 
+/// An offset meaning "at the descriptor's current position, advancing it" (io_uring's
+/// -1; write(2) on the portable backend): for streams, which have no offsets.
+pub const CURRENT_POSITION: u64 = u64::MAX;
+
 /// One I/O request. Buffers are raw pointers into ring memory that the caller keeps
 /// alive and untouched until the request's completion is returned.
 #[derive(Clone, Copy, Debug)]
@@ -91,7 +95,7 @@ pub enum Op {
         buf: *const u8,
         /// Bytes to write.
         len: u32,
-        /// File offset.
+        /// File offset, or [`CURRENT_POSITION`].
         offset: u64,
         /// Index of the registered buffer holding `buf`.
         fixed: u16,

@@ -1,4 +1,5 @@
-//! The portable backend: each operation is a pread/pwrite done at once.
+//! The portable backend: each operation is a pread/pwrite (or a write at the current
+//! position) done at once.
 
 use super::{Completion, Op};
 use std::collections::VecDeque;
@@ -27,6 +28,15 @@ impl PortableQueue {
                         offset,
                         ..
                     } => libc::pread(fd, buf.cast(), len as usize, offset as libc::off_t),
+                    Op::Write {
+                        fd,
+                        buf,
+                        len,
+                        offset,
+                        ..
+                    } if offset == super::CURRENT_POSITION => {
+                        libc::write(fd, buf.cast(), len as usize)
+                    }
                     Op::Write {
                         fd,
                         buf,

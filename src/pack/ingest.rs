@@ -2,7 +2,7 @@
 //! report when it finishes. Entries of distinct (pkg_type, repo) pairs are written as
 //! separate sub-indexes; the data runs through the same pipeline as [`super::pack`].
 
-use super::output::Output;
+use super::output::{Destination, Output};
 use super::pipeline::Pipeline;
 use super::segmenter::{Segmenter, Source};
 use super::{PackOptions, PackReport, finish};
@@ -75,19 +75,20 @@ pub struct Ingest {
 impl Ingest {
     /// Starts writing the archive `dest`.
     pub fn create(dest: &Path, opts: &PackOptions) -> Result<Ingest> {
+        Self::start(dest.into(), opts)
+    }
+
+    /// Starts writing an archive to `dest`, a file or a stream.
+    pub fn start(dest: Destination, opts: &PackOptions) -> Result<Ingest> {
         opts.validate()?;
-        let output = Output::create(dest)?;
-        let pipeline = Pipeline::start(
-            opts.config(None),
-            output.file.clone(),
-            output.tmp_path().into(),
-        )?;
+        let output = Output::open(dest)?;
+        let pipeline = Pipeline::start(opts.config(None), &output)?;
         let (tx, rx) = bounded::<IngestEntry>(64);
         let opts = opts.clone();
         let thread = std::thread::Builder::new()
             .name("znippy-ingest".into())
             .spawn(move || run(rx, output, pipeline, &opts))
-            .map_err(|e| Error::io(dest, "spawn ingest", e))?;
+            .map_err(|e| Error::io(Path::new("ingest"), "spawn thread", e))?;
         Ok(Ingest {
             tx: Some(tx),
             thread,

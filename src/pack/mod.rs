@@ -1,6 +1,7 @@
 //! Packing: scanner -> segmenter -> compressors (pinned, one ring each) -> writer ->
-//! index -> rename. [`pack`] packs a directory tree; [`Ingest`] packs entries a program
-//! sends over a channel. Both run the same pipeline.
+//! index -> rename. [`pack`] packs a directory tree, [`pack_to`] a list of paths or to
+//! a stream; [`Ingest`] packs entries a program sends over a channel. All run the same
+//! pipeline.
 
 mod compressor;
 mod ingest;
@@ -15,6 +16,7 @@ mod writer;
 
 pub use ingest::{Ingest, IngestEntry};
 pub use interrupt::remove_temporaries_on_signal;
+pub use output::Destination;
 pub use pipeline::{RING_BUDGET, slots_per_ring};
 
 use crate::digest;
@@ -31,7 +33,7 @@ use segmenter::{Segmenter, Source};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use writer::Written;
 
@@ -200,6 +202,33 @@ pub struct PackReport {
     pub warnings: Vec<String>,
 }
 
+/// What a pack archives.
+#[derive(Clone, Debug)]
+pub enum Selection {
+    /// The whole tree under a directory.
+    Tree(PathBuf),
+    /// Only the listed paths under `root` (relative to it, or absolute beneath it), in
+    /// the walk's order whatever the list's; a listed directory is recorded but not
+    /// descended, as `find DIR -print0` lists its contents too. Parents that are not
+    /// listed are not archived (unpacking creates them). A listed path that does not
+    /// exist fails the pack.
+    List {
+        /// The directory the paths are under; archive paths are relative to it.
+        root: PathBuf,
+        /// The paths, as bytes (`find -print0` output split at the NULs).
+        paths: Vec<Vec<u8>>,
+    },
+}
+
+impl Selection {
+    /// The directory being packed.
+    pub fn root(&self) -> &Path {
+        match self {
+            Selection::Tree(root) | Selection::List { root, .. } => root,
+        }
+    }
+}
+
 /// Packs the tree at `src` into the archive `dest`.
 ///
 /// ```no_run
@@ -209,7 +238,34 @@ pub struct PackReport {
 /// # Ok::<(), znippy_uring::Error>(())
 /// ```
 pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
+    pack_to(&Selection::Tree(src.into()), dest.into(), opts)
+}
+
+/// Packs `selection` into `dest`: [`pack`] with a list of paths instead of a whole
+/// tree, or a stream instead of a file.
+///
+/// ```
+/// use znippy_uring::pack::{pack_to, Destination, Selection};
+/// use znippy_uring::{Archive, PackOptions};
+/// # let dir = std::env::temp_dir().join(format!("pack-to-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(dir.join("src/etc"))?;
+/// # std::fs::write(dir.join("src/etc/hosts"), "127.0.0.1 localhost\n")?;
+/// # std::fs::write(dir.join("src/big.log"), "not wanted")?;
+/// // Only etc/hosts (and not big.log), written to an open file as a stream.
+/// let listed = Selection::List { root: dir.join("src"), paths: vec![b"./etc/hosts".to_vec()] };
+/// let stream = std::fs::File::create(dir.join("out.znippy"))?;
+/// let report = pack_to(&listed, Destination::Stream(stream), &PackOptions::default())?;
+/// assert_eq!((report.entries, report.files), (1, 1));
+/// let archive = Archive::open(&dir.join("out.znippy"))?;
+/// let mut hosts = Vec::new();
+/// archive.read_file(b"etc/hosts", &mut hosts)?;
+/// assert_eq!(hosts, b"127.0.0.1 localhost\n");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> Result<PackReport> {
     opts.validate()?;
+    let src = selection.root();
     let fd = rustix::fs::open(
         src,
         rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
@@ -221,17 +277,13 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
         path: src.into(),
     });
     let exclude = exclusions(src, &opts.exclude)?;
-    let output = Output::create(dest)?;
-    let pipeline = Pipeline::start(
-        opts.config(Some(root.clone())),
-        output.file.clone(),
-        output.tmp_path().into(),
-    )?;
+    let output = Output::open(dest)?;
+    let pipeline = Pipeline::start(opts.config(Some(root.clone())), &output)?;
     let mut seg = Segmenter::new(opts.chunk_size, pipeline.plans());
     let mut entries: Vec<(Group, Entry)> = Vec::new();
     let group = opts.group();
     let mut stopped = false;
-    let walked = scanner::walk(src, output.identity(), &exclude, opts.xattrs, |e| {
+    let visit = |e: Entry| {
         if let Some(p) = &opts.progress {
             p.add_entry(if e.kind == EntryKind::File { e.size } else { 0 });
         }
@@ -249,7 +301,14 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
         }
         entries.push((group.clone(), e));
         Ok(())
-    });
+    };
+    let (identity, xattrs) = (output.identity(), opts.xattrs);
+    let walked = match selection {
+        Selection::Tree(_) => scanner::walk(src, identity, &exclude, xattrs, visit),
+        Selection::List { paths, .. } => {
+            scanner::walk_list(src, paths, identity, &exclude, xattrs, visit)
+        }
+    };
     if let Some(p) = &opts.progress {
         p.total_is_final();
     }

@@ -3,15 +3,14 @@
 //! collect the written chunks at the end.
 
 use super::compressor::{Changes, Compressor, Returned, Root, Sealed};
+use super::output::Output;
 use super::ring::Ring;
 use super::segmenter::ChunkPlan;
 use super::writer::{Writer, Written};
 use crate::error::{Error, Result};
 use crate::io::{self, Backend, IoMode};
 use crossbeam_channel::{Sender, bounded};
-use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -64,7 +63,9 @@ pub struct Config {
 
 impl Pipeline {
     /// Allocates rings, sets up I/O queues and starts the threads.
-    pub fn start(cfg: Config, archive: Arc<File>, archive_path: PathBuf) -> Result<Pipeline> {
+    pub fn start(cfg: Config, output: &Output) -> Result<Pipeline> {
+        let archive = output.file.clone();
+        let archive_path = output.tmp_path().to_path_buf();
         let threads = cfg.threads.max(1);
         let slots = slots_per_ring(threads, cfg.chunk_size);
         let rings: Vec<Arc<Ring>> = (0..threads)
@@ -124,6 +125,7 @@ impl Pipeline {
         let writer = Writer {
             queue: writer_queue,
             fd: archive.as_raw_fd(),
+            sequential: output.sequential(),
             path: archive_path.clone(),
             rings: rings.clone(),
             returns,

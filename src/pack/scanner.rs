@@ -1,22 +1,34 @@
 //! The scanner: walks a directory tree in a stable order (depth first, names sorted
-//! bytewise, a directory before its contents) and reports each entry with its lstat
-//! metadata. Symlinks are recorded, never followed. A file with several links is
-//! recorded once; its other names become hard-link entries pointing at the first.
-//! Owners are recorded by id and by name.
+//! bytewise, a directory before its contents), or takes a list of paths under a root,
+//! and reports each entry with its lstat metadata. Symlinks are recorded, never
+//! followed. A file with several links is recorded once; its other names become
+//! hard-link entries pointing at the first. Owners are recorded by id and by name.
 
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind};
 use crate::xattr::{self, XattrPolicy};
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// Something the walk noticed and skipped, and why.
 pub type Warning = String;
+
+/// What both walks share: the root, the rules, and what has been seen so far.
+struct Scan<'a> {
+    root: &'a Path,
+    /// (device, inode) never to report: the archive being written.
+    exclude: Option<(u64, u64)>,
+    xattrs: XattrPolicy,
+    names: crate::owner::Names,
+    /// First path seen of each (device, inode) with more than one link.
+    linked: HashMap<(u64, u64), Vec<u8>>,
+    warnings: Vec<Warning>,
+}
 
 /// Walks `root`, calling `visit` with each entry (location and digest unset) in order.
 /// `exclude` is a (dev, inode) pair never to report (the archive being written);
@@ -29,47 +41,187 @@ pub fn walk(
     xattrs: XattrPolicy,
     mut visit: impl FnMut(Entry) -> Result<()>,
 ) -> Result<Vec<Warning>> {
-    let meta = fs::metadata(root).map_err(|e| Error::io(root, "stat", e))?;
-    if !meta.is_dir() {
-        return Err(Error::Input {
-            path: root.into(),
-            problem: "not a directory".into(),
-        });
-    }
-    let mut warnings = Vec::new();
-    let mut names = crate::owner::Names::default();
-    // First path seen of each (device, inode) with more than one link.
-    let mut linked: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut scan = Scan::new(root, exclude, xattrs)?;
     // Stack of directories still to list, each with its entries in reverse order.
-    let mut stack: Vec<Vec<(Vec<u8>, fs::Metadata)>> =
-        vec![list(root, &[], exclude, &mut warnings)?];
+    let mut stack: Vec<Vec<(Vec<u8>, fs::Metadata)>> = vec![scan.list(root, &[])?];
     while let Some(top) = stack.last_mut() {
         let Some((rel, meta)) = top.pop() else {
             stack.pop();
             continue;
         };
-        let relative = Path::new(std::ffi::OsStr::from_bytes(&rel));
-        let ft = meta.file_type();
-        if !skip.is_empty() && skip.matched(relative, ft.is_dir()).is_ignore() {
+        let relative = Path::new(OsStr::from_bytes(&rel));
+        if !skip.is_empty() && skip.matched(relative, meta.is_dir()).is_ignore() {
             continue;
         }
+        let Some(entry) = scan.describe(rel, &meta)? else {
+            continue;
+        };
+        let descend = (entry.kind == EntryKind::Dir).then(|| entry.path.clone());
+        visit(entry)?;
+        if let Some(rel) = descend {
+            let full = root.join(OsStr::from_bytes(&rel));
+            stack.push(scan.list(&full, &rel)?);
+        }
+    }
+    Ok(scan.warnings)
+}
+
+/// Reports the entries at `paths` under `root`, and nothing else: a listed directory
+/// is recorded but not descended (a list from `find` names its contents too). Paths
+/// are relative to `root`, or absolute and beneath it; `.` components and repeated
+/// slashes are dropped, `..` is refused, and the root itself is not an entry. Entries
+/// come in the walk's order whatever the list's order, each once. A listed path that
+/// does not exist is an error naming it; `exclude` and `skip` apply as in [`walk`]
+/// (a path under an excluded directory is left out too).
+pub fn walk_list(
+    root: &Path,
+    paths: &[Vec<u8>],
+    exclude: Option<(u64, u64)>,
+    skip: &ignore::gitignore::Gitignore,
+    xattrs: XattrPolicy,
+    mut visit: impl FnMut(Entry) -> Result<()>,
+) -> Result<Vec<Warning>> {
+    let mut scan = Scan::new(root, exclude, xattrs)?;
+    let bases = Bases::new(root);
+    let mut rels: Vec<Vec<u8>> = Vec::with_capacity(paths.len());
+    for p in paths {
+        if let Some(rel) = bases.relative(p)? {
+            rels.push(rel);
+        }
+    }
+    rels.sort_unstable_by(|a, b| in_walk_order(a, b));
+    rels.dedup();
+    for rel in rels {
+        let relative = Path::new(OsStr::from_bytes(&rel));
         let full = root.join(relative);
+        let meta = fs::symlink_metadata(&full).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::Input {
+                    path: full.clone(),
+                    problem: "listed, but does not exist".into(),
+                }
+            } else {
+                Error::io(&full, "stat", e)
+            }
+        })?;
+        if scan.exclude == Some((meta.dev(), meta.ino())) {
+            continue;
+        }
+        if !skip.is_empty()
+            && skip
+                .matched_path_or_any_parents(relative, meta.is_dir())
+                .is_ignore()
+        {
+            continue;
+        }
+        if let Some(entry) = scan.describe(rel, &meta)? {
+            visit(entry)?;
+        }
+    }
+    Ok(scan.warnings)
+}
+
+/// Orders relative paths as [`walk`] visits them: component by component, so that a
+/// directory comes right before its contents (`a`, `a/b`, `a-b`).
+fn in_walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
+}
+
+/// The forms of the root that an absolute listed path may start with: as given (made
+/// absolute) and with symlinks resolved.
+struct Bases {
+    given: Option<PathBuf>,
+    resolved: Option<PathBuf>,
+}
+
+impl Bases {
+    fn new(root: &Path) -> Bases {
+        Bases {
+            given: std::path::absolute(root).ok(),
+            resolved: fs::canonicalize(root).ok(),
+        }
+    }
+
+    /// The archive path of listed path `raw`, or `None` for the root itself.
+    fn relative(&self, raw: &[u8]) -> Result<Option<Vec<u8>>> {
+        let path = Path::new(OsStr::from_bytes(raw));
+        let bad = |problem: &str| Error::Input {
+            path: path.into(),
+            problem: problem.into(),
+        };
+        let rest = if path.is_absolute() {
+            [&self.given, &self.resolved]
+                .into_iter()
+                .flatten()
+                .find_map(|base| path.strip_prefix(base).ok())
+                .ok_or_else(|| bad("listed, but not beneath the directory being packed"))?
+        } else {
+            path
+        };
+        let mut rel = Vec::with_capacity(raw.len());
+        for c in rest.components() {
+            match c {
+                Component::Normal(name) => {
+                    if !rel.is_empty() {
+                        rel.push(b'/');
+                    }
+                    rel.extend_from_slice(name.as_bytes());
+                }
+                Component::CurDir => {}
+                Component::ParentDir => return Err(bad("listed with a '..' component")),
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(bad("listed, but not beneath the directory being packed"));
+                }
+            }
+        }
+        Ok((!rel.is_empty()).then_some(rel))
+    }
+}
+
+impl<'a> Scan<'a> {
+    fn new(root: &'a Path, exclude: Option<(u64, u64)>, xattrs: XattrPolicy) -> Result<Scan<'a>> {
+        let meta = fs::metadata(root).map_err(|e| Error::io(root, "stat", e))?;
+        if !meta.is_dir() {
+            return Err(Error::Input {
+                path: root.into(),
+                problem: "not a directory".into(),
+            });
+        }
+        Ok(Scan {
+            root,
+            exclude,
+            xattrs,
+            names: crate::owner::Names::default(),
+            linked: HashMap::new(),
+            warnings: Vec::new(),
+        })
+    }
+
+    fn vanished(&mut self, full: &Path) {
+        self.warnings.push(format!(
+            "{}: vanished during the walk, skipped",
+            full.display()
+        ));
+    }
+
+    /// The entry for `rel` with metadata `meta`, or `None` (with a warning) for a
+    /// socket or something that vanished.
+    fn describe(&mut self, rel: Vec<u8>, meta: &fs::Metadata) -> Result<Option<Entry>> {
+        let full = self.root.join(OsStr::from_bytes(&rel));
+        let ft = meta.file_type();
         let (kind, link_target) = if ft.is_dir() {
             (EntryKind::Dir, None)
         } else if ft.is_symlink() {
             match fs::read_link(&full) {
                 Ok(t) => (EntryKind::Symlink, Some(t.into_os_string().into_vec())),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    warnings.push(format!(
-                        "{}: vanished during the walk, skipped",
-                        full.display()
-                    ));
-                    continue;
+                    self.vanished(&full);
+                    return Ok(None);
                 }
                 Err(e) => return Err(Error::io(&full, "readlink", e)),
             }
         } else if ft.is_file() && meta.nlink() > 1 {
-            match linked.entry((meta.dev(), meta.ino())) {
+            match self.linked.entry((meta.dev(), meta.ino())) {
                 std::collections::hash_map::Entry::Occupied(first) => {
                     (EntryKind::Hardlink, Some(first.get().clone()))
                 }
@@ -87,29 +239,27 @@ pub fn walk(
         } else if ft.is_block_device() {
             (EntryKind::BlockDevice, None)
         } else {
-            warnings.push(format!("{}: socket not archived", full.display()));
-            continue;
+            self.warnings
+                .push(format!("{}: socket not archived", full.display()));
+            return Ok(None);
         };
-        let xattrs = match xattr::read(&full, xattrs) {
+        let xattrs = match xattr::read(&full, self.xattrs) {
             Ok(x) => x,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                warnings.push(format!(
-                    "{}: vanished during the walk, skipped",
-                    full.display()
-                ));
-                continue;
+                self.vanished(&full);
+                return Ok(None);
             }
             Err(e) => return Err(Error::io(&full, "read extended attributes", e)),
         };
-        let entry = Entry {
-            path: rel.clone(),
+        Ok(Some(Entry {
+            path: rel,
             kind,
             mode: meta.mode(),
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
             uid: meta.uid(),
             gid: meta.gid(),
-            user: names.user(meta.uid()),
-            group: names.group(meta.gid()),
+            user: self.names.user(meta.uid()),
+            group: self.names.group(meta.gid()),
             size: if kind == EntryKind::File {
                 meta.size()
             } else {
@@ -123,64 +273,78 @@ pub fn walk(
             sparse: kind == EntryKind::File && meta.blocks().saturating_mul(512) < meta.size(),
             rdev: matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice)
                 .then(|| meta.rdev()),
-        };
-        visit(entry)?;
-        if kind == EntryKind::Dir {
-            stack.push(list(&full, &rel, exclude, &mut warnings)?);
-        }
+        }))
     }
-    Ok(warnings)
-}
 
-/// Lists `dir` (relative path `rel`), sorted by name in reverse so `pop` yields order.
-fn list(
-    dir: &Path,
-    rel: &[u8],
-    exclude: Option<(u64, u64)>,
-    warnings: &mut Vec<Warning>,
-) -> Result<Vec<(Vec<u8>, fs::Metadata)>> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.is_empty() => {
-            warnings.push(format!(
-                "{}: vanished during the walk, skipped",
-                dir.display()
-            ));
-            return Ok(Vec::new());
-        }
-        Err(e) => return Err(Error::io(dir, "read directory", e)),
-    };
-    let mut out = Vec::new();
-    for de in rd {
-        let de = de.map_err(|e| Error::io(dir, "read directory", e))?;
-        let name: OsString = de.file_name();
-        let meta = match de.metadata() {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                warnings.push(format!(
-                    "{}: vanished during the walk, skipped",
-                    dir.join(&name).display()
-                ));
+    /// Lists `dir` (relative path `rel`), sorted by name in reverse so `pop` yields order.
+    fn list(&mut self, dir: &Path, rel: &[u8]) -> Result<Vec<(Vec<u8>, fs::Metadata)>> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.is_empty() => {
+                self.vanished(dir);
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(Error::io(dir, "read directory", e)),
+        };
+        let mut out = Vec::new();
+        for de in rd {
+            let de = de.map_err(|e| Error::io(dir, "read directory", e))?;
+            let name: OsString = de.file_name();
+            let meta = match de.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.vanished(&dir.join(&name));
+                    continue;
+                }
+                Err(e) => return Err(Error::io(dir.join(&name), "stat", e)),
+            };
+            if self.exclude == Some((meta.dev(), meta.ino())) {
                 continue;
             }
-            Err(e) => return Err(Error::io(dir.join(&name), "stat", e)),
-        };
-        if exclude == Some((meta.dev(), meta.ino())) {
-            continue;
+            let mut path = Vec::with_capacity(rel.len() + 1 + name.len());
+            if !rel.is_empty() {
+                path.extend_from_slice(rel);
+                path.push(b'/');
+            }
+            path.extend_from_slice(name.as_bytes());
+            out.push((path, meta));
         }
-        let mut path = Vec::with_capacity(rel.len() + 1 + name.len());
-        if !rel.is_empty() {
-            path.extend_from_slice(rel);
-            path.push(b'/');
-        }
-        path.extend_from_slice(name.as_bytes());
-        out.push((path, meta));
+        out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        Ok(out)
     }
-    out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-    Ok(out)
 }
 
 /// The full path of an entry under `root`, for messages.
 pub fn full_path(root: &Path, rel: &[u8]) -> PathBuf {
-    root.join(std::ffi::OsStr::from_bytes(rel))
+    root.join(OsStr::from_bytes(rel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_order_puts_a_directory_right_before_its_contents() {
+        let mut v: Vec<&[u8]> = vec![b"a-b", b"a/b", b"a", b"a/b/c", b"b", b"a.txt"];
+        v.sort_by(|a, b| in_walk_order(a, b));
+        assert_eq!(v, [&b"a"[..], b"a/b", b"a/b/c", b"a-b", b"a.txt", b"b"]);
+    }
+
+    #[test]
+    fn listed_paths_become_archive_paths_beneath_the_root() {
+        let bases = Bases {
+            given: Some("/srv/data".into()),
+            resolved: Some("/mnt/disk/data".into()),
+        };
+        let rel = |p: &str| bases.relative(p.as_bytes());
+        assert_eq!(rel("./a//b/./c/").unwrap(), Some(b"a/b/c".to_vec()));
+        assert_eq!(rel("/srv/data/x/y").unwrap(), Some(b"x/y".to_vec()));
+        assert_eq!(rel("/mnt/disk/data/x").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(rel(".").unwrap(), None);
+        assert_eq!(rel("/srv/data").unwrap(), None);
+        for bad in ["/srv/database/x", "/etc/passwd", "a/../../b", "../x"] {
+            let e = rel(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! every compressor, keeps the early ones aside until their turn, assigns each blob the
 //! next offset, and writes it with WRITE_FIXED straight from the ring slot (the zstd
 //! frame, or for a stored chunk the raw input bytes: no user-space copy). Several writes
-//! are in flight; a slot goes back to its compressor only when its write has completed.
+//! are in flight (one, at the stream's position, when the archive goes to a pipe); a
+//! slot goes back to its compressor only when its write has completed.
 
 use super::compressor::{Returned, Sealed};
 use super::ring::Ring;
@@ -45,6 +46,9 @@ pub struct Writer {
     pub queue: Queue,
     /// The archive's descriptor.
     pub fd: RawFd,
+    /// Write in order, one write at a time, at the descriptor's position (a stream)
+    /// instead of at offsets with several in flight.
+    pub sequential: bool,
     /// The archive's path, for messages.
     pub path: PathBuf,
     /// The compressors' rings, by compressor.
@@ -77,7 +81,10 @@ impl Writer {
                 if abort.load(Ordering::Relaxed) {
                     return Ok(());
                 }
-                let msg = if count == 0 && !closed {
+                // Block only when there is nothing else to do: no write in flight and
+                // (with one write at a time) no blob already waiting for its turn.
+                let idle = count == 0 && !waiting.contains_key(&(out.chunks.len() as u64));
+                let msg = if idle && !closed {
                     sealed.recv().map_err(|_| TryRecvError::Disconnected)
                 } else if closed {
                     Err(TryRecvError::Disconnected)
@@ -96,7 +103,13 @@ impl Writer {
                     Err(TryRecvError::Empty) => false,
                 };
                 let next = out.chunks.len() as u64;
-                if let Some(s) = waiting.remove(&next) {
+                let may_start = !(self.sequential && count > 0);
+                let ready = if may_start {
+                    waiting.remove(&next)
+                } else {
+                    None
+                };
+                if let Some(s) = ready {
                     let (ptr, fixed) = self.source(&s);
                     out.chunks.push(ChunkRecord {
                         offset: out.blob_end,
@@ -221,7 +234,11 @@ impl Writer {
             // SAFETY: done < stored_len, inside the slot's buffer.
             buf: unsafe { w.ptr.add(w.done) },
             len: (w.sealed.stored_len - w.done) as u32,
-            offset: w.offset + w.done as u64,
+            offset: if self.sequential {
+                crate::io::CURRENT_POSITION
+            } else {
+                w.offset + w.done as u64
+            },
             fixed: w.fixed,
         };
         // SAFETY: the slot belongs to the writer until the write completes, and the

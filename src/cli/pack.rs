@@ -1,0 +1,52 @@
+//! How `pack` takes a list of paths (`--from-list`) and a stream (`-o -`) from the
+//! command line.
+
+use anyhow::{Context, Result, bail};
+use std::fs::File;
+use std::io::{IsTerminal, Read};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+/// The NUL-separated paths in `list` (`-`: standard input). Empty items (a trailing
+/// NUL) are dropped. Input without a single NUL but with a newline is refused: it is
+/// a newline-separated list, which would be read as one path.
+pub fn read_list(list: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    let shown = if list.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .context("--from-list -: reading standard input")?;
+        Path::new("standard input")
+    } else {
+        File::open(list)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .with_context(|| format!("--from-list {}", list.display()))?;
+        list
+    };
+    if !bytes.contains(&0) && bytes.contains(&b'\n') {
+        bail!(
+            "--from-list {}: no NUL separators; paths must be NUL-separated (find -print0, \
+             or tr '\\n' '\\0')",
+            shown.display()
+        );
+    }
+    Ok(bytes
+        .split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// Standard output as a file to stream an archive to; refused on a terminal.
+pub fn stdout_for_archive() -> Result<File> {
+    let stdout = std::io::stdout();
+    if stdout.is_terminal() {
+        bail!("-o -: refusing to write an archive to a terminal (redirect standard output)");
+    }
+    let fd = stdout
+        .as_fd()
+        .try_clone_to_owned()
+        .context("-o -: duplicating standard output")?;
+    Ok(File::from(fd))
+}
