@@ -800,7 +800,10 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
                 cold,
                 work,
             };
-            let report = bench::run(&opts, |line| eprintln!("bench: {line}"))?;
+            let mut bar = cli::progress::JobsBar::new(&out);
+            let report = bench::run(&opts, |step| bar.step(step));
+            drop(bar);
+            let report = report?;
             if out.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -167,6 +167,53 @@ fn progress_bar_on_a_terminal_only_and_never_with_quiet() {
 }
 
 #[test]
+fn bench_shows_its_jobs_as_a_bar_on_a_terminal_and_as_lines_when_forced() {
+    let s = Scratch::new("cli-bench-progress");
+    let scratch = s.path("scratch").display().to_string();
+    let args = [
+        "bench",
+        "--scale",
+        "0.001",
+        "--corpus",
+        "small",
+        "--reps",
+        "2",
+        "--scratch",
+        &scratch,
+    ];
+    let Some(shown) = on_a_terminal(&args) else {
+        eprintln!("SKIPPED: util-linux `script` is not installed (.ci/run installs it)");
+        return;
+    };
+    // Without peers: pack, unpack, verify, list and cat, twice.
+    assert!(
+        shown.contains("/10 jobs") && shown.contains("ETA"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("small: unpack znippy-uring (2/2)"),
+        "{shown}"
+    );
+
+    let mut forced: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    forced.push("--progress".into());
+    let forced: Vec<&std::ffi::OsStr> = forced.iter().map(|a| a.as_os_str()).collect();
+    let err = String::from_utf8(ok(&forced).stderr).unwrap();
+    let jobs: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("bench: job "))
+        .collect();
+    assert_eq!(jobs.len(), 10, "{err}");
+    assert_eq!(jobs[0], "bench: job 1/10: small: pack znippy-uring (1/2)");
+    assert_eq!(jobs[9], "bench: job 10/10: small: cat znippy-uring (2/2)");
+    assert!(!err.contains('\u{1b}'), "no escape codes off a terminal");
+
+    let plain: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let err = String::from_utf8(ok(&plain).stderr).unwrap();
+    assert!(!err.contains("bench: job") && !err.contains("ETA"), "{err}");
+}
+
+#[test]
 fn completions_and_man_page_come_from_the_cli_definition() {
     let bash = String::from_utf8(ok(&[os("completions"), os("bash")]).stdout).unwrap();
     for word in [

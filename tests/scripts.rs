@@ -118,6 +118,37 @@ fn from_list_packs_exactly_the_listed_paths_in_walk_order() {
 }
 
 #[test]
+fn a_full_find_list_gives_the_same_archive_as_the_walk() {
+    let s = Scratch::new("from-list-find");
+    let src = s.path("src");
+    awkward_tree(&src, 64 << 10);
+    let walked = s.path("walked.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), walked.as_os_str()]);
+    let find = Command::new("find")
+        .args([".", "-print0"])
+        .current_dir(&src)
+        .output()
+        .unwrap();
+    let listed = s.path("listed.znippy");
+    let r = with_stdin(
+        &[
+            os("pack"),
+            src.as_os_str(),
+            os("--from-list"),
+            os("-"),
+            os("-o"),
+            listed.as_os_str(),
+        ],
+        &find.stdout,
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        fs::read(&walked).unwrap() == fs::read(&listed).unwrap(),
+        "packing find's list of everything must equal packing the tree"
+    );
+}
+
+#[test]
 fn from_list_refuses_bad_lists_naming_the_path() {
     let s = Scratch::new("from-list-bad");
     let src = s.path("src");

@@ -180,11 +180,36 @@ struct Jobs {
     unpack: Option<String>,
     verify: Option<String>,
     list: Option<String>,
+    /// Whether the tool can read one file out; the command is made once the first
+    /// pack has chosen the file.
+    catable: bool,
     cat: Option<String>,
 }
 
-/// Runs the benchmark and returns the report; `progress` gets a line per step.
-pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Report> {
+impl Jobs {
+    /// Timed jobs of this tool in one repetition.
+    fn per_repetition(&self) -> u64 {
+        1 + [&self.unpack, &self.verify, &self.list]
+            .iter()
+            .filter(|c| c.is_some())
+            .count() as u64
+            + u64::from(self.catable)
+    }
+}
+
+/// What [`run`] tells its caller as it goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Step<'a> {
+    /// Something worth a line: a corpus being generated, a peer tool missing.
+    Note(&'a str),
+    /// How many timed jobs the run does in all (said once the corpora are ready).
+    Total(u64),
+    /// A timed job starts, e.g. `small: unpack tar+zstd (2/3)`.
+    Job(&'a str),
+}
+
+/// Runs the benchmark and returns the report; `progress` hears of every step.
+pub fn run(opts: &BenchOptions, mut progress: impl FnMut(Step)) -> Result<Report> {
     fs::create_dir_all(&opts.scratch).map_err(|e| Error::io(&opts.scratch, "mkdir", e))?;
     let mut report = Report {
         machine: machine(),
@@ -203,9 +228,9 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Report
             .map(String::from)
             .collect();
         for m in &missing {
-            progress(&format!(
+            progress(Step::Note(&format!(
                 "peer tool {m} is not installed: comparison skipped"
-            ));
+            )));
         }
         report.missing_peers = missing;
         report.missing_peers.is_empty()
@@ -220,11 +245,11 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Report
         ));
         let marker = dir.join(".znippy-bench-complete");
         if !marker.exists() {
-            progress(&format!(
+            progress(Step::Note(&format!(
                 "generating corpus {} (scale {})",
                 c.name(),
                 opts.scale
-            ));
+            )));
             corpus::generate(c, &dir, opts.scale, opts.seed)?;
             fs::write(&marker, b"").map_err(|e| Error::io(&marker, "write", e))?;
         }
@@ -233,6 +258,13 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Report
     for d in &opts.dirs {
         targets.push((d.display().to_string(), d.clone()));
     }
+    let per_repetition: u64 = plan(opts, Path::new(""), Path::new(""), peers_ok)
+        .iter()
+        .map(Jobs::per_repetition)
+        .sum();
+    progress(Step::Total(
+        targets.len() as u64 * report.reps as u64 * per_repetition,
+    ));
     for (name, dir) in targets {
         report
             .corpora
@@ -246,7 +278,7 @@ fn run_corpus(
     name: &str,
     dir: &Path,
     peers: bool,
-    progress: &mut impl FnMut(&str),
+    progress: &mut impl FnMut(Step),
 ) -> Result<CorpusResult> {
     let mut stats = count_tree(dir)?;
     stats.files = stats
@@ -260,60 +292,21 @@ fn run_corpus(
     remove(&work)?;
     fs::create_dir_all(&work).map_err(|e| Error::io(&work, "mkdir", e))?;
     let log = work.join("stderr.log");
-    let exe = quote(&opts.exe);
-    let (d, l) = (quote(dir), opts.level);
-    let threads = opts
-        .threads
-        .map(|t| format!(" --threads {t}"))
-        .unwrap_or_default();
     let ours = work.join("a.znippy");
     let out = work.join("out");
-    let mut jobs = vec![Jobs {
-        tool: "znippy-uring",
-        archive: ours.clone(),
-        pack: format!("{exe} pack {d} -o {} --level {l}{threads}", quote(&ours)),
-        unpack: Some(format!(
-            "{exe} unpack {} -C {}{threads}",
-            quote(&ours),
-            quote(&out)
-        )),
-        verify: Some(format!("{exe} verify {}", quote(&ours))),
-        list: Some(format!("{exe} list {}", quote(&ours))),
-        cat: None,
-    }];
-    if peers {
-        let tz = work.join("a.tar.zst");
-        jobs.push(Jobs {
-            tool: "tar+zstd",
-            archive: tz.clone(),
-            pack: format!("tar -cf - -C {d} . | zstd -T0 -{l} -q -f -o {}", quote(&tz)),
-            unpack: Some(format!(
-                "zstd -dcq {} | tar -xf - -C {}",
-                quote(&tz),
-                quote(&out)
-            )),
-            verify: Some(format!("zstd -tq {}", quote(&tz))),
-            list: Some(format!("zstd -dcq {} | tar -tf -", quote(&tz))),
-            cat: None,
-        });
-        let t = work.join("a.tar");
-        jobs.push(Jobs {
-            tool: "tar",
-            archive: t.clone(),
-            pack: format!("tar -cf {} -C {d} .", quote(&t)),
-            unpack: None,
-            verify: None,
-            list: None,
-            cat: None,
-        });
-    }
+    let mut jobs = plan(opts, dir, &work, peers);
     let reps = opts.reps.max(1);
     let mut packs: Vec<Vec<Run>> = vec![Vec::new(); jobs.len()];
     let mut unpacks: Vec<Vec<Run>> = vec![Vec::new(); jobs.len()];
     let mut others: Vec<[Vec<f64>; 3]> = vec![Default::default(); jobs.len()];
     let mut cat_path = String::new();
     for rep in 0..reps {
-        progress(&format!("{name}: repetition {}/{reps}", rep + 1));
+        let mut job = |what: &str, tool: &str| {
+            progress(Step::Job(&format!(
+                "{name}: {what} {tool} ({}/{reps})",
+                rep + 1
+            )));
+        };
         // Alternate the order so neither tool always runs on a cache the other warmed.
         let order: Vec<usize> = if rep % 2 == 0 {
             (0..jobs.len()).collect()
@@ -322,12 +315,13 @@ fn run_corpus(
         };
         for &j in &order {
             remove(&jobs[j].archive)?;
+            job("pack", jobs[j].tool);
             packs[j].push(timed(opts, &jobs[j].pack, &log)?);
         }
         if rep == 0 {
             cat_path = pick_cat_path(&ours)?;
             let q = quote(Path::new(&cat_path));
-            jobs[0].cat = Some(format!("{exe} cat {} {q}", quote(&ours)));
+            jobs[0].cat = Some(format!("{} cat {} {q}", quote(&opts.exe), quote(&ours)));
             if peers {
                 jobs[1].cat = Some(format!(
                     "zstd -dcq {} | tar -xOf - ./{}",
@@ -340,16 +334,20 @@ fn run_corpus(
             if let Some(cmd) = &jobs[j].unpack {
                 remove(&out)?;
                 fs::create_dir_all(&out).map_err(|e| Error::io(&out, "mkdir", e))?;
+                job("unpack", jobs[j].tool);
                 unpacks[j].push(timed(opts, cmd, &log)?);
             }
         }
         remove(&out)?;
         for &j in &order {
-            for (k, cmd) in [&jobs[j].verify, &jobs[j].list, &jobs[j].cat]
+            let (tool, commands) = (jobs[j].tool, [&jobs[j].verify, &jobs[j].list, &jobs[j].cat]);
+            for (k, (cmd, what)) in commands
                 .into_iter()
+                .zip(["verify", "list", "cat"])
                 .enumerate()
             {
                 if let Some(cmd) = cmd {
+                    job(what, tool);
                     others[j][k].push(timed(opts, cmd, &log)?.secs);
                 }
             }
@@ -409,6 +407,62 @@ fn run_corpus(
     }
     remove(&work)?;
     Ok(result)
+}
+
+/// The jobs of each tool on corpus `dir`, with archives and unpacked trees in `work`:
+/// this tool's, then with `peers` those of `tar | zstd` and plain `tar`.
+fn plan(opts: &BenchOptions, dir: &Path, work: &Path, peers: bool) -> Vec<Jobs> {
+    let exe = quote(&opts.exe);
+    let (d, l) = (quote(dir), opts.level);
+    let threads = opts
+        .threads
+        .map(|t| format!(" --threads {t}"))
+        .unwrap_or_default();
+    let ours = work.join("a.znippy");
+    let out = work.join("out");
+    let mut jobs = vec![Jobs {
+        tool: "znippy-uring",
+        archive: ours.clone(),
+        pack: format!("{exe} pack {d} -o {} --level {l}{threads}", quote(&ours)),
+        unpack: Some(format!(
+            "{exe} unpack {} -C {}{threads}",
+            quote(&ours),
+            quote(&out)
+        )),
+        verify: Some(format!("{exe} verify {}", quote(&ours))),
+        list: Some(format!("{exe} list {}", quote(&ours))),
+        catable: true,
+        cat: None,
+    }];
+    if peers {
+        let tz = work.join("a.tar.zst");
+        jobs.push(Jobs {
+            tool: "tar+zstd",
+            archive: tz.clone(),
+            pack: format!("tar -cf - -C {d} . | zstd -T0 -{l} -q -f -o {}", quote(&tz)),
+            unpack: Some(format!(
+                "zstd -dcq {} | tar -xf - -C {}",
+                quote(&tz),
+                quote(&out)
+            )),
+            verify: Some(format!("zstd -tq {}", quote(&tz))),
+            list: Some(format!("zstd -dcq {} | tar -tf -", quote(&tz))),
+            catable: true,
+            cat: None,
+        });
+        let t = work.join("a.tar");
+        jobs.push(Jobs {
+            tool: "tar",
+            archive: t.clone(),
+            pack: format!("tar -cf {} -C {d} .", quote(&t)),
+            unpack: None,
+            verify: None,
+            list: None,
+            catable: false,
+            cat: None,
+        });
+    }
+    jobs
 }
 
 /// Runs one job, after emptying the page cache in cold mode.

@@ -1,7 +1,9 @@
-//! Progress bars on stderr (indicatif), drawn from the library's [`Progress`] counters
-//! by a thread of their own ten times a second: bytes done of the total, throughput
-//! and ETA, and during a pack's walk the entries found so far. Shown when stderr is a
-//! terminal or with `--progress`; never with `--quiet` or `--json`.
+//! Progress bars on stderr (indicatif). [`Bar`] is drawn from the library's
+//! [`Progress`] counters by a thread of its own ten times a second: bytes done of the
+//! total, throughput and ETA, and during a pack's walk the entries found so far.
+//! [`JobsBar`] follows the benchmark's steps: timed jobs done of all, elapsed time, ETA
+//! and the job running. Shown when stderr is a terminal or with `--progress` (then as
+//! plain lines); never with `--quiet` or `--json`.
 
 use super::Output;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -11,6 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use znippy_uring::Progress;
+use znippy_uring::bench::Step;
+
+/// Whether `out` asks for progress: on a terminal, or forced with `--progress`.
+fn wanted(out: &Output) -> bool {
+    !out.quiet && !out.json && (out.progress || std::io::stderr().is_terminal())
+}
 
 /// A progress bar following a [`Progress`] until dropped.
 pub struct Bar {
@@ -25,8 +33,7 @@ impl Bar {
     pub fn start(out: &Output, what: &'static str) -> Bar {
         let counters = Arc::new(Progress::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let show = !out.quiet && !out.json && (out.progress || std::io::stderr().is_terminal());
-        let thread = show.then(|| {
+        let thread = wanted(out).then(|| {
             let (counters, stop) = (counters.clone(), stop.clone());
             std::thread::spawn(move || draw(what, &counters, &stop))
         });
@@ -110,5 +117,79 @@ fn log_lines(what: &'static str, counters: &Progress, stop: &AtomicBool) {
             indicatif::HumanBytes(total),
             super::mb_per_s(done, secs)
         );
+    }
+}
+
+/// The benchmark's progress: a bar of timed jobs on a terminal, a line per job with
+/// `--progress` elsewhere; notes (corpus generation, missing peers) unless `--quiet`.
+pub struct JobsBar {
+    bar: Option<ProgressBar>,
+    /// A bar once the total is known (on a terminal).
+    drawn: bool,
+    /// Lines instead of a bar (`--progress` without a terminal).
+    lines: bool,
+    quiet: bool,
+    started: u64,
+    total: u64,
+}
+
+impl JobsBar {
+    /// Progress for `bench` as `out` asks.
+    pub fn new(out: &Output) -> JobsBar {
+        let tty = std::io::stderr().is_terminal();
+        JobsBar {
+            bar: None,
+            drawn: wanted(out) && tty,
+            lines: wanted(out) && !tty,
+            quiet: out.quiet,
+            started: 0,
+            total: 0,
+        }
+    }
+
+    /// Shows one step of the benchmark.
+    pub fn step(&mut self, step: Step) {
+        match step {
+            Step::Note(line) => match &self.bar {
+                Some(bar) => bar.println(format!("bench: {line}")),
+                None if !self.quiet => eprintln!("bench: {line}"),
+                None => {}
+            },
+            Step::Total(n) => {
+                self.total = n;
+                if self.drawn {
+                    let bar = ProgressBar::with_draw_target(
+                        Some(n),
+                        ProgressDrawTarget::stderr_with_hz(10),
+                    );
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "bench [{bar:30}] {pos}/{len} jobs {elapsed_precise} ETA {eta} {msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.enable_steady_tick(Duration::from_millis(250));
+                    self.bar = Some(bar);
+                }
+            }
+            Step::Job(label) => {
+                self.started += 1;
+                if let Some(bar) = &self.bar {
+                    bar.set_position(self.started - 1);
+                    bar.set_message(label.to_string());
+                } else if self.lines {
+                    eprintln!("bench: job {}/{}: {label}", self.started, self.total);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for JobsBar {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 }
