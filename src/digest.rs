@@ -24,6 +24,12 @@ pub enum PieceDigest {
 }
 
 /// Plain BLAKE3 of `bytes`.
+///
+/// ```
+/// // What `printf hello | b3sum` prints.
+/// let d = znippy_uring::digest::hash(b"hello");
+/// assert!(znippy_uring::read::export::hex(&d).starts_with("ea8f163db38682925e4491c5e58d4bb3"));
+/// ```
 pub fn hash(bytes: &[u8]) -> Digest {
     *blake3::hash(bytes).as_bytes()
 }

@@ -4,7 +4,23 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// What a long operation has done so far.
+/// What a long operation has done so far. Hand one to [`crate::PackOptions`] or
+/// [`crate::Archive::with_progress`] and read it from another thread.
+///
+/// ```
+/// use std::sync::Arc;
+/// use znippy_uring::{pack, PackOptions, Progress};
+/// # let tmp = std::env::temp_dir().join(format!("doc-progress-counters-{}", std::process::id()));
+/// # std::fs::create_dir_all(tmp.join("src"))?;
+/// # std::fs::write(tmp.join("src/a.txt"), "a".repeat(10_000))?;
+/// let progress = Arc::new(Progress::default());
+/// let opts = PackOptions { progress: Some(progress.clone()), ..PackOptions::default() };
+/// // A progress bar polls `progress.snapshot()` from its own thread meanwhile.
+/// pack(&tmp.join("src"), &tmp.join("a.znippy"), &opts)?;
+/// assert_eq!(progress.snapshot(), (10_000, 10_000, true, 1));
+/// # std::fs::remove_dir_all(&tmp)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct Progress {
     /// Entries found by the walk (pack).

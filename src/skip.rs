@@ -19,11 +19,25 @@ pub fn frame_pays(frame_len: usize, raw_len: usize) -> bool {
 }
 
 /// Whether a file with this name is of a known already-compressed type.
-pub fn is_compressed_name(name: &[u8]) -> bool {
-    let Some(dot) = name.iter().rposition(|&b| b == b'.') else {
+///
+/// ```
+/// use znippy_uring::skip::is_compressed_name;
+/// assert!(is_compressed_name(b"backup/photos/IMG_0001.JPG"));
+/// assert!(is_compressed_name(b"dist/app-1.0.tar.gz"));
+/// assert!(!is_compressed_name(b"src/main.rs"));
+/// assert!(!is_compressed_name(b".gz")); // a hidden file, not an extension
+/// ```
+pub fn is_compressed_name(path: &[u8]) -> bool {
+    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    // A dot that starts the name makes it hidden, not an extension.
+    let Some((_, ext)) = name
+        .iter()
+        .rposition(|&b| b == b'.')
+        .filter(|&dot| dot > 0)
+        .and_then(|dot| name.split_at_checked(dot + 1))
+    else {
         return false;
     };
-    let ext = &name[dot + 1..];
     if ext.is_empty() || ext.len() > 8 {
         return false;
     }
@@ -44,5 +58,13 @@ mod tests {
         assert!(!is_compressed_name(b"Makefile"));
         assert!(!is_compressed_name(b"trailing."));
         assert!(!is_compressed_name(b"random.bin"));
+    }
+
+    #[test]
+    fn a_hidden_name_has_no_extension() {
+        assert!(!is_compressed_name(b".gz"));
+        assert!(!is_compressed_name(b"dir.zip/.jpg"));
+        assert!(is_compressed_name(b"dir/.cache.zst"));
+        assert!(!is_compressed_name(b"photos.zip/readme"));
     }
 }

@@ -180,9 +180,7 @@ fn chunk_lengths_beyond_what_zstd_can_produce_are_refused_before_any_allocation(
         blob_end,
     ));
     fs::write(&a, bytes).unwrap();
-    let err = Archive::open(&a)
-        .err()
-        .expect("accepted a 1 MiB frame for 100 bytes");
+    let err = Archive::open(&a).expect_err("accepted a 1 MiB frame for 100 bytes");
     assert!(
         err.to_string()
             .contains("zstd blob of 1048576 bytes for 100 raw bytes"),

@@ -15,6 +15,21 @@ use std::io;
 use std::os::fd::RawFd;
 
 /// Which backend to use, as asked for by the user.
+///
+/// ```
+/// use znippy_uring::{pack, IoMode, PackOptions};
+/// let mode: IoMode = "portable".parse()?; // as `--io portable`
+/// assert_eq!(mode, IoMode::Portable);
+/// assert!("epoll".parse::<IoMode>().is_err());
+/// # let tmp = std::env::temp_dir().join(format!("doc-iomode-{}", std::process::id()));
+/// # std::fs::create_dir_all(tmp.join("src"))?;
+/// # std::fs::write(tmp.join("src/a"), "a")?;
+/// let opts = PackOptions { io: mode, ..PackOptions::default() };
+/// let report = pack(&tmp.join("src"), &tmp.join("a.znippy"), &opts)?;
+/// assert_eq!(report.backend.to_string(), "portable");
+/// # std::fs::remove_dir_all(&tmp)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IoMode {
     /// io_uring where it can be set up, else portable (after one line saying why).

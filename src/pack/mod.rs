@@ -42,7 +42,22 @@ pub const CHUNK_SIZE_RANGE: (usize, usize) = (64 << 10, 64 << 20);
 /// Default chunk size.
 pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
 
-/// How to pack.
+/// How to pack. Start from the default and change what you need:
+///
+/// ```
+/// use znippy_uring::PackOptions;
+/// use znippy_uring::pack::OnChange;
+/// let opts = PackOptions {
+///     level: 9,
+///     chunk_size: 1 << 20,
+///     on_change: OnChange::Retry,
+///     exclude: vec!["*.tmp".into(), "/cache/".into()],
+///     ..PackOptions::default()
+/// };
+/// assert!(opts.validate().is_ok());
+/// let bad = PackOptions { chunk_size: 3 << 20, ..PackOptions::default() };
+/// assert!(bad.validate().unwrap_err().to_string().contains("power of two"));
+/// ```
 #[derive(Clone, Debug)]
 pub struct PackOptions {
     /// zstd level (default 3).
@@ -231,11 +246,18 @@ impl Selection {
 
 /// Packs the tree at `src` into the archive `dest`.
 ///
-/// ```no_run
+/// ```
 /// use znippy_uring::{pack, PackOptions};
-/// let report = pack("/srv/data".as_ref(), "data.znippy".as_ref(), &PackOptions::default())?;
-/// println!("{} files, {} bytes -> {}", report.files, report.bytes_in, report.archive_len);
-/// # Ok::<(), znippy_uring::Error>(())
+/// # let tmp = std::env::temp_dir().join(format!("doc-pack-{}", std::process::id()));
+/// # std::fs::create_dir_all(tmp.join("data/logs"))?;
+/// # std::fs::write(tmp.join("data/logs/app.log"), "started\n".repeat(1000))?;
+/// # std::fs::write(tmp.join("data/photo.jpg"), [0xff, 0xd8, 0xff, 0xe0])?;
+/// # let (data, archive) = (tmp.join("data"), tmp.join("data.znippy"));
+/// let report = pack(&data, &archive, &PackOptions::default())?;
+/// assert_eq!((report.files, report.dirs), (2, 1));
+/// println!("{} bytes -> {} bytes", report.bytes_in, report.archive_len);
+/// # std::fs::remove_dir_all(&tmp)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
     pack_to(&Selection::Tree(src.into()), dest.into(), opts)

@@ -14,15 +14,22 @@ use std::path::{Path, PathBuf};
 
 /// An archive opened for reading.
 ///
-/// ```no_run
+/// ```
 /// use znippy_uring::Archive;
-/// let archive = Archive::open("data.znippy".as_ref())?;
+/// # let tmp = std::env::temp_dir().join(format!("doc-archive-{}", std::process::id()));
+/// # std::fs::create_dir_all(tmp.join("root/etc"))?;
+/// # std::fs::write(tmp.join("root/etc/hosts"), "127.0.0.1 localhost\n")?;
+/// # let path = tmp.join("data.znippy");
+/// # znippy_uring::pack(&tmp.join("root"), &path, &Default::default())?;
+/// let archive = Archive::open(&path)?;
 /// for e in archive.entries() {
-///     println!("{} {}", e.size, e.display_path());
+///     println!("{:>8} {}", e.size, e.display_path()); // etc, etc/hosts
 /// }
 /// let mut out = Vec::new();
 /// archive.read_file(b"etc/hosts", &mut out)?; // checks chunk and file BLAKE3
-/// # Ok::<(), znippy_uring::Error>(())
+/// assert_eq!(out, b"127.0.0.1 localhost\n");
+/// # std::fs::remove_dir_all(&tmp)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Archive {
     path: PathBuf,
@@ -30,6 +37,17 @@ pub struct Archive {
     len: u64,
     index: index::Index,
     progress: Option<std::sync::Arc<crate::Progress>>,
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .field("entries", &self.index.entries().len())
+            .field("chunks", &self.index.chunks.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reusable buffers for reading chunks (one per thread).
@@ -51,7 +69,15 @@ impl ChunkReader {
 }
 
 impl Archive {
-    /// Opens `path` and reads and validates its index.
+    /// Opens `path` and reads and validates its index. Nothing else is read: file data
+    /// is read, and checked, only when asked for.
+    ///
+    /// ```
+    /// use znippy_uring::{Archive, Error};
+    /// let err = Archive::open("/nonexistent.znippy".as_ref()).unwrap_err();
+    /// assert!(matches!(err, Error::Io { op: "open", .. }));
+    /// assert!(err.to_string().starts_with("/nonexistent.znippy: open:"));
+    /// ```
     pub fn open(path: &Path) -> Result<Archive> {
         let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
         let len = file
@@ -85,6 +111,27 @@ impl Archive {
 
     /// Counts the bytes that [`Archive::verify`], [`Archive::unpack`] and
     /// [`Archive::extract`] process into `progress`, for a progress display.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use znippy_uring::{Archive, Progress};
+    /// # let tmp = std::env::temp_dir().join(format!("doc-progress-{}", std::process::id()));
+    /// # std::fs::create_dir_all(tmp.join("src/bin"))?;
+    /// # std::fs::create_dir_all(tmp.join("src/etc"))?;
+    /// # std::fs::write(tmp.join("src/etc/hosts"), "127.0.0.1 localhost\n")?;
+    /// # std::fs::write(tmp.join("src/etc/motd"), "hello\n")?;
+    /// # std::fs::write(tmp.join("src/bin/tool"), [0u8; 100])?;
+    /// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+    /// # let path = tmp.join("a.znippy");
+    /// let progress = Arc::new(Progress::default());
+    /// let archive = Archive::open(&path)?.with_progress(progress.clone());
+    /// // Another thread may poll `progress.snapshot()` while this runs.
+    /// archive.verify(2)?;
+    /// let (done, total, final_total, _) = progress.snapshot();
+    /// assert_eq!((done, total, final_total), (126, 126, true));
+    /// # std::fs::remove_dir_all(&tmp)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_progress(mut self, progress: std::sync::Arc<crate::Progress>) -> Archive {
         self.progress = Some(progress);
         self
@@ -132,6 +179,28 @@ impl Archive {
     }
 
     /// Index of the entry with this path (a trailing `/` is ignored).
+    ///
+    /// ```
+    /// use znippy_uring::{Archive, EntryKind};
+    /// # let tmp = std::env::temp_dir().join(format!("doc-find-{}", std::process::id()));
+    /// # std::fs::create_dir_all(tmp.join("src/bin"))?;
+    /// # std::fs::create_dir_all(tmp.join("src/etc"))?;
+    /// # std::fs::write(tmp.join("src/etc/hosts"), "127.0.0.1 localhost\n")?;
+    /// # std::fs::write(tmp.join("src/etc/motd"), "hello\n")?;
+    /// # std::fs::write(tmp.join("src/bin/tool"), [0u8; 100])?;
+    /// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+    /// # let path = tmp.join("a.znippy");
+    /// let archive = Archive::open(&path)?;
+    /// let i = archive.find(b"etc/hosts").expect("archived");
+    /// let e = &archive.entries()[i];
+    /// assert_eq!((e.kind, e.size), (EntryKind::File, 20));
+    /// // The file's digest is plain BLAKE3, as `b3sum` prints it.
+    /// assert_eq!(e.digest, Some(*blake3::hash(b"127.0.0.1 localhost\n").as_bytes()));
+    /// assert_eq!(archive.find(b"etc/"), archive.find(b"etc"));
+    /// assert_eq!(archive.find(b"etc/passwd"), None);
+    /// # std::fs::remove_dir_all(&tmp)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn find(&self, path: &[u8]) -> Option<usize> {
         let path = path.strip_suffix(b"/").unwrap_or(path);
         self.index.position(path)
@@ -189,6 +258,26 @@ impl Archive {
     /// Writes the file at `path` to `out`, reading only its chunks. Each chunk is
     /// checked before any of its bytes are written, and the file's BLAKE3 at the end.
     /// Returns the number of bytes written.
+    ///
+    /// ```
+    /// use znippy_uring::Archive;
+    /// # let tmp = std::env::temp_dir().join(format!("doc-read-file-{}", std::process::id()));
+    /// # std::fs::create_dir_all(tmp.join("src/bin"))?;
+    /// # std::fs::create_dir_all(tmp.join("src/etc"))?;
+    /// # std::fs::write(tmp.join("src/etc/hosts"), "127.0.0.1 localhost\n")?;
+    /// # std::fs::write(tmp.join("src/etc/motd"), "hello\n")?;
+    /// # std::fs::write(tmp.join("src/bin/tool"), [0u8; 100])?;
+    /// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+    /// # let path = tmp.join("a.znippy");
+    /// let archive = Archive::open(&path)?;
+    /// let mut motd = Vec::new();
+    /// assert_eq!(archive.read_file(b"etc/motd", &mut motd)?, 6);
+    /// assert_eq!(motd, b"hello\n");
+    /// let missing = archive.read_file(b"etc/shadow", &mut Vec::new()).unwrap_err();
+    /// assert!(missing.to_string().contains("etc/shadow: not in"));
+    /// # std::fs::remove_dir_all(&tmp)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
         let name = String::from_utf8_lossy(path).into_owned();
         let mut entry = self

@@ -211,6 +211,27 @@ fn chunks_batch(archive: &Archive) -> RecordBatch {
 }
 
 /// Writes `table` of `archive` to `out` in `format`; `name` is `out`'s name for messages.
+///
+/// ```
+/// use znippy_uring::Archive;
+/// use znippy_uring::read::export::{export, Format, Table};
+/// # let tmp = std::env::temp_dir().join(format!("doc-export-{}", std::process::id()));
+/// # std::fs::create_dir_all(tmp.join("src/etc"))?;
+/// # std::fs::write(tmp.join("src/etc/hosts"), "127.0.0.1 localhost\n")?;
+/// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+/// # let path = tmp.join("a.znippy");
+/// let archive = Archive::open(&path)?;
+/// let mut csv = Vec::new();
+/// export(&archive, Table::Entries, Format::Csv, &mut csv, "index.csv".as_ref())?;
+/// let csv = String::from_utf8(csv)?;
+/// let header = csv.lines().next().unwrap_or_default();
+/// assert!(header.starts_with("path,kind,size,"), "{header}");
+/// assert!(csv.contains("etc/hosts,file,20,"));
+/// // The same table as an Arrow IPC file, for pyarrow, Polars or DuckDB.
+/// export(&archive, Table::Entries, Format::Arrow, std::fs::File::create(tmp.join("index.arrow"))?, "index.arrow".as_ref())?;
+/// # std::fs::remove_dir_all(&tmp)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn export(
     archive: &Archive,
     table: Table,

@@ -17,7 +17,20 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// How to unpack.
+/// How to unpack. The defaults follow GNU tar: owners, special mode bits and device
+/// nodes are restored only when running as root.
+///
+/// ```
+/// use znippy_uring::{UnpackOptions, XattrPolicy};
+/// // Restore as root would, but by numeric ids, and without extended attributes.
+/// let opts = UnpackOptions {
+///     numeric_owner: true,
+///     xattrs: XattrPolicy::None,
+///     threads: 4,
+///     ..UnpackOptions::default()
+/// };
+/// assert!(opts.numeric_owner);
+/// ```
 #[derive(Clone, Debug)]
 pub struct UnpackOptions {
     /// Threads decompressing and writing (default: all cores).
@@ -125,6 +138,23 @@ impl Archive {
     ///
     /// Damaged files are not written (or are removed); the others are, and the error
     /// lists the damaged ones.
+    ///
+    /// ```
+    /// use znippy_uring::{Archive, UnpackOptions};
+    /// # let tmp = std::env::temp_dir().join(format!("doc-unpack-{}", std::process::id()));
+    /// # std::fs::create_dir_all(tmp.join("src/bin"))?;
+    /// # std::fs::create_dir_all(tmp.join("src/etc"))?;
+    /// # std::fs::write(tmp.join("src/etc/hosts"), "127.0.0.1 localhost\n")?;
+    /// # std::fs::write(tmp.join("src/etc/motd"), "hello\n")?;
+    /// # std::fs::write(tmp.join("src/bin/tool"), [0u8; 100])?;
+    /// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+    /// # let path = tmp.join("a.znippy");
+    /// let report = Archive::open(&path)?.unpack(&tmp.join("restored"), &UnpackOptions::default())?;
+    /// assert_eq!(report.files, 3);
+    /// assert_eq!(std::fs::read(tmp.join("restored/etc/motd"))?, b"hello\n");
+    /// # std::fs::remove_dir_all(&tmp)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unpack(&self, dest: &Path, opts: &UnpackOptions) -> Result<UnpackReport> {
         let all: Vec<usize> = (0..self.entries().len()).collect();
         self.unpack_selected(&all, dest, opts)
@@ -132,6 +162,25 @@ impl Archive {
 
     /// Unpacks the entries named by `paths` into `dest`; a directory brings everything
     /// under it. Every path must be in the archive.
+    ///
+    /// ```
+    /// use znippy_uring::{Archive, UnpackOptions};
+    /// # let tmp = std::env::temp_dir().join(format!("doc-extract-{}", std::process::id()));
+    /// # std::fs::create_dir_all(tmp.join("src/bin"))?;
+    /// # std::fs::create_dir_all(tmp.join("src/etc"))?;
+    /// # std::fs::write(tmp.join("src/etc/hosts"), "127.0.0.1 localhost\n")?;
+    /// # std::fs::write(tmp.join("src/etc/motd"), "hello\n")?;
+    /// # std::fs::write(tmp.join("src/bin/tool"), [0u8; 100])?;
+    /// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+    /// # let path = tmp.join("a.znippy");
+    /// let archive = Archive::open(&path)?;
+    /// let out = tmp.join("out");
+    /// archive.extract(&[b"etc"], &out, &UnpackOptions::default())?;
+    /// assert!(out.join("etc/hosts").exists() && !out.join("bin").exists());
+    /// assert!(archive.extract(&[b"var"], &out, &UnpackOptions::default()).is_err());
+    /// # std::fs::remove_dir_all(&tmp)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn extract(
         &self,
         paths: &[&[u8]],

@@ -94,6 +94,23 @@ pub(crate) fn conclude(
 impl Archive {
     /// Checks every chunk and every file on `threads` threads. Damage is reported in
     /// the result, not as an error; an error means verification itself failed.
+    ///
+    /// ```
+    /// use znippy_uring::Archive;
+    /// # let tmp = std::env::temp_dir().join(format!("doc-verify-{}", std::process::id()));
+    /// # std::fs::create_dir_all(tmp.join("src/bin"))?;
+    /// # std::fs::create_dir_all(tmp.join("src/etc"))?;
+    /// # std::fs::write(tmp.join("src/etc/hosts"), "127.0.0.1 localhost\n")?;
+    /// # std::fs::write(tmp.join("src/etc/motd"), "hello\n")?;
+    /// # std::fs::write(tmp.join("src/bin/tool"), [0u8; 100])?;
+    /// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+    /// # let path = tmp.join("a.znippy");
+    /// let report = Archive::open(&path)?.verify(2)?;
+    /// assert!(report.is_ok());
+    /// assert_eq!((report.files, report.bytes), (3, 126));
+    /// # std::fs::remove_dir_all(&tmp)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn verify(&self, threads: usize) -> Result<VerifyReport> {
         let all: Vec<usize> = (0..self.entries().len()).collect();
         let layout = Layout::new(self.entries(), self.chunks(), &all);
