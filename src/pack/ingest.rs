@@ -83,12 +83,13 @@ impl Ingest {
         opts.validate()?;
         let output = Output::open(dest)?;
         let pipeline = Pipeline::start(opts.config(None), &output)?;
+        let name = output.path().to_path_buf();
         let (tx, rx) = bounded::<IngestEntry>(64);
         let opts = opts.clone();
         let thread = std::thread::Builder::new()
             .name("znippy-ingest".into())
             .spawn(move || run(rx, output, pipeline, &opts))
-            .map_err(|e| Error::io(Path::new("ingest"), "spawn thread", e))?;
+            .map_err(|e| Error::io(name, "spawn ingest", e))?;
         Ok(Ingest {
             tx: Some(tx),
             thread,

@@ -114,7 +114,7 @@ impl Output {
     }
 
     /// The path being written (for messages).
-    pub fn tmp_path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         match &self.kind {
             Kind::Temporary { tmp, .. } => tmp,
             Kind::Stream { name } => name,
@@ -128,7 +128,7 @@ impl Output {
             Kind::Temporary { .. } => self.file.write_all_at(bytes, offset),
             Kind::Stream { .. } => (&*self.file).write_all(bytes),
         };
-        r.map_err(|e| Error::io(self.tmp_path(), "write", e))
+        r.map_err(|e| Error::io(self.path(), "write", e))
     }
 
     /// Writes the tail (index and footer) at `offset`; a file is trimmed there and

@@ -65,7 +65,7 @@ impl Pipeline {
     /// Allocates rings, sets up I/O queues and starts the threads.
     pub fn start(cfg: Config, output: &Output) -> Result<Pipeline> {
         let archive = output.file.clone();
-        let archive_path = output.tmp_path().to_path_buf();
+        let archive_path = output.path().to_path_buf();
         let threads = cfg.threads.max(1);
         let slots = slots_per_ring(threads, cfg.chunk_size);
         let rings: Vec<Arc<Ring>> = (0..threads)
