@@ -13,12 +13,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 mod cli;
 
-use cli::pack::{read_list, stdout_for_archive};
+use cli::stdio::{open_archive, read_list, stdout_for_archive};
 use cli::{Output, Stream, mb_per_s, ratio};
 use serde_json::json;
 use znippy_uring::pack::{Destination, Selection};
 use znippy_uring::read::export::{self, Format};
-use znippy_uring::{Archive, EntryKind, IoMode, PackOptions, UnpackOptions};
+use znippy_uring::{EntryKind, IoMode, PackOptions, UnpackOptions};
 
 #[derive(Parser)]
 #[command(
@@ -103,7 +103,7 @@ enum Command {
     },
     /// Unpack a whole archive into a directory.
     Unpack {
-        /// Archive to read.
+        /// Archive to read (`-`: standard input).
         archive: PathBuf,
         /// Target directory (created if missing).
         #[arg(short = 'C', long = "directory", default_value = ".")]
@@ -116,7 +116,7 @@ enum Command {
     },
     /// Extract some entries (a directory brings its contents).
     Extract {
-        /// Archive to read.
+        /// Archive to read (`-`: standard input).
         archive: PathBuf,
         /// Paths inside the archive.
         #[arg(required = true)]
@@ -132,7 +132,7 @@ enum Command {
     },
     /// List the entries.
     List {
-        /// Archive to read.
+        /// Archive to read (`-`: standard input).
         archive: PathBuf,
         /// Long format: mode, size, mtime, path.
         #[arg(short = 'l', long)]
@@ -140,7 +140,7 @@ enum Command {
     },
     /// Check every chunk and file checksum; name every damaged file.
     Verify {
-        /// Archive to read.
+        /// Archive to read (`-`: standard input).
         archive: PathBuf,
         /// Threads (default: all cores).
         #[arg(long)]
@@ -148,19 +148,19 @@ enum Command {
     },
     /// Write one file to standard output, reading only its chunks.
     Cat {
-        /// Archive to read.
+        /// Archive to read (`-`: standard input).
         archive: PathBuf,
         /// Path inside the archive.
         path: OsString,
     },
     /// Show format version, counts, sizes, ratio and groups.
     Info {
-        /// Archive to read.
+        /// Archive to read (`-`: standard input).
         archive: PathBuf,
     },
     /// Write the index as one table for pyarrow, Polars, DuckDB (docs/QUERY.md).
     Index {
-        /// Archive to read.
+        /// Archive to read (`-`: standard input).
         archive: PathBuf,
         /// Output file (default: standard output).
         #[arg(short = 'o', long = "output")]
@@ -465,7 +465,7 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
         } => {
             let start = Instant::now();
             let bar = cli::progress::Bar::start(&out, "unpack");
-            let a = Archive::open(&archive)?.with_progress(bar.counters());
+            let a = open_archive(&archive)?.with_progress(bar.counters());
             let r = a.unpack(&dir, &restore.options(t));
             drop(bar);
             let r = r?;
@@ -487,7 +487,7 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
         } => {
             let start = Instant::now();
             let bar = cli::progress::Bar::start(&out, "extract");
-            let a = Archive::open(&archive)?.with_progress(bar.counters());
+            let a = open_archive(&archive)?.with_progress(bar.counters());
             let paths: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
             let r = a.extract(&paths, &dir, &restore.options(t));
             drop(bar);
@@ -507,7 +507,7 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
             format,
             chunks,
         } => {
-            let a = Archive::open(&archive)?;
+            let a = open_archive(&archive)?;
             let format = format
                 .or_else(|| output.as_deref().and_then(Format::from_extension))
                 .unwrap_or(Format::Arrow);
@@ -561,14 +561,14 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
         }
         Command::List { archive, .. } if out.json => {
             // The entries themselves, one JSON object a line (as `index --format json`).
-            let a = Archive::open(&archive)?;
+            let a = open_archive(&archive)?;
             let mut w = std::io::BufWriter::new(std::io::stdout().lock());
             let table = export::Table::Entries;
             export::export(&a, table, Format::Json, &mut w, "<stdout>".as_ref())?;
             w.flush().context("<stdout>: write")?;
         }
         Command::List { archive, long } => {
-            let a = Archive::open(&archive)?;
+            let a = open_archive(&archive)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             for e in a.entries() {
@@ -604,7 +604,7 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
         } => {
             let start = Instant::now();
             let bar = cli::progress::Bar::start(&out, "verify");
-            let a = Archive::open(&archive)?.with_progress(bar.counters());
+            let a = open_archive(&archive)?.with_progress(bar.counters());
             let r = a.verify(threads(t));
             drop(bar);
             let r = r?;
@@ -643,7 +643,7 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
         }
         Command::Cat { archive, path } => {
             let start = Instant::now();
-            let a = Archive::open(&archive)?;
+            let a = open_archive(&archive)?;
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
             let bytes = a.read_file(path.as_bytes(), &mut w)?;
@@ -661,7 +661,7 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
             }
         }
         Command::Info { archive } => {
-            let a = Archive::open(&archive)?;
+            let a = open_archive(&archive)?;
             let count = |k| a.entries().iter().filter(|e| e.kind == k).count();
             let raw: u64 = a.chunks().iter().map(|c| c.raw_len).sum();
             let stored: u64 = a.chunks().iter().map(|c| c.stored_len).sum();

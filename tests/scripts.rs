@@ -358,3 +358,62 @@ fn exclude_patterns_follow_gitignore_rules() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--exclude \"{a\""));
 }
+
+#[test]
+fn read_commands_take_the_archive_from_standard_input() {
+    let s = Scratch::new("stdin");
+    let src = s.path("src");
+    awkward_tree(&src, 64 << 10);
+    write(&src, "big.txt", &bytes(4, 1 << 20, true));
+    let file = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), file.as_os_str()]);
+    let archive = fs::read(&file).unwrap();
+
+    // `pack -o - | unpack -`: two processes joined by a pipe.
+    let dest = s.path("dest");
+    let mut packer = Command::new(bin())
+        .arg("pack")
+        .arg(&src)
+        .args(["-o", "-", "-q"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let unpacked = Command::new(bin())
+        .args([os("unpack"), os("-"), os("-C"), dest.as_os_str(), os("-q")])
+        .stdin(packer.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(packer.wait().unwrap().success());
+    assert!(
+        unpacked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unpacked.stderr)
+    );
+    assert_eq!(snapshot(&src), snapshot(&dest));
+
+    // From a pipe (spooled) and from a regular file (used in place), as from a path.
+    let by_path = ok(&[os("list"), os("-l"), file.as_os_str()]).stdout;
+    let piped = with_stdin(&[os("list"), os("-l"), os("-")], &archive);
+    assert!(piped.status.success());
+    assert_eq!(piped.stdout, by_path);
+    let cat = with_stdin(&[os("cat"), os("-"), os("big.txt")], &archive);
+    assert_eq!(cat.stdout, bytes(4, 1 << 20, true));
+    let verified = Command::new(bin())
+        .args(["verify", "-", "--json"])
+        .stdin(fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(verified.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(report["archive"], "-");
+    assert_eq!(report["damaged"].as_array().map(Vec::len), Some(0));
+
+    // A stream cut short has no footer: refused whole, with one line.
+    let cut = with_stdin(&[os("list"), os("-")], &archive[..archive.len() - 100]);
+    let err = String::from_utf8_lossy(&cut.stderr);
+    assert_eq!(cut.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("znippy-uring: error: standard input: corrupt archive"),
+        "{err}"
+    );
+}

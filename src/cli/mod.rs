@@ -1,8 +1,8 @@
 //! Parts of the command line that are not the library: how a command reports what it
 //! did (summary line or JSON report, docs/JSON.md) and shows progress.
 
-pub mod pack;
 pub mod progress;
+pub mod stdio;
 
 use serde_json::Value;
 

@@ -39,6 +39,31 @@ pub struct Archive {
     progress: Option<std::sync::Arc<crate::Progress>>,
 }
 
+/// A read-write file in `dir` with no name: O_TMPFILE, or where the file system lacks
+/// it, a fresh name removed at once.
+fn unnamed_file(dir: &Path) -> std::io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDWR | OFlags::CLOEXEC;
+    match rustix::fs::open(dir, flags | OFlags::TMPFILE, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
+            let name = dir.join(format!(
+                ".znippy-spool.{}.{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&name)?;
+            std::fs::remove_file(&name)?;
+            Ok(file)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl std::fmt::Debug for Archive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Archive")
@@ -80,6 +105,12 @@ impl Archive {
     /// ```
     pub fn open(path: &Path) -> Result<Archive> {
         let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
+        Archive::from_file(file, path)
+    }
+
+    /// Reads and validates the index of the archive open as `file` (read from its
+    /// start, whatever its position), named `path` in messages.
+    pub fn from_file(file: File, path: &Path) -> Result<Archive> {
         let len = file
             .metadata()
             .map_err(|e| Error::io(path, "stat", e))?
@@ -107,6 +138,33 @@ impl Archive {
             index,
             progress: None,
         })
+    }
+
+    /// Reads the archive coming from `stream` (a pipe, say) into an unnamed temporary
+    /// file in [`std::env::temp_dir`] (`$TMPDIR`), and opens that: the index is at the
+    /// end, and reads need random access. The file needs room for the whole archive; it
+    /// disappears when the `Archive` is dropped. `name` names the stream in messages.
+    ///
+    /// ```
+    /// use znippy_uring::Archive;
+    /// # let tmp = std::env::temp_dir().join(format!("doc-stream-{}", std::process::id()));
+    /// # std::fs::create_dir_all(tmp.join("src"))?;
+    /// # std::fs::write(tmp.join("src/a.txt"), "from a pipe")?;
+    /// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+    /// let bytes = std::fs::read(tmp.join("a.znippy"))?; // as if from `ssh host cat ...`
+    /// let archive = Archive::from_stream(&bytes[..], "received".as_ref())?;
+    /// let mut text = Vec::new();
+    /// archive.read_file(b"a.txt", &mut text)?;
+    /// assert_eq!(text, b"from a pipe");
+    /// # std::fs::remove_dir_all(&tmp)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_stream(mut stream: impl std::io::Read, name: &Path) -> Result<Archive> {
+        let dir = std::env::temp_dir();
+        let mut spool =
+            unnamed_file(&dir).map_err(|e| Error::io(&dir, "create temporary file", e))?;
+        std::io::copy(&mut stream, &mut spool).map_err(|e| Error::io(name, "read", e))?;
+        Archive::from_file(spool, name)
     }
 
     /// Counts the bytes that [`Archive::verify`], [`Archive::unpack`] and

@@ -1,11 +1,13 @@
-//! How `pack` takes a list of paths (`--from-list`) and a stream (`-o -`) from the
-//! command line.
+//! Standard input and output as `-` on the command line: the list of paths of
+//! `pack --from-list -`, the archive of `pack -o -`, and the archive read by the other
+//! commands (`unpack -`, `list -`, ...).
 
 use anyhow::{Context, Result, bail};
 use std::fs::File;
 use std::io::{IsTerminal, Read};
 use std::os::fd::AsFd;
 use std::path::Path;
+use znippy_uring::Archive;
 
 /// The NUL-separated paths in `list` (`-`: standard input). Empty items (a trailing
 /// NUL) are dropped. Input without a single NUL but with a newline is refused: it is
@@ -49,4 +51,29 @@ pub fn stdout_for_archive() -> Result<File> {
         .try_clone_to_owned()
         .context("-o -: duplicating standard output")?;
     Ok(File::from(fd))
+}
+
+/// The archive at `path`, or with `-` the one on standard input: used in place where
+/// it is a regular file (`< a.znippy`), else read into an unnamed temporary file first
+/// (the index is at the end). Refused on a terminal.
+pub fn open_archive(path: &Path) -> Result<Archive> {
+    if path.as_os_str() != "-" {
+        return Ok(Archive::open(path)?);
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        bail!("-: refusing to read an archive from a terminal (redirect standard input)");
+    }
+    let file = File::from(
+        stdin
+            .as_fd()
+            .try_clone_to_owned()
+            .context("-: duplicating standard input")?,
+    );
+    let name = Path::new("standard input");
+    Ok(if file.metadata().is_ok_and(|m| m.is_file()) {
+        Archive::from_file(file, name)?
+    } else {
+        Archive::from_stream(file, name)?
+    })
 }
