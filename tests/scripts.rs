@@ -282,24 +282,33 @@ fn a_stream_whose_reader_goes_away_fails_the_pack() {
 }
 
 #[test]
-fn an_archive_is_never_written_to_a_terminal() {
+fn an_archive_is_never_written_to_or_read_from_a_terminal() {
     let s = Scratch::new("stdout-tty");
     let src = s.path("src");
     write(&src, "a", b"a");
-    let cmd = format!("{} pack {} -o -", bin().display(), src.display());
-    let Ok(out) = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .output()
-    else {
-        eprintln!("SKIPPED: util-linux `script` is not installed (.ci/run installs it)");
-        return;
-    };
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{shown}");
-    assert!(
-        shown.contains("refusing to write an archive to a terminal"),
-        "{shown}"
-    );
+    let z = bin().display().to_string();
+    for (cmd, refusal) in [
+        (
+            format!("{z} pack {} -o -", src.display()),
+            "refusing to write an archive to a terminal",
+        ),
+        (
+            format!("{z} list -"),
+            "refusing to read an archive from a terminal",
+        ),
+    ] {
+        let Ok(out) = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+        else {
+            eprintln!("SKIPPED: util-linux `script` is not installed (.ci/run installs it)");
+            return;
+        };
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{shown}");
+        assert!(shown.contains(refusal), "{shown}");
+    }
 }
 
 #[test]
