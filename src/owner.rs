@@ -85,21 +85,15 @@ mod tests {
 
     fn entry(uid: u32, user: Option<&str>, gid: u32, group: Option<&str>) -> Entry {
         Entry {
-            path: b"f".to_vec(),
-            kind: crate::format::entry::EntryKind::File,
-            mode: 0o100644,
-            mtime_ns: 0,
             uid,
             gid,
             user: user.map(Arc::from),
             group: group.map(Arc::from),
-            size: 0,
-            location: None,
-            digest: None,
-            link_target: None,
-            xattrs: Vec::new(),
-            sparse: false,
-            rdev: None,
+            ..Entry::new(
+                b"f".to_vec(),
+                crate::format::entry::EntryKind::File,
+                0o100644,
+            )
         }
     }
 

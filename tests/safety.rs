@@ -10,30 +10,19 @@ use znippy_uring::format::{entry::Entry, header, index, manifest::Group};
 use znippy_uring::{Archive, EntryKind, Error, UnpackOptions};
 
 fn entry(path: &[u8], kind: EntryKind, link: Option<&[u8]>) -> Entry {
+    let mode = match kind {
+        EntryKind::File => 0o100644,
+        EntryKind::Dir => 0o40755,
+        EntryKind::Symlink => 0o120777,
+        EntryKind::Hardlink => 0o100644,
+        EntryKind::Fifo => 0o010644,
+        EntryKind::CharDevice => 0o020644,
+        EntryKind::BlockDevice => 0o060644,
+    };
     Entry {
-        path: path.to_vec(),
-        kind,
-        mode: match kind {
-            EntryKind::File => 0o100644,
-            EntryKind::Dir => 0o40755,
-            EntryKind::Symlink => 0o120777,
-            EntryKind::Hardlink => 0o100644,
-            EntryKind::Fifo => 0o010644,
-            EntryKind::CharDevice => 0o020644,
-            EntryKind::BlockDevice => 0o060644,
-        },
-        mtime_ns: 0,
-        uid: 0,
-        gid: 0,
-        size: 0,
-        location: None,
         digest: (kind == EntryKind::File).then(|| *blake3::hash(b"").as_bytes()),
         link_target: link.map(<[u8]>::to_vec),
-        xattrs: Vec::new(),
-        sparse: false,
-        rdev: None,
-        user: None,
-        group: None,
+        ..Entry::new(path.to_vec(), kind, mode)
     }
 }
 

@@ -180,11 +180,13 @@ struct Jobs {
     unpack: Option<String>,
     verify: Option<String>,
     list: Option<String>,
-    /// Whether the tool can read one file out; the command is made once the first
-    /// pack has chosen the file.
-    catable: bool,
-    cat: Option<String>,
+    /// The command that reads one file out, given the file's path (chosen after the
+    /// first pack).
+    cat: Option<CatCommand>,
 }
+
+/// Makes the command that reads the file at a path out of an archive.
+type CatCommand = Box<dyn Fn(&str) -> String>;
 
 impl Jobs {
     /// Timed jobs of this tool in one repetition.
@@ -193,7 +195,7 @@ impl Jobs {
             .iter()
             .filter(|c| c.is_some())
             .count() as u64
-            + u64::from(self.catable)
+            + u64::from(self.cat.is_some())
     }
 }
 
@@ -294,12 +296,13 @@ fn run_corpus(
     let log = work.join("stderr.log");
     let ours = work.join("a.znippy");
     let out = work.join("out");
-    let mut jobs = plan(opts, dir, &work, peers);
+    let jobs = plan(opts, dir, &work, peers);
     let reps = opts.reps.max(1);
     let mut packs: Vec<Vec<Run>> = vec![Vec::new(); jobs.len()];
     let mut unpacks: Vec<Vec<Run>> = vec![Vec::new(); jobs.len()];
     let mut others: Vec<[Vec<f64>; 3]> = vec![Default::default(); jobs.len()];
     let mut cat_path = String::new();
+    let mut cats: Vec<Option<String>> = Vec::new();
     for rep in 0..reps {
         let mut job = |what: &str, tool: &str| {
             progress(Step::Job(&format!(
@@ -320,15 +323,10 @@ fn run_corpus(
         }
         if rep == 0 {
             cat_path = pick_cat_path(&ours)?;
-            let q = quote(Path::new(&cat_path));
-            jobs[0].cat = Some(format!("{} cat {} {q}", quote(&opts.exe), quote(&ours)));
-            if peers {
-                jobs[1].cat = Some(format!(
-                    "zstd -dcq {} | tar -xOf - ./{}",
-                    quote(&jobs[1].archive),
-                    q.trim_matches('\'')
-                ));
-            }
+            cats = jobs
+                .iter()
+                .map(|j| j.cat.as_ref().map(|cat| cat(&cat_path)))
+                .collect();
         }
         for &j in &order {
             if let Some(cmd) = &jobs[j].unpack {
@@ -340,7 +338,7 @@ fn run_corpus(
         }
         remove(&out)?;
         for &j in &order {
-            let (tool, commands) = (jobs[j].tool, [&jobs[j].verify, &jobs[j].list, &jobs[j].cat]);
+            let (tool, commands) = (jobs[j].tool, [&jobs[j].verify, &jobs[j].list, &cats[j]]);
             for (k, (cmd, what)) in commands
                 .into_iter()
                 .zip(["verify", "list", "cat"])
@@ -431,8 +429,10 @@ fn plan(opts: &BenchOptions, dir: &Path, work: &Path, peers: bool) -> Vec<Jobs> 
         )),
         verify: Some(format!("{exe} verify {}", quote(&ours))),
         list: Some(format!("{exe} list {}", quote(&ours))),
-        catable: true,
-        cat: None,
+        cat: Some(Box::new({
+            let (exe, ours) = (exe.clone(), quote(&ours));
+            move |path| format!("{exe} cat {ours} {}", quote(Path::new(path)))
+        })),
     }];
     if peers {
         let tz = work.join("a.tar.zst");
@@ -447,8 +447,13 @@ fn plan(opts: &BenchOptions, dir: &Path, work: &Path, peers: bool) -> Vec<Jobs> 
             )),
             verify: Some(format!("zstd -tq {}", quote(&tz))),
             list: Some(format!("zstd -dcq {} | tar -tf -", quote(&tz))),
-            catable: true,
-            cat: None,
+            cat: Some(Box::new({
+                let tz = quote(&tz);
+                move |path| {
+                    let member = quote(Path::new(&format!("./{path}")));
+                    format!("zstd -dcq {tz} | tar -xOf - {member}")
+                }
+            })),
         });
         let t = work.join("a.tar");
         jobs.push(Jobs {
@@ -458,7 +463,6 @@ fn plan(opts: &BenchOptions, dir: &Path, work: &Path, peers: bool) -> Vec<Jobs> 
             unpack: None,
             verify: None,
             list: None,
-            catable: false,
             cat: None,
         });
     }

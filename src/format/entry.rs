@@ -93,6 +93,28 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry with this path, kind and mode, and nothing else yet: time 0, owner 0
+    /// without names, no data, no link, no extended attributes.
+    pub fn new(path: Vec<u8>, kind: EntryKind, mode: u32) -> Entry {
+        Entry {
+            path,
+            kind,
+            mode,
+            mtime_ns: 0,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            size: 0,
+            location: None,
+            digest: None,
+            link_target: None,
+            xattrs: Vec::new(),
+            sparse: false,
+            rdev: None,
+        }
+    }
+
     /// The path for display (invalid UTF-8 replaced).
     pub fn display_path(&self) -> String {
         String::from_utf8_lossy(&self.path).into_owned()

@@ -156,21 +156,13 @@ fn run(
                 repo: item.repo,
             },
             Entry {
-                path: item.path,
-                kind: EntryKind::File,
-                mode: 0o100000 | (item.mode.unwrap_or(0o644) & 0o7777),
                 mtime_ns: item.mtime_ns,
-                uid: 0,
-                gid: 0,
                 size,
-                location: None,
-                digest: None,
-                link_target: None,
-                xattrs: Vec::new(),
-                sparse: false,
-                rdev: None,
-                user: None,
-                group: None,
+                ..Entry::new(
+                    item.path,
+                    EntryKind::File,
+                    0o100000 | (item.mode.unwrap_or(0o644) & 0o7777),
+                )
             },
         ));
     }
