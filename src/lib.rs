@@ -18,6 +18,7 @@ pub mod pack;
 pub mod progress;
 pub mod read;
 pub mod skip;
+pub mod stages;
 pub mod xattr;
 
 pub use error::{Error, Result};

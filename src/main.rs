@@ -76,8 +76,16 @@ enum Command {
         #[arg(long, default_value = "4M", value_parser = parse_size)]
         chunk_size: usize,
         /// Compress known compressed formats too, instead of storing them as-is.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "store")]
         no_skip: bool,
+        /// Compress nothing: store every chunk as-is (digests and index as usual), at
+        /// the speed of the disks.
+        #[arg(long)]
+        store: bool,
+        /// Memory for chunks in flight, at any thread count (suffixes K, M, G): fewer
+        /// compressors run when it cannot hold enough chunks for every thread (-v says).
+        #[arg(long, default_value = "256M", value_parser = parse_size)]
+        memory: usize,
         /// Package type number of the entries' group.
         #[arg(long)]
         pkg_type: Option<u16>,
@@ -261,6 +269,10 @@ struct Restore {
     /// Do not create device nodes [default when not root].
     #[arg(long)]
     no_devices: bool,
+    /// Memory for chunks being decompressed, at any thread count (suffixes K, M, G):
+    /// fewer threads run when it cannot hold two chunks for each.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    memory: usize,
 }
 
 impl Restore {
@@ -286,6 +298,7 @@ impl Restore {
             ),
             xattrs: self.xattrs,
             devices: pick(self.devices, self.no_devices, d.devices),
+            memory: self.memory,
         }
     }
 }
@@ -296,8 +309,10 @@ fn parse_size(s: &str) -> Result<usize, String> {
     let (num, mult) = [
         ("kib", 1usize << 10),
         ("mib", 1 << 20),
+        ("gib", 1 << 30),
         ("k", 1 << 10),
         ("m", 1 << 20),
+        ("g", 1 << 30),
     ]
     .iter()
     .find_map(|(suf, m)| lower.strip_suffix(suf).map(|n| (n.to_string(), *m)))
@@ -363,6 +378,8 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
             threads: t,
             chunk_size,
             no_skip,
+            store,
+            memory,
             pkg_type,
             repo,
             io,
@@ -390,6 +407,8 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
                 threads: threads(t),
                 chunk_size,
                 skip_compressed: !no_skip,
+                store,
+                memory,
                 pkg_type,
                 repo,
                 io,
@@ -449,7 +468,13 @@ fn run(cmd: Command, out: Output) -> Result<ExitCode> {
                 "backend": r.backend.to_string(),
                 "fallback": r.fallback,
                 "warnings": r.warnings,
+                "compressors": r.compressors,
+                "pipeline_bytes": r.pipeline_bytes,
+                "stages": r.stages,
             });
+            for s in &r.stages {
+                log::info!("pack: {}", s.line());
+            }
             let stream = if to_stdout {
                 Stream::Stderr
             } else {
@@ -855,7 +880,12 @@ fn unpacked(
         "bytes": r.bytes,
         "seconds": secs,
         "mb_per_s": mb_per_s(r.bytes, secs),
+        "threads": r.threads,
+        "stages": r.stages,
     });
+    for s in &r.stages {
+        log::info!("{command}: {}", s.line());
+    }
     out.report(Stream::Stdout, summary, report);
 }
 

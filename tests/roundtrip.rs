@@ -25,14 +25,20 @@ fn awkward_tree_round_trips_on_both_backends_byte_identically() {
     let src = s.path("src");
     awkward_tree(&src, CHUNK);
     let mut archives = Vec::new();
-    for (io, threads) in [
-        (IoMode::Uring, 2),
-        (IoMode::Portable, 2),
-        (IoMode::Uring, 1),
-        (IoMode::Portable, 1),
-    ] {
-        let out = s.path(&format!("a-{io:?}-{threads}.znippy"));
-        let report = pack(&src, &out, &opts(io, threads)).unwrap();
+    // Thread counts beyond the cores, and a memory budget too small for eight
+    // compressors (so fewer run than asked for), give the same archive.
+    let one_compressor = 3 * CHUNK + (1 << 20) + zstd::zstd_safe::compress_bound(CHUNK);
+    let runs = [1, 2, 3, 16, 64]
+        .into_iter()
+        .flat_map(|t| [(IoMode::Uring, t, None), (IoMode::Portable, t, None)])
+        .chain([(IoMode::Uring, 8, Some(one_compressor))]);
+    for (io, threads, memory) in runs {
+        let out = s.path(&format!("a-{io:?}-{threads}-{memory:?}.znippy"));
+        let opts = PackOptions {
+            memory: memory.unwrap_or(opts(io, threads).memory),
+            ..opts(io, threads)
+        };
+        let report = pack(&src, &out, &opts).unwrap();
         assert_eq!(
             report.backend.to_string(),
             if io == IoMode::Uring {
@@ -41,7 +47,7 @@ fn awkward_tree_round_trips_on_both_backends_byte_identically() {
                 "portable"
             }
         );
-        let dest = s.path(&format!("out-{io:?}-{threads}"));
+        let dest = s.path(&format!("out-{io:?}-{threads}-{memory:?}"));
         Archive::open(&out)
             .unwrap()
             .unpack(&dest, &UnpackOptions::default())
@@ -356,5 +362,94 @@ fn cat_into_a_closed_pipe_stops_quietly() {
         r.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&r.stderr)
+    );
+}
+
+#[test]
+fn store_packs_every_chunk_as_is_and_round_trips() {
+    let s = Scratch::new("store");
+    let src = s.path("src");
+    awkward_tree(&src, CHUNK);
+    let out = s.path("a.znippy");
+    let stored = PackOptions {
+        store: true,
+        ..opts(IoMode::Auto, 2)
+    };
+    let report = pack(&src, &out, &stored).unwrap();
+    assert!(report.chunks > 1);
+    assert_eq!(report.stored_chunks, report.chunks);
+    let a = Archive::open(&out).unwrap();
+    let raw: u64 = a.chunks().iter().map(|c| c.raw_len).sum();
+    assert_eq!(
+        raw, report.bytes_in,
+        "a stored pack's blobs are the files' bytes"
+    );
+    assert!(a.verify(2).unwrap().damaged.is_empty());
+    let dest = s.path("out");
+    a.unpack(&dest, &UnpackOptions::default()).unwrap();
+    assert_eq!(snapshot(&src), snapshot(&dest));
+    // The same files compressed are smaller: --store really turned zstd off.
+    let zipped = pack(&src, &s.path("z.znippy"), &opts(IoMode::Auto, 2)).unwrap();
+    assert!(zipped.archive_len < report.archive_len);
+}
+
+#[test]
+fn a_memory_budget_too_small_for_one_compressor_is_refused() {
+    let s = Scratch::new("memory");
+    let src = s.path("src");
+    awkward_tree(&src, CHUNK);
+    let opts = PackOptions {
+        memory: CHUNK,
+        ..opts(IoMode::Auto, 2)
+    };
+    let e = pack(&src, &s.path("a.znippy"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("too small") && e.contains("one compressor needs"),
+        "{e}"
+    );
+    assert!(!s.path("a.znippy").exists());
+}
+
+#[test]
+fn pack_and_unpack_report_where_their_time_went() {
+    let s = Scratch::new("stages");
+    let src = s.path("src");
+    awkward_tree(&src, CHUNK);
+    let out = s.path("a.znippy");
+    let report = pack(&src, &out, &opts(IoMode::Auto, 3)).unwrap();
+    let names: Vec<&str> = report.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(names, ["walk", "compress", "write", "index"]);
+    let stage = |n: &str| report.stages.iter().find(|s| s.stage == n).unwrap();
+    let compress = stage("compress");
+    assert_eq!(compress.threads, 3);
+    assert_eq!(report.compressors, 3);
+    assert!(report.pipeline_bytes > 0);
+    let work: Vec<&str> = compress.work.iter().map(|p| p.name.as_str()).collect();
+    assert!(
+        work.contains(&"compress") && work.contains(&"hash"),
+        "{work:?}"
+    );
+    for s in &report.stages {
+        assert!(s.busy_s >= 0.0 && s.wait_s >= 0.0, "{s:?}");
+        assert!(s.utilization >= 0.0 && s.utilization <= 1.5, "{s:?}");
+        let parts: f64 = s.work.iter().map(|p| p.seconds).sum();
+        assert!((parts - s.busy_s).abs() < 1e-6, "{s:?}");
+    }
+    assert!(stage("walk").busy_s > 0.0);
+
+    let r = Archive::open(&out)
+        .unwrap()
+        .unpack(&s.path("out"), &UnpackOptions::default())
+        .unwrap();
+    let names: Vec<&str> = r.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(names, ["prepare", "data", "finish"]);
+    let data = &r.stages[1];
+    assert_eq!(data.threads, r.threads);
+    let work: Vec<&str> = data.work.iter().map(|p| p.name.as_str()).collect();
+    assert!(
+        work.contains(&"verify") && work.contains(&"write"),
+        "{work:?}"
     );
 }

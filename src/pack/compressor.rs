@@ -10,6 +10,7 @@ use crate::digest::{self, Digest, PieceDigest};
 use crate::error::{Error, Result};
 use crate::format::chunk::Codec;
 use crate::io::{Completion, Op, Queue};
+use crate::stages::Clock;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rustix::fs::{Mode, OFlags};
 use std::collections::VecDeque;
@@ -63,6 +64,12 @@ pub struct Root {
     pub path: PathBuf,
 }
 
+/// A compressor's zstd context and the buffer its frames are made in.
+struct Zstd {
+    cctx: zstd::bulk::Compressor<'static>,
+    frame: Vec<u8>,
+}
+
 /// Files opened per batch before their reads are submitted and the files closed.
 const OPEN_BATCH: usize = 32;
 
@@ -78,10 +85,10 @@ pub struct Compressor {
     pub id: usize,
     /// This compressor's ring.
     pub ring: Arc<Ring>,
-    /// Its I/O queue (ring slots registered as buffers 2*slot, 2*slot+1).
+    /// Its I/O queue (ring slot `s` registered as buffer `s`).
     pub queue: Queue,
-    /// zstd level.
-    pub level: i32,
+    /// zstd level (`None`: store every chunk).
+    pub level: Option<i32>,
     /// Root for file sources.
     pub root: Option<Arc<Root>>,
     /// What to do with files that changed while being read.
@@ -98,9 +105,16 @@ impl Compressor {
         returns: Receiver<Returned>,
         sealed: Sender<Sealed>,
         abort: &AtomicBool,
-    ) -> Result<()> {
-        let mut zstd = zstd::bulk::Compressor::new(self.level)
-            .map_err(|e| Error::Invalid(format!("zstd level {}: {e}", self.level)))?;
+    ) -> Result<Clock> {
+        let mut clock = Clock::start();
+        let mut zstd = match self.level {
+            Some(level) => Some(Zstd {
+                cctx: zstd::bulk::Compressor::new(level)
+                    .map_err(|e| Error::Invalid(format!("zstd level {level}: {e}")))?,
+                frame: Vec::new(),
+            }),
+            None => None,
+        };
         let mut free: Vec<usize> = (0..self.ring.slots()).rev().collect();
         let mut spare: Vec<Vec<(usize, PieceDigest)>> = Vec::new();
         let mut filling: VecDeque<Filling> = VecDeque::new();
@@ -118,7 +132,10 @@ impl Compressor {
                 // Fill free slots with new plans; block only when there is nothing else to do.
                 while !plans_done && !free.is_empty() {
                     let next = if filling.is_empty() {
-                        plans.recv().map_err(|_| TryRecvError::Disconnected)
+                        clock.work("read");
+                        let next = plans.recv().map_err(|_| TryRecvError::Disconnected);
+                        clock.wait("no_plan");
+                        next
                     } else {
                         plans.try_recv()
                     };
@@ -139,12 +156,15 @@ impl Compressor {
                 self.queue
                     .submit()
                     .map_err(|e| Error::io(self.root_path(), "io_uring submit", e))?;
+                clock.work("read");
                 if filling.is_empty() {
                     if plans_done {
                         return Ok(());
                     }
                     // Every slot is with the writer: wait for one to come back.
-                    match returns.recv() {
+                    let back = returns.recv();
+                    clock.wait("no_slot");
+                    match back {
                         Ok(r) => {
                             free.push(r.slot);
                             spare.push(r.pieces);
@@ -158,6 +178,7 @@ impl Compressor {
                     self.queue
                         .wait(1, &mut completions)
                         .map_err(|e| Error::io(self.root_path(), "io_uring wait", e))?;
+                    clock.wait("reads");
                     // Account for every completion before acting on a failure, so the
                     // drain after an error waits for exactly the reads in flight.
                     let mut failure = None;
@@ -173,19 +194,23 @@ impl Compressor {
                 let Some(f) = filling.pop_front() else {
                     continue;
                 };
+                clock.work("read");
                 self.check_unchanged(&f.plan)?;
+                clock.work("check");
                 let pieces = spare.pop().unwrap_or_default();
-                let out = self.seal(&mut zstd, f, pieces)?;
+                let out = self.seal(zstd.as_mut(), f, pieces, &mut clock)?;
                 if sealed.send(out).is_err() {
                     return Ok(()); // writer gone; it reports why
                 }
+                clock.wait("writer");
             }
         })();
         if result.is_err() {
             abort.store(true, Ordering::Relaxed);
             self.drain(&filling);
         }
-        result
+        clock.work("read");
+        result.map(|()| clock)
     }
 
     fn root_path(&self) -> &Path {
@@ -201,7 +226,7 @@ impl Compressor {
             return Ok(());
         };
         let (slot, plan) = (f.slot, &f.plan);
-        let base = self.ring.input_ptr(slot);
+        let base = self.ring.slot_ptr(slot);
         let mut open: Vec<OwnedFd> = Vec::with_capacity(OPEN_BATCH);
         for (i, p) in plan.pieces.iter().enumerate() {
             match &p.source {
@@ -211,7 +236,7 @@ impl Compressor {
                         .and_then(|o| bytes.get(o..o + p.len))
                         .ok_or_else(|| Error::Invalid("piece outside its buffer".into()))?;
                     // SAFETY: we own the slot; the piece lies inside the chunk.
-                    let dst = unsafe { self.ring.input(slot, plan.len) };
+                    let dst = unsafe { self.ring.slot(slot, plan.len) };
                     dst[p.chunk_offset..p.chunk_offset + p.len].copy_from_slice(src);
                 }
                 Source::File { rel, .. } => {
@@ -220,7 +245,7 @@ impl Compressor {
                         Err(_) if self.on_change == super::OnChange::Retry => {
                             // Gone since the walk: the re-read pass decides what it is now.
                             // SAFETY: we own the slot; the piece lies inside the chunk.
-                            let dst = unsafe { self.ring.input(slot, plan.len) };
+                            let dst = unsafe { self.ring.slot(slot, plan.len) };
                             dst[p.chunk_offset..p.chunk_offset + p.len].fill(0);
                             self.reread(p.entry);
                             continue;
@@ -233,7 +258,7 @@ impl Compressor {
                         buf: unsafe { base.add(p.chunk_offset) },
                         len: p.len as u32,
                         offset: p.file_offset,
-                        fixed: (slot * 2) as u16,
+                        fixed: slot as u16,
                     };
                     // SAFETY: the slot stays ours until this read completes; the fd is
                     // kept open until `submit` below.
@@ -307,7 +332,7 @@ impl Compressor {
         if done < p.len {
             // Short read: finish it here (rare: the file shrank, or a signal).
             // SAFETY: we own the slot and no other read into this piece is in flight.
-            let buf = unsafe { self.ring.input(slot, f.plan.len) };
+            let buf = unsafe { self.ring.slot(slot, f.plan.len) };
             let dst = &mut buf[p.chunk_offset + done..p.chunk_offset + p.len];
             let rest = self.open(rel).and_then(|fd| {
                 read_exact_at(&fd, dst, p.file_offset + done as u64)
@@ -389,15 +414,17 @@ impl Compressor {
         changes.reread.push(entry);
     }
 
-    /// Hashes and compresses a filled slot.
+    /// Hashes and compresses a filled slot; a zstd frame that pays replaces the data
+    /// in the slot.
     fn seal(
         &self,
-        zstd: &mut zstd::bulk::Compressor<'static>,
+        zstd: Option<&mut Zstd>,
         f: Filling,
         mut pieces: Vec<(usize, PieceDigest)>,
+        clock: &mut Clock,
     ) -> Result<Sealed> {
         // SAFETY: all reads into the slot have completed; we own it.
-        let data: &[u8] = unsafe { self.ring.input(f.slot, f.plan.len) };
+        let data: &[u8] = unsafe { self.ring.slot(f.slot, f.plan.len) };
         let chunk_digest = digest::hash(data);
         pieces.clear();
         for p in &f.plan.pieces {
@@ -409,18 +436,24 @@ impl Compressor {
             };
             pieces.push((p.entry, d));
         }
+        clock.work("hash");
         let mut codec = Codec::Stored;
         let mut stored_len = data.len();
-        if !f.plan.store {
-            // SAFETY: we own the slot; the output half is separate from the input half.
-            let out = unsafe { self.ring.output(f.slot) };
-            let n = zstd
-                .compress_to_buffer(data, out)
+        if let (Some(z), false) = (zstd, f.plan.store) {
+            z.frame.clear();
+            z.frame.reserve(zstd::zstd_safe::compress_bound(data.len()));
+            let n = z
+                .cctx
+                .compress_to_buffer(data, &mut z.frame)
                 .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
             if crate::skip::frame_pays(n, data.len()) {
+                // SAFETY: we own the slot; the data is hashed and compressed, and the
+                // frame is shorter than it.
+                unsafe { self.ring.slot(f.slot, n) }.copy_from_slice(&z.frame[..n]);
                 codec = Codec::Zstd;
                 stored_len = n;
             }
+            clock.work("compress");
         }
         Ok(Sealed {
             seq: f.plan.seq,

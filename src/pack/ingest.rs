@@ -5,16 +5,17 @@
 use super::output::{Destination, Output};
 use super::pipeline::Pipeline;
 use super::segmenter::{Segmenter, Source};
-use super::{PackOptions, PackReport, finish};
+use super::{Fed, PackOptions, PackReport, finish};
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind, check_path};
 use crate::format::manifest::Group;
-use crate::skip;
+use crate::stages::Clock;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// One in-memory file to archive.
 #[derive(Clone, Debug, Default)]
@@ -116,6 +117,7 @@ fn run(
     pipeline: Pipeline,
     opts: &PackOptions,
 ) -> Result<PackReport> {
+    let (started, mut clock) = (Instant::now(), Clock::start());
     let mut seg = Segmenter::new(opts.chunk_size, pipeline.plans());
     let mut entries: Vec<(Group, Entry)> = Vec::new();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
@@ -137,7 +139,7 @@ fn run(
             break;
         }
         let size = item.data.len() as u64;
-        let store = opts.skip_compressed && skip::is_compressed_name(&item.path);
+        let store = opts.stores(&item.path);
         if size > 0
             && seg
                 .add(
@@ -172,5 +174,15 @@ fn run(
         pipeline.abort();
         return Err(e);
     }
-    finish(output, pipeline, seg, entries, opts, None, Vec::new())
+    clock.waited("compressors_busy", seg.blocked());
+    clock.work("receive");
+    let fed = Fed {
+        seg,
+        entries,
+        warnings: Vec::new(),
+        stage: "ingest",
+        clock,
+        started,
+    };
+    finish(output, pipeline, fed, opts, None)
 }

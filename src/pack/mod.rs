@@ -3,6 +3,7 @@
 //! a stream; [`Ingest`] packs entries a program sends over a channel. All run the same
 //! pipeline.
 
+mod budget;
 mod compressor;
 mod ingest;
 mod interrupt;
@@ -14,10 +15,10 @@ mod scanner;
 mod segmenter;
 mod writer;
 
+pub use budget::{Budget, DEFAULT_MEMORY};
 pub use ingest::{Ingest, IngestEntry};
 pub use interrupt::remove_temporaries_on_signal;
 pub use output::Destination;
-pub use pipeline::{RING_BUDGET, slots_per_ring};
 
 use crate::digest;
 use crate::error::{Error, Result};
@@ -26,6 +27,7 @@ use crate::format::index;
 use crate::format::manifest::Group;
 use crate::io::{Backend, IoMode};
 use crate::skip;
+use crate::stages::{self, Clock, Stage};
 use compressor::Root;
 use output::Output;
 use pipeline::{Config, Pipeline};
@@ -35,6 +37,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 use writer::Written;
 
 /// Smallest and largest accepted chunk sizes (powers of two in between).
@@ -68,6 +71,12 @@ pub struct PackOptions {
     pub chunk_size: usize,
     /// Store known compressed formats without trying to compress them (default true).
     pub skip_compressed: bool,
+    /// Store every chunk without compressing it (`--store`); digests and index as usual.
+    pub store: bool,
+    /// Bytes the pipeline may hold for chunks in flight, at any thread count (default
+    /// [`DEFAULT_MEMORY`]): fewer compressors run when it cannot give every thread
+    /// enough slots (see [`Budget`]).
+    pub memory: usize,
     /// Package type of the entries' group.
     pub pkg_type: Option<u16>,
     /// Repository name of the entries' group.
@@ -127,6 +136,8 @@ impl Default for PackOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             chunk_size: DEFAULT_CHUNK_SIZE,
             skip_compressed: true,
+            store: false,
+            memory: DEFAULT_MEMORY,
             pkg_type: None,
             repo: None,
             io: IoMode::Auto,
@@ -157,6 +168,12 @@ impl PackOptions {
                 levels.end()
             )));
         }
+        Budget::plan(
+            self.memory,
+            self.threads.clamp(1, 1024),
+            self.chunk_size,
+            (!self.store).then_some(self.level),
+        )?;
         if self.threads == 0 || self.threads > 1024 {
             return Err(Error::Invalid(format!(
                 "threads {} outside 1..=1024",
@@ -170,12 +187,18 @@ impl PackOptions {
         Config {
             threads: self.threads,
             chunk_size: self.chunk_size,
-            level: self.level,
+            level: (!self.store).then_some(self.level),
+            memory: self.memory,
             io: self.io,
             on_change: self.on_change,
             root,
             progress: self.progress.clone(),
         }
+    }
+
+    /// Whether the data of the file at `path` is stored without trying zstd.
+    fn stores(&self, path: &[u8]) -> bool {
+        self.store || (self.skip_compressed && skip::is_compressed_name(path))
     }
 
     fn group(&self) -> Group {
@@ -187,7 +210,7 @@ impl PackOptions {
 }
 
 /// What a pack did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PackReport {
     /// Entries archived.
     pub entries: u64,
@@ -215,6 +238,12 @@ pub struct PackReport {
     pub fallback: Option<String>,
     /// Entries skipped, and why (vanished during the walk, special files).
     pub warnings: Vec<String>,
+    /// Compressor threads that ran (fewer than asked for when `memory` is short).
+    pub compressors: usize,
+    /// Bytes the compressors could hold at most (their share of `memory`).
+    pub pipeline_bytes: u64,
+    /// Where the time went, stage by stage.
+    pub stages: Vec<Stage>,
 }
 
 /// What a pack archives.
@@ -286,6 +315,7 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> Result<PackReport> {
+    let started = Instant::now();
     opts.validate()?;
     let src = selection.root();
     let fd = rustix::fs::open(
@@ -299,8 +329,10 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
         path: src.into(),
     });
     let exclude = exclusions(src, &opts.exclude)?;
+    let mut clock = Clock::start();
     let output = Output::open(dest)?;
     let pipeline = Pipeline::start(opts.config(Some(root.clone())), &output)?;
+    clock.work("setup");
     let mut seg = Segmenter::new(opts.chunk_size, pipeline.plans());
     let mut entries: Vec<(Group, Entry)> = Vec::new();
     let group = opts.group();
@@ -310,7 +342,7 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
             p.add_entry(if e.kind == EntryKind::File { e.size } else { 0 });
         }
         if e.kind == EntryKind::File && e.size > 0 {
-            let store = opts.skip_compressed && skip::is_compressed_name(&e.path);
+            let store = opts.stores(&e.path);
             let source = Source::File {
                 rel: Arc::from(Path::new(OsStr::from_bytes(&e.path))),
                 size: e.size,
@@ -346,7 +378,29 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
             return Err(e);
         }
     };
-    finish(output, pipeline, seg, entries, opts, Some(&root), warnings)
+    clock.waited("compressors_busy", seg.blocked());
+    clock.work("scan");
+    let fed = Fed {
+        seg,
+        entries,
+        warnings,
+        stage: "walk",
+        clock,
+        started,
+    };
+    finish(output, pipeline, fed, opts, Some(&root))
+}
+
+/// What the front of the pipeline (the walk, or an ingest) leaves to [`finish`].
+struct Fed {
+    seg: Segmenter,
+    entries: Vec<(Group, Entry)>,
+    warnings: Vec<String>,
+    /// The front's stage name, and where its time went.
+    stage: &'static str,
+    clock: Clock,
+    /// When the pack started, for the stages' utilization.
+    started: Instant,
 }
 
 /// The matcher of `--exclude` patterns.
@@ -366,20 +420,35 @@ fn exclusions(root: &Path, patterns: &[String]) -> Result<ignore::gitignore::Git
 fn finish(
     output: Output,
     pipeline: Pipeline,
-    seg: Segmenter,
-    mut entries: Vec<(Group, Entry)>,
+    fed: Fed,
     opts: &PackOptions,
     root: Option<&Root>,
-    mut warnings: Vec<String>,
 ) -> Result<PackReport> {
-    let (backend, fallback) = (pipeline.backend, pipeline.fallback.clone());
+    let Fed {
+        seg,
+        mut entries,
+        mut warnings,
+        stage,
+        clock,
+        started,
+    } = fed;
+    let (backend, fallback, budget) =
+        (pipeline.backend, pipeline.fallback.clone(), pipeline.budget);
     let locations = seg.finish();
     let Written {
         mut chunks,
         mut pieces,
         mut blob_end,
         changes,
+        clock: writer,
+        compressors,
     } = pipeline.finish()?;
+    let mut index = Clock::start();
+    let mut stages = vec![
+        Stage::of(stage, &[clock]),
+        Stage::of("compress", &compressors),
+        Stage::of("write", &[writer]),
+    ];
     warnings.extend(changes.warnings);
     let mut locations =
         locations.map_err(|_| Error::Invalid("pipeline stopped without an error".into()))?;
@@ -394,7 +463,7 @@ fn finish(
             let Some((_, entry)) = entries.get_mut(i) else {
                 continue;
             };
-            let store = opts.skip_compressed && skip::is_compressed_name(&entry.path);
+            let store = opts.stores(&entry.path);
             let shown = scanner::full_path(&root.path, &entry.path);
             match rereader.reread(&entry.path, store, &mut chunks, &mut blob_end)? {
                 reread::Outcome::Kept(v) => {
@@ -434,7 +503,11 @@ fn finish(
         .map(|(g, e)| (g.clone(), e.as_slice()))
         .collect();
     let tail = index::encode(&refs, &chunks, blob_end);
+    index.work("encode");
     let archive_len = output.commit(&tail, blob_end)?;
+    index.work("commit");
+    stages.push(Stage::of("index", &[index]));
+    stages::conclude(&mut stages, started.elapsed());
     Ok(PackReport {
         archive_len,
         chunks: chunks.len() as u64,
@@ -442,6 +515,9 @@ fn finish(
         backend,
         fallback,
         warnings,
+        compressors: budget.compressors,
+        pipeline_bytes: budget.bytes() as u64,
+        stages,
         ..stats
     })
 }
@@ -503,6 +579,9 @@ fn assemble(
         backend: Backend::Portable,
         fallback: None,
         warnings: Vec::new(),
+        compressors: 0,
+        pipeline_bytes: 0,
+        stages: Vec::new(),
     };
     let mut groups: BTreeMap<Group, Vec<Entry>> = BTreeMap::new();
     groups.insert(always, Vec::new());

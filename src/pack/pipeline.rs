@@ -2,6 +2,7 @@
 //! bounded channels. Callers feed it chunk plans (through a [`super::Segmenter`]) and
 //! collect the written chunks at the end.
 
+use super::budget::Budget;
 use super::compressor::{Changes, Compressor, Returned, Root, Sealed};
 use super::output::Output;
 use super::ring::Ring;
@@ -9,29 +10,20 @@ use super::segmenter::ChunkPlan;
 use super::writer::{Writer, Written};
 use crate::error::{Error, Result};
 use crate::io::{self, Backend, IoMode};
+use crate::stages::Clock;
 use crossbeam_channel::{Sender, bounded};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// Default total ring memory for all compressors together.
-pub const RING_BUDGET: usize = 32 << 20;
-/// Fewest and most slots per compressor ring.
-const SLOTS_MIN: usize = 4;
-const SLOTS_MAX: usize = 16;
 /// Submission queue entries per io_uring instance.
 const QUEUE_DEPTH: u32 = 64;
-
-/// Slots per compressor ring: the ring budget shared out, within [4, 16].
-pub fn slots_per_ring(threads: usize, chunk_size: usize) -> usize {
-    (RING_BUDGET / (threads.max(1) * 2 * chunk_size)).clamp(SLOTS_MIN, SLOTS_MAX)
-}
 
 /// A running pipeline.
 pub struct Pipeline {
     plans: Option<Sender<ChunkPlan>>,
-    compressors: Vec<JoinHandle<Result<()>>>,
+    compressors: Vec<JoinHandle<Result<Clock>>>,
     writer: Option<JoinHandle<Result<Written>>>,
     abort: Arc<AtomicBool>,
     changes: Arc<Mutex<Changes>>,
@@ -39,6 +31,8 @@ pub struct Pipeline {
     pub backend: Backend,
     /// Why `Auto` fell back to portable, if it did.
     pub fallback: Option<String>,
+    /// How the memory budget was shared out.
+    pub budget: Budget,
     // Keeps ring memory alive until every thread has been joined.
     _rings: Vec<Arc<Ring>>,
 }
@@ -49,8 +43,10 @@ pub struct Config {
     pub threads: usize,
     /// Chunk size in bytes.
     pub chunk_size: usize,
-    /// zstd level.
-    pub level: i32,
+    /// zstd level (`None`: every chunk stored).
+    pub level: Option<i32>,
+    /// Bytes the compressors may hold in all.
+    pub memory: usize,
     /// I/O backend choice.
     pub io: IoMode,
     /// Root directory for file sources.
@@ -66,17 +62,34 @@ impl Pipeline {
     pub fn start(cfg: Config, output: &Output) -> Result<Pipeline> {
         let archive = output.file.clone();
         let archive_path = output.path().to_path_buf();
-        let threads = cfg.threads.max(1);
-        let slots = slots_per_ring(threads, cfg.chunk_size);
+        let budget = Budget::plan(cfg.memory, cfg.threads, cfg.chunk_size, cfg.level)?;
+        let (threads, slots) = (budget.compressors, budget.slots);
+        if threads < cfg.threads {
+            log::info!(
+                "pack: --memory {} MiB runs {threads} compressors, not {}: each needs {} MiB \
+                 ({} slots of {} KiB and {} KiB of zstd buffers); raise --memory for more",
+                cfg.memory >> 20,
+                cfg.threads,
+                (budget.bytes() / threads).div_ceil(1 << 20),
+                slots,
+                budget.slot_bytes >> 10,
+                budget.overhead_bytes >> 10
+            );
+        }
         let rings: Vec<Arc<Ring>> = (0..threads)
             .map(|_| Ring::new(slots, cfg.chunk_size).map(Arc::new))
             .collect::<Result<_>>()?;
         // Queue i < threads belongs to compressor i; the last one to the writer, which
         // registers every slot of every ring (a registration belongs to one ring).
         log::info!(
-            "pack: {threads} compressors (pinned), {slots} slots of {} KiB each, zstd level {}",
+            "pack: {threads} compressors (pinned), {slots} slots of {} KiB each, {}, {} MiB of {} MiB budget",
             cfg.chunk_size >> 10,
             cfg.level
+                .map_or("stored (no zstd)".to_string(), |l| format!(
+                    "zstd level {l}"
+                )),
+            budget.bytes() >> 20,
+            cfg.memory >> 20
         );
         let mut buffers: Vec<Vec<libc::iovec>> = rings.iter().map(|r| r.iovecs()).collect();
         buffers.push(buffers.iter().flatten().copied().collect());
@@ -147,6 +160,7 @@ impl Pipeline {
             changes,
             backend,
             fallback,
+            budget,
             _rings: rings,
         })
     }
@@ -161,12 +175,16 @@ impl Pipeline {
     pub fn finish(mut self) -> Result<Written> {
         self.plans = None;
         let mut first: Option<Error> = None;
+        let mut clocks = Vec::new();
         for h in self.compressors.drain(..) {
             let r = h
                 .join()
                 .unwrap_or_else(|_| Err(Error::Invalid("compressor panicked".into())));
-            if let (Err(e), None) = (r, &first) {
-                first = Some(e);
+            match r {
+                Ok(clock) => clocks.push(clock),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
             }
         }
         let written = match self.writer.take().map(JoinHandle::join) {
@@ -176,7 +194,11 @@ impl Pipeline {
         let changes = std::mem::take(&mut *self.changes.lock().unwrap_or_else(|p| p.into_inner()));
         match (first, written) {
             (Some(e), _) => Err(e),
-            (None, r) => r.map(|w| Written { changes, ..w }),
+            (None, r) => r.map(|w| Written {
+                changes,
+                compressors: clocks,
+                ..w
+            }),
         }
     }
 

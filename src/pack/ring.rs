@@ -1,9 +1,11 @@
 //! The revolver: a compressor's fixed ring of slots, allocated once at start.
 //!
-//! Each slot has an input buffer (one chunk of file data, read straight into it) and an
-//! output buffer (the chunk's zstd frame). The memory is one page-aligned anonymous
-//! allocation, so both halves of every slot can be registered with io_uring as fixed
-//! buffers. Ownership of a slot moves as a token: compressor -> writer -> compressor.
+//! Each slot holds one chunk: file data is read straight into it, and once the chunk is
+//! hashed and compressed its zstd frame (never longer than the data, or the chunk is
+//! stored) is copied over the data, so the writer writes the blob from the same slot.
+//! The memory is one page-aligned anonymous allocation, so every slot can be
+//! registered with io_uring as a fixed buffer. Ownership of a slot moves as a token:
+//! compressor -> writer -> compressor.
 //! Only the current owner touches its bytes; that protocol is what makes the raw
 //! accessors below sound.
 
@@ -13,13 +15,12 @@ use std::ptr::NonNull;
 
 const PAGE: usize = 4096;
 
-/// A ring of `slots` slots, each `in_cap` + `out_cap` bytes.
+/// A ring of `slots` slots of `cap` bytes each.
 pub struct Ring {
     base: NonNull<u8>,
     layout: Layout,
     slots: usize,
-    in_cap: usize,
-    out_cap: usize,
+    cap: usize,
 }
 
 // SAFETY: the ring is plain memory; access is coordinated by slot ownership (see above).
@@ -30,11 +31,9 @@ unsafe impl Sync for Ring {}
 impl Ring {
     /// Allocates `slots` slots for chunks of up to `chunk_size` bytes.
     pub fn new(slots: usize, chunk_size: usize) -> Result<Ring> {
-        let round = |n: usize| n.div_ceil(PAGE) * PAGE;
-        let in_cap = round(chunk_size);
-        let out_cap = round(zstd::zstd_safe::compress_bound(chunk_size));
+        let cap = slot_bytes(chunk_size);
         let size = slots
-            .checked_mul(in_cap + out_cap)
+            .checked_mul(cap)
             .filter(|&s| s > 0)
             .ok_or_else(|| Error::Invalid("ring size overflows".into()))?;
         let layout = Layout::from_size_align(size, PAGE)
@@ -46,8 +45,7 @@ impl Ring {
             base,
             layout,
             slots,
-            in_cap,
-            out_cap,
+            cap,
         })
     }
 
@@ -56,59 +54,40 @@ impl Ring {
         self.slots
     }
 
-    /// Start of slot `slot`'s input buffer. Panics on an out-of-range slot (a bug).
-    pub fn input_ptr(&self, slot: usize) -> *mut u8 {
+    /// Start of slot `slot`. Panics on an out-of-range slot (a bug).
+    pub fn slot_ptr(&self, slot: usize) -> *mut u8 {
         assert!(slot < self.slots, "slot {slot} out of range");
         // SAFETY: in bounds of the allocation.
-        unsafe { self.base.as_ptr().add(slot * (self.in_cap + self.out_cap)) }
+        unsafe { self.base.as_ptr().add(slot * self.cap) }
     }
 
-    /// Start of slot `slot`'s output buffer.
-    pub fn output_ptr(&self, slot: usize) -> *mut u8 {
-        // SAFETY: in bounds of the allocation (input_ptr checked the slot).
-        unsafe { self.input_ptr(slot).add(self.in_cap) }
-    }
-
-    /// The slot's first `len` input bytes.
+    /// The slot's first `len` bytes.
     ///
     /// # Safety
     /// The caller owns the slot and no I/O into it is in flight; `len <= chunk size`.
     // Slots are shared memory handed between threads by ownership tokens; `&self` is
     // how every owner reaches its own slot.
     #[allow(clippy::mut_from_ref)]
-    pub unsafe fn input(&self, slot: usize, len: usize) -> &mut [u8] {
-        assert!(len <= self.in_cap);
+    pub unsafe fn slot(&self, slot: usize, len: usize) -> &mut [u8] {
+        assert!(len <= self.cap);
         // SAFETY: in bounds; exclusive by the ownership protocol.
-        unsafe { std::slice::from_raw_parts_mut(self.input_ptr(slot), len) }
+        unsafe { std::slice::from_raw_parts_mut(self.slot_ptr(slot), len) }
     }
 
-    /// The slot's whole output buffer.
-    ///
-    /// # Safety
-    /// As for [`Ring::input`].
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn output(&self, slot: usize) -> &mut [u8] {
-        // SAFETY: in bounds; exclusive by the ownership protocol.
-        unsafe { std::slice::from_raw_parts_mut(self.output_ptr(slot), self.out_cap) }
-    }
-
-    /// The io_uring iovecs of every slot: input then output, slot after slot.
+    /// The io_uring iovecs of every slot, in slot order (slot `s` is buffer `s`).
     pub fn iovecs(&self) -> Vec<libc::iovec> {
         (0..self.slots)
-            .flat_map(|s| {
-                [
-                    libc::iovec {
-                        iov_base: self.input_ptr(s).cast(),
-                        iov_len: self.in_cap,
-                    },
-                    libc::iovec {
-                        iov_base: self.output_ptr(s).cast(),
-                        iov_len: self.out_cap,
-                    },
-                ]
+            .map(|s| libc::iovec {
+                iov_base: self.slot_ptr(s).cast(),
+                iov_len: self.cap,
             })
             .collect()
     }
+}
+
+/// Bytes of one slot for chunks of `chunk_size` bytes (whole pages).
+pub fn slot_bytes(chunk_size: usize) -> usize {
+    chunk_size.div_ceil(PAGE) * PAGE
 }
 
 impl Drop for Ring {

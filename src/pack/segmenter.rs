@@ -9,9 +9,10 @@
 //! order without waiting for a chunk that is still open.
 
 use crate::format::entry::DataLocation;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Sender, TrySendError};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Where a piece's bytes come from.
 #[derive(Clone, Debug)]
@@ -78,6 +79,7 @@ pub struct Segmenter {
     solid: [Solid; 2],
     locations: Vec<Option<DataLocation>>,
     out: Sender<ChunkPlan>,
+    blocked: Duration,
 }
 
 impl Segmenter {
@@ -89,7 +91,13 @@ impl Segmenter {
             solid: [Solid::default(), Solid::default()],
             locations: Vec::new(),
             out,
+            blocked: Duration::ZERO,
         }
+    }
+
+    /// Time spent waiting for room in the plan queue (every compressor had work).
+    pub fn blocked(&self) -> Duration {
+        self.blocked
     }
 
     /// Plans the `size` bytes of entry `entry` (size > 0); `store` skips compression.
@@ -176,7 +184,16 @@ impl Segmenter {
             pieces,
         };
         self.next_seq += 1;
-        self.out.send(plan).map_err(|_| Stopped)
+        match self.out.try_send(plan) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(plan)) => {
+                let start = Instant::now();
+                let sent = self.out.send(plan).map_err(|_| Stopped);
+                self.blocked += start.elapsed();
+                sent
+            }
+            Err(TrySendError::Disconnected(_)) => Err(Stopped),
+        }
     }
 }
 

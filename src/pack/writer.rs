@@ -9,9 +9,10 @@ use super::compressor::{Returned, Sealed};
 use super::ring::Ring;
 use crate::digest::PieceDigest;
 use crate::error::{Error, Result};
-use crate::format::chunk::{ChunkRecord, Codec};
+use crate::format::chunk::ChunkRecord;
 use crate::format::header::HEADER_LEN;
 use crate::io::{Completion, Op, Queue};
+use crate::stages::Clock;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
@@ -30,6 +31,10 @@ pub struct Written {
     pub blob_end: u64,
     /// Files that changed while being read (filled in by the pipeline).
     pub changes: super::compressor::Changes,
+    /// Where the writer's time went.
+    pub clock: Clock,
+    /// Where each compressor's time went (filled in by the pipeline).
+    pub compressors: Vec<Clock>,
 }
 
 struct InFlight {
@@ -62,7 +67,7 @@ pub struct Writer {
 impl Writer {
     /// Index of the first registered buffer of compressor `w`'s ring.
     fn fixed_base(&self, w: usize) -> usize {
-        self.rings.iter().take(w).map(|r| r.slots() * 2).sum()
+        self.rings.iter().take(w).map(|r| r.slots()).sum()
     }
 
     /// Runs until every compressor has finished and every blob is written.
@@ -85,7 +90,10 @@ impl Writer {
                 // (with one write at a time) no blob already waiting for its turn.
                 let idle = count == 0 && !waiting.contains_key(&(out.chunks.len() as u64));
                 let msg = if idle && !closed {
-                    sealed.recv().map_err(|_| TryRecvError::Disconnected)
+                    out.clock.work("write");
+                    let msg = sealed.recv().map_err(|_| TryRecvError::Disconnected);
+                    out.clock.wait("next_chunk");
+                    msg
                 } else if closed {
                     Err(TryRecvError::Disconnected)
                 } else {
@@ -150,9 +158,11 @@ impl Writer {
                     continue;
                 }
                 completions.clear();
+                out.clock.work("write");
                 self.queue
                     .wait(1, &mut completions)
                     .map_err(|e| Error::io(&self.path, "io_uring wait", e))?;
+                out.clock.wait("writes");
                 // Account for every completion before acting on a failure, so that the
                 // drain below waits for exactly the writes still in flight.
                 let mut failure = None;
@@ -215,17 +225,15 @@ impl Writer {
             }
             count = count.saturating_sub(completions.len());
         }
+        out.clock.work("write");
         result.map(|()| out)
     }
 
-    /// The bytes to write for `s`: the zstd frame or the raw input, and its buffer index.
+    /// Where the blob of `s` is (its slot: the zstd frame or the raw data), and the
+    /// slot's buffer index.
     fn source(&self, s: &Sealed) -> (*const u8, u16) {
-        let ring = &self.rings[s.worker];
-        let base = self.fixed_base(s.worker) + s.slot * 2;
-        match s.codec {
-            Codec::Stored => (ring.input_ptr(s.slot), base as u16),
-            Codec::Zstd => (ring.output_ptr(s.slot), (base + 1) as u16),
-        }
+        let ptr = self.rings[s.worker].slot_ptr(s.slot);
+        (ptr, (self.fixed_base(s.worker) + s.slot) as u16)
     }
 
     fn submit(&mut self, index: usize, w: &InFlight) -> Result<()> {

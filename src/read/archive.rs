@@ -80,6 +80,8 @@ pub(crate) struct ChunkReader {
     dec: zstd::bulk::Decompressor<'static>,
     blob: Vec<u8>,
     raw: Vec<u8>,
+    /// Where this reader's time went (read, decompress, verify).
+    pub(crate) clock: crate::stages::Clock,
 }
 
 impl ChunkReader {
@@ -89,6 +91,7 @@ impl ChunkReader {
                 .map_err(|e| Error::Invalid(format!("zstd decompressor: {e}")))?,
             blob: Vec::new(),
             raw: Vec::new(),
+            clock: crate::stages::Clock::start(),
         })
     }
 }
@@ -280,6 +283,7 @@ impl Archive {
         self.file
             .read_exact_at(&mut r.blob, rec.offset)
             .map_err(|e| format!("chunk {id}: read: {e}"))?;
+        r.clock.work("read");
         let data: &[u8] = match rec.codec {
             Codec::Stored => &r.blob,
             Codec::Zstd => {
@@ -304,10 +308,13 @@ impl Archive {
                         rec.raw_len
                     ));
                 }
+                r.clock.work("decompress");
                 &r.raw
             }
         };
-        if digest::hash(data) != rec.digest {
+        let same = digest::hash(data) == rec.digest;
+        r.clock.work("verify");
+        if !same {
             return Err(format!("chunk {id}: BLAKE3 mismatch"));
         }
         Ok(data)

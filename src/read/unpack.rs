@@ -12,6 +12,7 @@ use crate::digest::PieceDigest;
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind, check_path};
 use crate::owner::Owners;
+use crate::stages::{self, Clock, Stage};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -47,6 +48,10 @@ pub struct UnpackOptions {
     pub xattrs: crate::XattrPolicy,
     /// Create device nodes. Default, as GNU tar: when running as root (only root can).
     pub devices: bool,
+    /// Bytes the threads may hold for chunks (each holds a chunk's blob and its
+    /// decompressed bytes): fewer threads run when it cannot give each thread that
+    /// for the archive's largest chunk (default [`crate::pack::DEFAULT_MEMORY`]).
+    pub memory: usize,
 }
 
 impl Default for UnpackOptions {
@@ -59,6 +64,7 @@ impl Default for UnpackOptions {
             preserve_permissions: root,
             xattrs: crate::XattrPolicy::User,
             devices: root,
+            memory: crate::pack::DEFAULT_MEMORY,
         }
     }
 }
@@ -107,8 +113,37 @@ impl<'a> Restore<'a> {
     }
 }
 
+/// Bytes of a zstd decompression context (zstd 1.5 measures about 95 KiB; the window
+/// is the output buffer itself).
+const DCTX_BYTES: u64 = 128 << 10;
+
+/// The threads, of `threads` asked for, that `memory` bytes hold when each keeps the
+/// blob and the decompressed bytes of the archive's largest chunk (at least one).
+fn threads_within(
+    memory: usize,
+    threads: usize,
+    chunks: &[crate::format::chunk::ChunkRecord],
+) -> usize {
+    let per_thread = chunks
+        .iter()
+        .map(|c| c.raw_len.saturating_add(c.stored_len))
+        .max()
+        .unwrap_or(0)
+        .saturating_add(DCTX_BYTES);
+    let fit = usize::try_from(memory as u64 / per_thread).unwrap_or(usize::MAX);
+    let run = threads.clamp(1, fit.max(1));
+    if run < threads {
+        log::info!(
+            "unpack: --memory {} MiB runs {run} threads, not {threads}: each holds up to {} MiB",
+            memory >> 20,
+            per_thread.div_ceil(1 << 20)
+        );
+    }
+    run
+}
+
 /// What an unpack did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct UnpackReport {
     /// Regular files written.
     pub files: u64,
@@ -124,6 +159,12 @@ pub struct UnpackReport {
     pub skipped_devices: u64,
     /// Bytes of file data written.
     pub bytes: u64,
+    /// Threads that wrote file data (fewer than asked for when `memory` is short).
+    pub threads: usize,
+    /// Where the time went: `prepare` (checks, directories), `data` (the threads
+    /// reading, decompressing, verifying and writing chunks), `finish` (split files,
+    /// links, special files, symlinks, directory metadata).
+    pub stages: Vec<crate::stages::Stage>,
 }
 
 #[derive(Default)]
@@ -225,6 +266,7 @@ impl Archive {
         dest: &Path,
         opts: &UnpackOptions,
     ) -> Result<UnpackReport> {
+        let (started, mut prepare) = (std::time::Instant::now(), Clock::start());
         let entries = self.entries();
         let mut seen = HashSet::new();
         for e in selected.iter().filter_map(|&i| entries.get(i)) {
@@ -303,10 +345,13 @@ impl Archive {
             .map(|&i| (i, Mutex::new(())))
             .collect();
         let layout = Layout::new(entries, self.chunks(), selected);
-        let workers = visit::chunks(
+        let threads = threads_within(opts.memory, opts.threads, self.chunks());
+        prepare.work("directories");
+        let (workers, clocks) = visit::chunks(
             self,
             &layout.chunks,
-            opts.threads,
+            threads,
+            "write",
             Worker::default,
             |w, k, data| {
                 let id = layout.chunks.get(k).copied().unwrap_or_default();
@@ -362,6 +407,8 @@ impl Archive {
                 Ok(())
             },
         )?;
+        let mut finish = Clock::start();
+        report.threads = clocks.len();
         report.files += workers.iter().map(|w| w.files).sum::<u64>();
         report.bytes = workers.iter().map(|w| w.bytes).sum();
         let damaged = conclude(
@@ -449,6 +496,13 @@ impl Archive {
                 report.dirs += 1;
             }
         }
+        finish.work("links and metadata");
+        report.stages = vec![
+            Stage::of("prepare", &[prepare]),
+            Stage::of("data", &clocks),
+            Stage::of("finish", &[finish]),
+        ];
+        stages::conclude(&mut report.stages, started.elapsed());
 
         if damaged.is_empty() {
             Ok(report)
@@ -488,4 +542,27 @@ fn write_sparse(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Res
         file.write_all_at(&bytes[start..], offset + start as u64)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::threads_within;
+    use crate::format::chunk::{ChunkRecord, Codec};
+
+    #[test]
+    fn threads_fit_the_memory_budget() {
+        let chunk = |raw_len: u64, stored_len: u64| ChunkRecord {
+            offset: 0,
+            stored_len,
+            raw_len,
+            codec: Codec::Zstd,
+            digest: [0; 32],
+        };
+        let four = vec![chunk(4 << 20, 1 << 20), chunk(1 << 20, 1 << 20)];
+        // 5 MiB + 128 KiB per thread: 49 fit in 256 MiB.
+        assert_eq!(threads_within(256 << 20, 64, &four), 49);
+        assert_eq!(threads_within(256 << 20, 8, &four), 8);
+        assert_eq!(threads_within(1 << 20, 8, &four), 1);
+        assert_eq!(threads_within(256 << 20, 4, &[]), 4);
+    }
 }

@@ -116,21 +116,28 @@ impl Archive {
         let layout = Layout::new(self.entries(), self.chunks(), &all);
         // Every chunk is checked, including any that no file refers to.
         let ids: Vec<u64> = (0..self.chunks().len() as u64).collect();
-        let tallies = visit::chunks(self, &ids, threads, Tally::default, |t, k, data| {
-            let id = k as u64;
-            match data {
-                Ok(data) => {
-                    t.bytes += data.len() as u64;
-                    if let Ok(j) = layout.chunks.binary_search(&id) {
-                        for p in layout.pieces(j) {
-                            t.pieces.push((p.entry, id, piece_digest(data, p)));
+        let (tallies, _) = visit::chunks(
+            self,
+            &ids,
+            threads,
+            "tally",
+            Tally::default,
+            |t, k, data| {
+                let id = k as u64;
+                match data {
+                    Ok(data) => {
+                        t.bytes += data.len() as u64;
+                        if let Ok(j) = layout.chunks.binary_search(&id) {
+                            for p in layout.pieces(j) {
+                                t.pieces.push((p.entry, id, piece_digest(data, p)));
+                            }
                         }
                     }
+                    Err(problem) => t.bad_chunks.push((id, problem)),
                 }
-                Err(problem) => t.bad_chunks.push((id, problem)),
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         let bytes = tallies.iter().map(|t| t.bytes).sum();
         let mut bad_chunks: Vec<(u64, String)> =
             tallies.iter().flat_map(|t| t.bad_chunks.clone()).collect();

@@ -3,18 +3,21 @@
 
 use super::archive::{Archive, ChunkReader};
 use crate::error::{Error, Result};
+use crate::stages::Clock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Visits the chunks `0..count` of a layout on `threads` threads. `visit(state, k,
 /// data)` gets the `k`-th chunk's bytes or its problem; an `Err` from it stops the
-/// visit. Returns every thread's final state.
+/// visit. Returns every thread's final state, and where its time went (the visit's
+/// own work counted as `work`).
 pub fn chunks<S: Send>(
     archive: &Archive,
     ids: &[u64],
     threads: usize,
+    work: &'static str,
     init: impl Fn() -> S + Sync,
     visit: impl Fn(&mut S, usize, std::result::Result<&[u8], String>) -> Result<()> + Sync,
-) -> Result<Vec<S>> {
+) -> Result<(Vec<S>, Vec<Clock>)> {
     if let Some(p) = archive.progress() {
         let chunks = archive.chunks();
         let total = ids
@@ -30,7 +33,7 @@ pub fn chunks<S: Send>(
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                scope.spawn(|| -> Result<S> {
+                scope.spawn(|| -> Result<(S, Clock)> {
                     let mut reader = ChunkReader::new()?;
                     let mut state = init();
                     loop {
@@ -43,12 +46,14 @@ pub fn chunks<S: Send>(
                         if let (Some(p), Ok(d)) = (archive.progress(), &data) {
                             p.add_bytes(d.len() as u64);
                         }
-                        if let Err(e) = visit(&mut state, k, data) {
+                        let visited = visit(&mut state, k, data);
+                        reader.clock.work(work);
+                        if let Err(e) = visited {
                             stop.store(true, Ordering::Relaxed);
                             return Err(e);
                         }
                     }
-                    Ok(state)
+                    Ok((state, reader.clock))
                 })
             })
             .collect();
@@ -58,6 +63,7 @@ pub fn chunks<S: Send>(
                 h.join()
                     .unwrap_or_else(|_| Err(Error::Invalid("reader thread panicked".into())))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()
+            .map(|done| done.into_iter().unzip())
     })
 }

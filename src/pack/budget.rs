@@ -1,0 +1,155 @@
+//! The memory budget (`--memory`): how many compressors run, and with how many ring
+//! slots each, so that what the pipeline holds stays within it.
+//!
+//! Everything that grows with the threads is counted: each compressor's ring (one
+//! chunk per slot: the chunk being read, compressed or written, and the chunks waiting
+//! for their turn at the writer, so the read-ahead and the reorder window are slots
+//! too), its zstd output buffer and its zstd context. What is left (the plan queue,
+//! the index being built, thread stacks) is small or grows with the entries, not the
+//! threads; docs/DESIGN.md gives the formula and the bytes per entry.
+
+use crate::error::{Error, Result};
+use zstd::zstd_safe;
+
+/// Default budget: 256 MiB.
+pub const DEFAULT_MEMORY: usize = 256 << 20;
+/// Fewest slots a compressor runs with: one being filled or compressed while the
+/// other is with the writer.
+pub const SLOTS_MIN: usize = 2;
+/// Most slots per compressor: more only holds memory without keeping a core busier.
+pub const SLOTS_MAX: usize = 8;
+
+/// How the budget is shared out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Compressor threads that run (at most the threads asked for).
+    pub compressors: usize,
+    /// Ring slots per compressor.
+    pub slots: usize,
+    /// Bytes of one slot.
+    pub slot_bytes: usize,
+    /// Bytes per compressor besides its ring: zstd output buffer and context.
+    pub overhead_bytes: usize,
+}
+
+impl Budget {
+    /// Shares `memory` bytes among up to `threads` compressors packing chunks of
+    /// `chunk_size` at zstd `level` (`None`: stored, no zstd). Fewer compressors run
+    /// when the budget cannot give each [`SLOTS_MIN`] slots; an error says how much
+    /// one compressor needs when not even that fits.
+    pub fn plan(
+        memory: usize,
+        threads: usize,
+        chunk_size: usize,
+        level: Option<i32>,
+    ) -> Result<Budget> {
+        let slot_bytes = super::ring::slot_bytes(chunk_size);
+        let overhead_bytes = level.map_or(0, |l| {
+            zstd_safe::compress_bound(chunk_size) + context_bytes(l, chunk_size)
+        });
+        let least = SLOTS_MIN * slot_bytes + overhead_bytes;
+        let fit = memory / least;
+        if fit == 0 {
+            return Err(Error::Invalid(format!(
+                "--memory {} MiB is too small for {} KiB chunks{}: one compressor needs {} MiB",
+                memory >> 20,
+                chunk_size >> 10,
+                level.map_or(String::new(), |l| format!(" at zstd level {l}")),
+                least.div_ceil(1 << 20)
+            )));
+        }
+        let compressors = threads.max(1).min(fit);
+        let share = memory / compressors - overhead_bytes;
+        let slots = (share / slot_bytes).clamp(SLOTS_MIN, SLOTS_MAX);
+        Ok(Budget {
+            compressors,
+            slots,
+            slot_bytes,
+            overhead_bytes,
+        })
+    }
+
+    /// Bytes the compressors hold at most.
+    pub fn bytes(&self) -> usize {
+        self.compressors * (self.slots * self.slot_bytes + self.overhead_bytes)
+    }
+}
+
+/// Bytes of a zstd compression context at `level` for inputs of `chunk_size`, as
+/// zstd sizes it (the context's tables grow with the level: about 1 MiB at level 3,
+/// tens of MiB at 19).
+pub fn context_bytes(level: i32, chunk_size: usize) -> usize {
+    let mut cctx = zstd_safe::CCtx::create();
+    let ready = cctx
+        .set_parameter(zstd_safe::CParameter::CompressionLevel(level))
+        .is_ok()
+        && cctx.set_pledged_src_size(Some(chunk_size as u64)).is_ok();
+    if ready {
+        // Flushing nothing makes zstd allocate the context's tables for that size.
+        let mut out = [0u8; 64];
+        let mut output = zstd_safe::OutBuffer::around(&mut out[..]);
+        let mut input = zstd_safe::InBuffer::around(&[][..]);
+        let _ = cctx.compress_stream2(
+            &mut output,
+            &mut input,
+            zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_flush,
+        );
+    }
+    cctx.sizeof()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn zstd_contexts_grow_with_the_level() {
+        let (l1, l3, l19) = (
+            context_bytes(1, 4 * MIB),
+            context_bytes(3, 4 * MIB),
+            context_bytes(19, 4 * MIB),
+        );
+        assert!(l3 > 256 << 10, "level 3 context {l3}");
+        assert!(l1 <= l3 && l3 * 8 < l19, "{l1} {l3} {l19}");
+    }
+
+    #[test]
+    fn every_thread_runs_when_the_budget_allows() {
+        let b = Budget::plan(256 * MIB, 2, 4 * MIB, Some(3)).unwrap();
+        assert_eq!((b.compressors, b.slots), (2, SLOTS_MAX));
+        assert!(b.bytes() <= 256 * MIB);
+        let b = Budget::plan(256 * MIB, 16, 4 * MIB, Some(3)).unwrap();
+        assert_eq!((b.compressors, b.slots), (16, 2));
+        assert!(b.bytes() <= 256 * MIB);
+    }
+
+    #[test]
+    fn fewer_compressors_run_when_the_budget_is_short() {
+        for threads in [17, 64, 1024] {
+            let b = Budget::plan(256 * MIB, threads, 4 * MIB, Some(3)).unwrap();
+            assert!(b.compressors < threads && b.compressors >= 16, "{b:?}");
+            assert_eq!(b.slots, SLOTS_MIN);
+            assert!(b.bytes() <= 256 * MIB, "{b:?}");
+        }
+        // Stored chunks need no zstd buffers: more compressors fit.
+        let stored = Budget::plan(256 * MIB, 64, 4 * MIB, None).unwrap();
+        assert_eq!(stored.compressors, 32);
+        assert!(stored.bytes() <= 256 * MIB);
+        let slow = Budget::plan(256 * MIB, 16, 4 * MIB, Some(19)).unwrap();
+        assert!(
+            slow.compressors < 16 && slow.bytes() <= 256 * MIB,
+            "{slow:?}"
+        );
+    }
+
+    #[test]
+    fn a_budget_too_small_for_one_compressor_is_refused() {
+        let e = Budget::plan(8 * MIB, 4, 4 * MIB, Some(3))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--memory 8 MiB is too small"), "{e}");
+        assert!(Budget::plan(8 * MIB, 4, MIB, Some(3)).is_ok());
+    }
+}
