@@ -207,9 +207,11 @@ enum Command {
         /// zstd level for us and the peer.
         #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
         level: i32,
-        /// Compressor threads for us (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
+        /// Compressor threads for us (default: all cores); a list (`1,2,4,8,16`) also
+        /// times our pack at each count and prints a scaling table (time, speed-up,
+        /// efficiency, stage utilization, peak RSS); the other jobs use the last count.
+        #[arg(long, value_delimiter = ',')]
+        threads: Vec<usize>,
         /// Scratch directory (corpora are kept there and reused).
         #[arg(long)]
         scratch: Option<PathBuf>,

@@ -3,7 +3,7 @@
 //! spent waiting, by reason. Reports carry the sums per stage, so that a slow run says
 //! which stage was short of work and why, on any machine (docs/JSON.md, `-v`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 /// One thread's clock: the time since the last lap goes to the activity named.
@@ -60,7 +60,7 @@ impl Clock {
 }
 
 /// What the threads of one stage did, summed over its threads.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
     /// The stage: `walk`, `compress`, `write` or `index` for a pack; `prepare`,
     /// `data` or `finish` for an unpack.
@@ -81,7 +81,7 @@ pub struct Stage {
 }
 
 /// Seconds spent on one kind of work or waiting for one reason.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Part {
     /// What it was.
     pub name: String,

@@ -86,3 +86,66 @@ fn bench_table_on_a_given_directory() {
     );
     assert!(!table.contains("tar+zstd"), "no comparison was asked for");
 }
+
+#[test]
+fn bench_sweeps_a_list_of_thread_counts_with_stages() {
+    let s = Scratch::new("benchsweep");
+    let src = s.path("tree");
+    small_files(&src, 40);
+    let scratch = s.path("scratch");
+    let args = |json: bool| {
+        let mut a = vec![
+            os("bench"),
+            os("--dir"),
+            src.as_os_str(),
+            os("--reps"),
+            os("1"),
+            os("--threads"),
+            os("1,2,3"),
+            os("--scratch"),
+            scratch.as_os_str(),
+        ];
+        if json {
+            a.push(os("--json"));
+        }
+        ok(&a).stdout
+    };
+    let report: serde_json::Value = serde_json::from_slice(&args(true)).unwrap();
+    let corpus = &report["corpora"][0];
+    let rows = corpus["scaling"].as_array().unwrap();
+    let threads: Vec<u64> = rows
+        .iter()
+        .map(|r| r["threads"].as_u64().unwrap())
+        .collect();
+    assert_eq!(threads, [1, 2, 3]);
+    assert_eq!(rows[0]["speedup"].as_f64().unwrap(), 1.0);
+    for r in rows {
+        assert_eq!(r["compressors"], r["threads"], "{r}");
+        assert!(r["pack_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["rss_mib"].as_f64().unwrap() > 0.0, "{r}");
+        let stages: Vec<&str> = r["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stage"].as_str().unwrap())
+            .collect();
+        assert_eq!(stages, ["walk", "compress", "write", "index"], "{r}");
+    }
+    // The other jobs ran with the last count, and say where their time went.
+    let ours = &corpus["tools"][0];
+    let compress = ours["pack_stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "compress")
+        .unwrap();
+    assert_eq!(compress["threads"], 3);
+    assert!(!ours["unpack_stages"].as_array().unwrap().is_empty());
+
+    let table = String::from_utf8(args(false)).unwrap();
+    assert!(
+        table.contains("speedup") && table.contains("compress%"),
+        "{table}"
+    );
+    assert!(table.contains("pack   compress"), "{table}");
+}

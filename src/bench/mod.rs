@@ -7,6 +7,7 @@ pub mod corpus;
 pub mod measure;
 
 use crate::error::{Error, Result};
+use crate::stages::Stage;
 use corpus::Corpus;
 use measure::{Run, median, quote, shell};
 use serde::Serialize;
@@ -32,8 +33,9 @@ pub struct BenchOptions {
     pub compare: bool,
     /// zstd level, for us and the peer.
     pub level: i32,
-    /// Compressor threads for us (default: all cores).
-    pub threads: Option<usize>,
+    /// Compressor threads for us (empty: all cores). With two or more counts, our pack
+    /// is also timed at each ([`CorpusResult::scaling`]); other jobs use the last.
+    pub threads: Vec<usize>,
     /// This tool's executable.
     pub exe: PathBuf,
     /// Drop the page cache before every timed job (root only), so reads come from disk.
@@ -78,6 +80,29 @@ pub struct ToolResult {
     pub pack_runs: Vec<f64>,
     /// Every unpack time measured, seconds.
     pub unpack_runs: Vec<f64>,
+    /// Where our pack's time went (last repetition; empty for peers).
+    pub pack_stages: Vec<Stage>,
+    /// Where our unpack's time went (last repetition; empty for peers).
+    pub unpack_stages: Vec<Stage>,
+}
+
+/// Our pack at one thread count, from a `--threads` list.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Scaling {
+    /// Threads asked for.
+    pub threads: usize,
+    /// Compressors that ran (fewer when the memory budget is short).
+    pub compressors: usize,
+    /// Pack seconds (median).
+    pub pack_s: f64,
+    /// Pack seconds at the first count / at this one.
+    pub speedup: f64,
+    /// Speed-up over the ratio of thread counts (1.0: linear).
+    pub efficiency: f64,
+    /// Peak RSS, MiB.
+    pub rss_mib: f64,
+    /// Stages of the last run: utilization, work and waits.
+    pub stages: Vec<Stage>,
 }
 
 /// One corpus's results.
@@ -101,6 +126,8 @@ pub struct CorpusResult {
     pub size_ratio: Option<f64>,
     /// Our pack MB/s / plain `tar -cf` MB/s.
     pub pack_vs_tar: Option<f64>,
+    /// Our pack at each count of a `--threads` list (empty without one).
+    pub scaling: Vec<Scaling>,
 }
 
 /// The whole report.
@@ -260,10 +287,16 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(Step)) -> Result<Report
     for d in &opts.dirs {
         targets.push((d.display().to_string(), d.clone()));
     }
+    let sweep_jobs = if opts.threads.len() > 1 {
+        opts.threads.len() as u64
+    } else {
+        0
+    };
     let per_repetition: u64 = plan(opts, Path::new(""), Path::new(""), peers_ok)
         .iter()
         .map(Jobs::per_repetition)
-        .sum();
+        .sum::<u64>()
+        + sweep_jobs;
     progress(Step::Total(
         targets.len() as u64 * report.reps as u64 * per_repetition,
     ));
@@ -392,6 +425,8 @@ fn run_corpus(
             cat_ms: some(&others[j][2]).map(|s| s * 1000.0),
             pack_runs,
             unpack_runs,
+            pack_stages: ours_only(job, &work.join(PACK_JSON)),
+            unpack_stages: ours_only(job, &work.join(UNPACK_JSON)),
         });
     }
     if let [us, tz, tar, ..] = result.tools.as_slice() {
@@ -403,8 +438,91 @@ fn run_corpus(
         result.size_ratio = Some(us.archive_bytes as f64 / tz.archive_bytes.max(1) as f64);
         result.pack_vs_tar = Some(us.pack_mb_s / tar.pack_mb_s.max(1e-9));
     }
+    if opts.threads.len() > 1 {
+        result.scaling = sweep(opts, name, dir, &work, progress)?;
+    }
     remove(&work)?;
     Ok(result)
+}
+
+/// Our stages, from the report our job left at `path`; none for a peer.
+fn ours_only(job: &Jobs, path: &Path) -> Vec<Stage> {
+    if job.tool == "znippy-uring" {
+        stages_of(path)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Times our pack of `dir` at each count of the `--threads` list, the counts in
+/// alternating order from one repetition to the next.
+fn sweep(
+    opts: &BenchOptions,
+    name: &str,
+    dir: &Path,
+    work: &Path,
+    progress: &mut impl FnMut(Step),
+) -> Result<Vec<Scaling>> {
+    let (archive, json, log) = (
+        work.join("sweep.znippy"),
+        work.join("sweep.json"),
+        work.join("stderr.log"),
+    );
+    let reps = opts.reps.max(1);
+    let counts = &opts.threads;
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); counts.len()];
+    let mut stages: Vec<Vec<Stage>> = vec![Vec::new(); counts.len()];
+    for rep in 0..reps {
+        let order: Vec<usize> = if rep % 2 == 0 {
+            (0..counts.len()).collect()
+        } else {
+            (0..counts.len()).rev().collect()
+        };
+        for i in order {
+            let t = counts[i];
+            progress(Step::Job(&format!(
+                "{name}: pack --threads {t} ({}/{reps})",
+                rep + 1
+            )));
+            remove(&archive)?;
+            let script = format!(
+                "{} pack {} -o {} --level {} --threads {t} --json > {}",
+                quote(&opts.exe),
+                quote(dir),
+                quote(&archive),
+                opts.level,
+                quote(&json)
+            );
+            runs[i].push(timed(opts, &script, &log)?);
+            stages[i] = stages_of(&json);
+        }
+    }
+    remove(&archive)?;
+    let secs: Vec<f64> = runs
+        .iter()
+        .map(|r| median(&r.iter().map(|r| r.secs).collect::<Vec<_>>()))
+        .collect();
+    let (t0, s0) = (counts[0].max(1) as f64, secs[0]);
+    Ok(counts
+        .iter()
+        .zip(secs)
+        .zip(runs.iter().zip(stages))
+        .map(|((&t, pack_s), (runs, stages))| {
+            let speedup = s0 / pack_s.max(1e-9);
+            Scaling {
+                threads: t,
+                compressors: stages
+                    .iter()
+                    .find(|s| s.stage == "compress")
+                    .map_or(0, |s| s.threads),
+                pack_s,
+                speedup,
+                efficiency: speedup / (t.max(1) as f64 / t0),
+                rss_mib: runs.iter().map(|r| mib(r.max_rss_kib)).fold(0.0, f64::max),
+                stages,
+            }
+        })
+        .collect())
 }
 
 /// The jobs of each tool on corpus `dir`, with archives and unpacked trees in `work`:
@@ -414,6 +532,7 @@ fn plan(opts: &BenchOptions, dir: &Path, work: &Path, peers: bool) -> Vec<Jobs> 
     let (d, l) = (quote(dir), opts.level);
     let threads = opts
         .threads
+        .last()
         .map(|t| format!(" --threads {t}"))
         .unwrap_or_default();
     let ours = work.join("a.znippy");
@@ -421,11 +540,16 @@ fn plan(opts: &BenchOptions, dir: &Path, work: &Path, peers: bool) -> Vec<Jobs> 
     let mut jobs = vec![Jobs {
         tool: "znippy-uring",
         archive: ours.clone(),
-        pack: format!("{exe} pack {d} -o {} --level {l}{threads}", quote(&ours)),
-        unpack: Some(format!(
-            "{exe} unpack {} -C {}{threads}",
+        pack: format!(
+            "{exe} pack {d} -o {} --level {l}{threads} --json > {}",
             quote(&ours),
-            quote(&out)
+            quote(&work.join(PACK_JSON))
+        ),
+        unpack: Some(format!(
+            "{exe} unpack {} -C {}{threads} --json > {}",
+            quote(&ours),
+            quote(&out),
+            quote(&work.join(UNPACK_JSON))
         )),
         verify: Some(format!("{exe} verify {}", quote(&ours))),
         list: Some(format!("{exe} list {}", quote(&ours))),
@@ -469,6 +593,32 @@ fn plan(opts: &BenchOptions, dir: &Path, work: &Path, peers: bool) -> Vec<Jobs> 
     jobs
 }
 
+/// Where our pack and unpack jobs leave their `--json` reports, in the work directory.
+const PACK_JSON: &str = "pack.json";
+const UNPACK_JSON: &str = "unpack.json";
+
+/// The `stages` of a `--json` report left at `path` (none if it cannot be read).
+fn stages_of(path: &Path) -> Vec<Stage> {
+    #[derive(serde::Deserialize)]
+    struct Reported {
+        #[serde(default)]
+        stages: Vec<Stage>,
+        #[serde(default)]
+        compressors: usize,
+    }
+    fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Reported>(&b).ok())
+        .map(|r| {
+            let mut stages = r.stages;
+            if let Some(c) = stages.iter_mut().find(|s| s.stage == "compress") {
+                c.threads = c.threads.max(r.compressors);
+            }
+            stages
+        })
+        .unwrap_or_default()
+}
+
 /// Runs one job, after emptying the page cache in cold mode.
 fn timed(opts: &BenchOptions, script: &str, log: &Path) -> Result<Run> {
     if opts.cold {
@@ -489,6 +639,53 @@ fn pick_cat_path(archive: &Path) -> Result<String> {
         .get(files.len() / 2)
         .map(|e| e.display_path())
         .unwrap_or_default())
+}
+
+/// A `--threads` sweep as a table: one row per thread count.
+pub fn scaling_table(rows: &[Scaling]) -> String {
+    let mut s = format!(
+        "{:<14} {:>7} {:>5} {:>8} {:>8} {:>6} {:>6} {:>9} {:>6} {:>8}  {}\n",
+        "",
+        "threads",
+        "comp",
+        "pack s",
+        "speedup",
+        "effic",
+        "walk%",
+        "compress%",
+        "write%",
+        "RSS MiB",
+        "compressors waited for"
+    );
+    for r in rows {
+        let stage = |n: &str| r.stages.iter().find(|s| s.stage == n);
+        let util = |n: &str| stage(n).map_or(0.0, |s| s.utilization * 100.0);
+        let waits = stage("compress")
+            .map(|s| {
+                s.waits
+                    .iter()
+                    .filter(|p| p.seconds >= 0.0005)
+                    .map(|p| format!("{} {:.3}s", p.name, p.seconds))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "{:<14} {:>7} {:>5} {:>8.3} {:>7.2}x {:>6.2} {:>6.1} {:>9.1} {:>6.1} {:>8.0}  {}\n",
+            "",
+            r.threads,
+            r.compressors,
+            r.pack_s,
+            r.speedup,
+            r.efficiency,
+            util("walk"),
+            util("compress"),
+            util("write"),
+            r.rss_mib,
+            waits
+        ));
+    }
+    s
 }
 
 /// The report as a terminal table.
@@ -546,6 +743,16 @@ pub fn table(report: &Report) -> String {
                 t.pack_rss_mib,
                 opt(t.unpack_rss_mib, 0),
             ));
+        }
+        for t in c.tools.iter().filter(|t| !t.pack_stages.is_empty()) {
+            for (job, stages) in [("pack", &t.pack_stages), ("unpack", &t.unpack_stages)] {
+                for st in stages.iter() {
+                    s.push_str(&format!("{:<14} {job:<6} {}\n", "", st.line()));
+                }
+            }
+        }
+        if !c.scaling.is_empty() {
+            s.push_str(&scaling_table(&c.scaling));
         }
         if let (Some(p), Some(sz)) = (c.pack_speedup, c.size_ratio) {
             s.push_str(&format!(

@@ -17,7 +17,7 @@ pub const DEFAULT_MEMORY: usize = 256 << 20;
 /// other is with the writer.
 pub const SLOTS_MIN: usize = 2;
 /// Most slots per compressor: more only holds memory without keeping a core busier.
-pub const SLOTS_MAX: usize = 8;
+pub const SLOTS_MAX: usize = 4;
 
 /// How the budget is shared out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
