@@ -51,11 +51,18 @@ impl Clock {
         self.last = now;
     }
 
-    /// Adds `d` of waiting for `why`, measured elsewhere, and takes it off the time
-    /// the next lap counts.
-    pub fn waited(&mut self, why: &'static str, d: Duration) {
+    /// Moves `d` of the time counted as work at `what` to waiting for `why`: for a
+    /// wait measured inside a step (a blocking send deep in the work).
+    pub fn reclassify(&mut self, what: &'static str, why: &'static str, d: Duration) {
+        let d = match self.work.iter_mut().find(|(n, _)| *n == what) {
+            Some((_, total)) => {
+                let d = d.min(*total);
+                *total -= d;
+                d
+            }
+            None => Duration::ZERO,
+        };
         add(&mut self.wait, why, d);
-        self.last += d.min(self.last.elapsed());
     }
 }
 
@@ -168,8 +175,8 @@ mod tests {
         a.work("compress");
         let mut b = Clock::start();
         std::thread::sleep(Duration::from_millis(10));
-        b.waited("reads", Duration::from_millis(5));
         b.work("hash");
+        b.reclassify("hash", "reads", Duration::from_millis(5));
         let mut s = vec![Stage::of("compress", &[a, b])];
         conclude(&mut s, Duration::from_millis(40));
         let s = &s[0];

@@ -174,14 +174,14 @@ fn run(
         pipeline.abort();
         return Err(e);
     }
-    clock.waited("compressors_busy", seg.blocked());
     clock.work("receive");
+    clock.reclassify("receive", "compressors_busy", seg.blocked());
     let fed = Fed {
         seg,
         entries,
         warnings: Vec::new(),
         stage: "ingest",
-        clock,
+        clocks: vec![clock],
         started,
     };
     finish(output, pipeline, fed, opts, None)

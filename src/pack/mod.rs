@@ -7,6 +7,7 @@ mod budget;
 mod compressor;
 mod ingest;
 mod interrupt;
+mod lister;
 mod output;
 mod pipeline;
 mod reread;
@@ -357,8 +358,17 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
         Ok(())
     };
     let (identity, xattrs) = (output.identity(), opts.xattrs);
+    let mut listers = Vec::new();
     let walked = match selection {
-        Selection::Tree(_) => scanner::walk(src, identity, &exclude, xattrs, visit),
+        Selection::Tree(_) => {
+            let threads = opts.threads.min(lister::THREADS_MAX);
+            scanner::walk(src, identity, &exclude, xattrs, threads, &mut clock, visit).map(
+                |(warnings, clocks)| {
+                    listers = clocks;
+                    warnings
+                },
+            )
+        }
         Selection::List { paths, .. } => {
             scanner::walk_list(src, paths, identity, &exclude, xattrs, visit)
         }
@@ -378,14 +388,15 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
             return Err(e);
         }
     };
-    clock.waited("compressors_busy", seg.blocked());
     clock.work("scan");
+    clock.reclassify("scan", "compressors_busy", seg.blocked());
+    listers.insert(0, clock);
     let fed = Fed {
         seg,
         entries,
         warnings,
         stage: "walk",
-        clock,
+        clocks: listers,
         started,
     };
     finish(output, pipeline, fed, opts, Some(&root))
@@ -396,9 +407,9 @@ struct Fed {
     seg: Segmenter,
     entries: Vec<(Group, Entry)>,
     warnings: Vec<String>,
-    /// The front's stage name, and where its time went.
+    /// The front's stage name, and where its threads' time went.
     stage: &'static str,
-    clock: Clock,
+    clocks: Vec<Clock>,
     /// When the pack started, for the stages' utilization.
     started: Instant,
 }
@@ -429,7 +440,7 @@ fn finish(
         mut entries,
         mut warnings,
         stage,
-        clock,
+        clocks,
         started,
     } = fed;
     let (backend, fallback, budget) =
@@ -445,7 +456,7 @@ fn finish(
     } = pipeline.finish()?;
     let mut index = Clock::start();
     let mut stages = vec![
-        Stage::of(stage, &[clock]),
+        Stage::of(stage, &clocks),
         Stage::of("compress", &compressors),
         Stage::of("write", &[writer]),
     ];

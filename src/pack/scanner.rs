@@ -4,11 +4,13 @@
 //! followed. A file with several links is recorded once; its other names become
 //! hard-link entries pointing at the first. Owners are recorded by id and by name.
 
+use super::lister::{Found, Lister};
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind};
+use crate::stages::Clock;
 use crate::xattr::{self, XattrPolicy};
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -34,36 +36,56 @@ struct Scan<'a> {
 /// `exclude` is a (dev, inode) pair never to report (the archive being written);
 /// paths that `skip` matches are left out, and excluded directories not descended.
 /// Entries that vanish during the walk, and sockets, are skipped with a warning.
+/// Directories are listed ahead on `threads` lister threads; `clock` hears of the time
+/// spent waiting for them. Returns the warnings and the listers' clocks.
 pub fn walk(
     root: &Path,
     exclude: Option<(u64, u64)>,
     skip: &ignore::gitignore::Gitignore,
     xattrs: XattrPolicy,
+    threads: usize,
+    clock: &mut Clock,
     mut visit: impl FnMut(Entry) -> Result<()>,
-) -> Result<Vec<Warning>> {
+) -> Result<(Vec<Warning>, Vec<Clock>)> {
     let mut scan = Scan::new(root, exclude, xattrs)?;
-    // Stack of directories still to list, each with its entries in reverse order.
-    let mut stack: Vec<Vec<(Vec<u8>, fs::Metadata)>> = vec![scan.list(root, &[])?];
+    let lister = Lister::start(root, exclude, xattrs, threads)?;
+    let take = |scan: &mut Scan, clock: &mut Clock, rel: &[u8]| -> Result<Vec<Found>> {
+        clock.work("scan");
+        let listing = lister.take(rel);
+        clock.wait("listing");
+        let listing = listing?;
+        scan.warnings.extend(listing.warnings);
+        // Ask for the subdirectories now: they are listed while this one is walked.
+        for f in listing.entries.iter().rev() {
+            let relative = Path::new(OsStr::from_bytes(&f.path));
+            let wanted = skip.is_empty() || !skip.matched(relative, true).is_ignore();
+            if f.meta.is_dir() && wanted {
+                lister.request(&f.path);
+            }
+        }
+        Ok(listing.entries)
+    };
+    // Stack of directories still to walk, each with its entries in reverse order.
+    let mut stack: Vec<Vec<Found>> = vec![take(&mut scan, clock, b"")?];
     while let Some(top) = stack.last_mut() {
-        let Some((rel, meta)) = top.pop() else {
+        let Some(found) = top.pop() else {
             stack.pop();
             continue;
         };
-        let relative = Path::new(OsStr::from_bytes(&rel));
-        if !skip.is_empty() && skip.matched(relative, meta.is_dir()).is_ignore() {
+        let relative = Path::new(OsStr::from_bytes(&found.path));
+        if !skip.is_empty() && skip.matched(relative, found.meta.is_dir()).is_ignore() {
             continue;
         }
-        let Some(entry) = scan.describe(rel, &meta)? else {
+        let Some(entry) = scan.describe(found)? else {
             continue;
         };
         let descend = (entry.kind == EntryKind::Dir).then(|| entry.path.clone());
         visit(entry)?;
         if let Some(rel) = descend {
-            let full = root.join(OsStr::from_bytes(&rel));
-            stack.push(scan.list(&full, &rel)?);
+            stack.push(take(&mut scan, clock, &rel)?);
         }
     }
-    Ok(scan.warnings)
+    Ok((scan.warnings, lister.finish()))
 }
 
 /// Reports the entries at `paths` under `root`, and nothing else: a listed directory
@@ -114,7 +136,15 @@ pub fn walk_list(
         {
             continue;
         }
-        if let Some(entry) = scan.describe(rel, &meta)? {
+        let link = meta.file_type().is_symlink().then(|| fs::read_link(&full));
+        let xattrs = xattr::read(&full, scan.xattrs);
+        let found = Found {
+            path: rel,
+            meta,
+            link,
+            xattrs,
+        };
+        if let Some(entry) = scan.describe(found)? {
             visit(entry)?;
         }
     }
@@ -123,7 +153,7 @@ pub fn walk_list(
 
 /// Orders relative paths as [`walk`] visits them: component by component, so that a
 /// directory comes right before its contents (`a`, `a/b`, `a-b`).
-fn in_walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+pub fn in_walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
 }
 
@@ -204,15 +234,21 @@ impl<'a> Scan<'a> {
         ));
     }
 
-    /// The entry for `rel` with metadata `meta`, or `None` (with a warning) for a
-    /// socket or something that vanished.
-    fn describe(&mut self, rel: Vec<u8>, meta: &fs::Metadata) -> Result<Option<Entry>> {
+    /// The entry for what the lister found, or `None` (with a warning) for a socket or
+    /// something that vanished.
+    fn describe(&mut self, found: Found) -> Result<Option<Entry>> {
+        let Found {
+            path: rel,
+            meta,
+            link,
+            xattrs,
+        } = found;
         let full = self.root.join(OsStr::from_bytes(&rel));
         let ft = meta.file_type();
         let (kind, link_target) = if ft.is_dir() {
             (EntryKind::Dir, None)
         } else if ft.is_symlink() {
-            match fs::read_link(&full) {
+            match link.unwrap_or_else(|| fs::read_link(&full)) {
                 Ok(t) => (EntryKind::Symlink, Some(t.into_os_string().into_vec())),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     self.vanished(&full);
@@ -243,7 +279,7 @@ impl<'a> Scan<'a> {
                 .push(format!("{}: socket not archived", full.display()));
             return Ok(None);
         };
-        let xattrs = match xattr::read(&full, self.xattrs) {
+        let xattrs = match xattrs {
             Ok(x) => x,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.vanished(&full);
@@ -275,43 +311,6 @@ impl<'a> Scan<'a> {
                 .then(|| meta.rdev()),
         }))
     }
-
-    /// Lists `dir` (relative path `rel`), sorted by name in reverse so `pop` yields order.
-    fn list(&mut self, dir: &Path, rel: &[u8]) -> Result<Vec<(Vec<u8>, fs::Metadata)>> {
-        let rd = match fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.is_empty() => {
-                self.vanished(dir);
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(Error::io(dir, "read directory", e)),
-        };
-        let mut out = Vec::new();
-        for de in rd {
-            let de = de.map_err(|e| Error::io(dir, "read directory", e))?;
-            let name: OsString = de.file_name();
-            let meta = match de.metadata() {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.vanished(&dir.join(&name));
-                    continue;
-                }
-                Err(e) => return Err(Error::io(dir.join(&name), "stat", e)),
-            };
-            if self.exclude == Some((meta.dev(), meta.ino())) {
-                continue;
-            }
-            let mut path = Vec::with_capacity(rel.len() + 1 + name.len());
-            if !rel.is_empty() {
-                path.extend_from_slice(rel);
-                path.push(b'/');
-            }
-            path.extend_from_slice(name.as_bytes());
-            out.push((path, meta));
-        }
-        out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-        Ok(out)
-    }
 }
 
 /// The full path of an entry under `root`, for messages.
@@ -328,6 +327,56 @@ mod tests {
         let mut v: Vec<&[u8]> = vec![b"a-b", b"a/b", b"a", b"a/b/c", b"b", b"a.txt"];
         v.sort_by(|a, b| in_walk_order(a, b));
         assert_eq!(v, [&b"a"[..], b"a/b", b"a/b/c", b"a-b", b"a.txt", b"b"]);
+    }
+
+    #[test]
+    fn walk_order_holds_beyond_the_listers_read_ahead() {
+        let root = std::env::temp_dir().join(format!("znippy-lister-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        // More subdirectories in one directory than the listers request ahead, some
+        // nested, so some are requested only when the walk reaches them.
+        let dirs = super::super::lister::AHEAD + 100;
+        for i in 0..dirs {
+            let d = root.join(format!("d{i:05}"));
+            fs::create_dir_all(d.join("sub")).unwrap();
+            fs::write(d.join("sub/f"), b"x").unwrap();
+        }
+        let skip = ignore::gitignore::Gitignore::empty();
+        for threads in [1, 3] {
+            let mut seen = Vec::new();
+            let mut clock = Clock::start();
+            let (warnings, clocks) = walk(
+                &root,
+                None,
+                &skip,
+                XattrPolicy::User,
+                threads,
+                &mut clock,
+                |e| {
+                    seen.push(e.path);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert!(warnings.is_empty());
+            assert_eq!(clocks.len(), threads);
+            assert_eq!(seen.len(), dirs * 3);
+            let mut sorted = seen.clone();
+            sorted.sort_by(|a, b| in_walk_order(a, b));
+            assert!(
+                seen == sorted,
+                "entries out of walk order with {threads} listers"
+            );
+            assert_eq!(
+                seen[..3],
+                [
+                    b"d00000".to_vec(),
+                    b"d00000/sub".to_vec(),
+                    b"d00000/sub/f".to_vec()
+                ]
+            );
+        }
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
