@@ -603,19 +603,11 @@ fn stages_of(path: &Path) -> Vec<Stage> {
     struct Reported {
         #[serde(default)]
         stages: Vec<Stage>,
-        #[serde(default)]
-        compressors: usize,
     }
     fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice::<Reported>(&b).ok())
-        .map(|r| {
-            let mut stages = r.stages;
-            if let Some(c) = stages.iter_mut().find(|s| s.stage == "compress") {
-                c.threads = c.threads.max(r.compressors);
-            }
-            stages
-        })
+        .map(|r| r.stages)
         .unwrap_or_default()
 }
 

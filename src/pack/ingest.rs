@@ -81,9 +81,9 @@ impl Ingest {
 
     /// Starts writing an archive to `dest`, a file or a stream.
     pub fn start(dest: Destination, opts: &PackOptions) -> Result<Ingest> {
-        opts.validate()?;
+        let budget = opts.budget()?;
         let output = Output::open(dest)?;
-        let pipeline = Pipeline::start(opts.config(None), &output)?;
+        let pipeline = Pipeline::start(opts.config(budget, None), &output)?;
         let name = output.path().to_path_buf();
         let (tx, rx) = bounded::<IngestEntry>(64);
         let opts = opts.clone();

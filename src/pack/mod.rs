@@ -153,6 +153,12 @@ impl Default for PackOptions {
 impl PackOptions {
     /// Checks the options, saying what is wrong.
     pub fn validate(&self) -> Result<()> {
+        self.budget().map(|_| ())
+    }
+
+    /// Checks the options and shares out the memory budget (measuring the zstd
+    /// context once).
+    fn budget(&self) -> Result<Budget> {
         let (lo, hi) = CHUNK_SIZE_RANGE;
         if !self.chunk_size.is_power_of_two() || self.chunk_size < lo || self.chunk_size > hi {
             return Err(Error::Invalid(format!(
@@ -169,27 +175,28 @@ impl PackOptions {
                 levels.end()
             )));
         }
-        Budget::plan(
-            self.memory,
-            self.threads.clamp(1, 1024),
-            self.chunk_size,
-            (!self.store).then_some(self.level),
-        )?;
         if self.threads == 0 || self.threads > 1024 {
             return Err(Error::Invalid(format!(
                 "threads {} outside 1..=1024",
                 self.threads
             )));
         }
-        Ok(())
+        Budget::plan(
+            self.memory,
+            self.threads,
+            self.chunk_size,
+            (!self.store).then_some(self.level),
+        )
     }
 
-    fn config(&self, root: Option<Arc<Root>>) -> Config {
+    /// The pipeline's configuration, with the budget [`PackOptions::budget`] gave.
+    fn config(&self, budget: Budget, root: Option<Arc<Root>>) -> Config {
         Config {
             threads: self.threads,
             chunk_size: self.chunk_size,
             level: (!self.store).then_some(self.level),
             memory: self.memory,
+            budget,
             io: self.io,
             on_change: self.on_change,
             root,
@@ -317,7 +324,7 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
 /// ```
 pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> Result<PackReport> {
     let started = Instant::now();
-    opts.validate()?;
+    let budget = opts.budget()?;
     let src = selection.root();
     let fd = rustix::fs::open(
         src,
@@ -332,7 +339,7 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
     let exclude = exclusions(src, &opts.exclude)?;
     let mut clock = Clock::start();
     let output = Output::open(dest)?;
-    let pipeline = Pipeline::start(opts.config(Some(root.clone())), &output)?;
+    let pipeline = Pipeline::start(opts.config(budget, Some(root.clone())), &output)?;
     clock.work("setup");
     let mut seg = Segmenter::new(opts.chunk_size, pipeline.plans());
     let mut entries: Vec<(Group, Entry)> = Vec::new();

@@ -47,6 +47,8 @@ pub struct Config {
     pub level: Option<i32>,
     /// Bytes the compressors may hold in all.
     pub memory: usize,
+    /// How `memory` is shared out among the compressors.
+    pub budget: Budget,
     /// I/O backend choice.
     pub io: IoMode,
     /// Root directory for file sources.
@@ -62,7 +64,7 @@ impl Pipeline {
     pub fn start(cfg: Config, output: &Output) -> Result<Pipeline> {
         let archive = output.file.clone();
         let archive_path = output.path().to_path_buf();
-        let budget = Budget::plan(cfg.memory, cfg.threads, cfg.chunk_size, cfg.level)?;
+        let budget = cfg.budget;
         let (threads, slots) = (budget.compressors, budget.slots);
         if threads < cfg.threads {
             log::info!(
