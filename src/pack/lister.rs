@@ -1,7 +1,8 @@
 //! The lister: reads directories ahead of the walk on a few threads. For every entry of
-//! a directory it gathers what the scanner needs (lstat metadata, a symlink's target,
-//! extended attributes), so the per-entry system calls run in parallel while the
-//! scanner, on one thread, still reports entries in exactly its order.
+//! a directory it applies `--exclude` and gathers what the scanner needs (lstat
+//! metadata, a symlink's target, extended attributes), so the per-entry system calls
+//! and matching run in parallel while the scanner, on one thread, still reports
+//! entries in exactly its order.
 //!
 //! The scanner requests the subdirectories of each listing it takes. Threads always
 //! list the pending directory that comes first in the walk's order, which is the one
@@ -12,6 +13,7 @@ use super::scanner::in_walk_order;
 use crate::error::{Error, Result};
 use crate::stages::Clock;
 use crate::xattr::{self, Xattr, XattrPolicy};
+use ignore::gitignore::Gitignore;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -81,6 +83,8 @@ struct Shared {
     /// (device, inode) never to list: the archive being written.
     exclude: Option<(u64, u64)>,
     xattrs: XattrPolicy,
+    /// `--exclude` patterns: matching entries are left out of listings.
+    skip: Gitignore,
     state: Mutex<State>,
     work: Condvar,
     done: Condvar,
@@ -99,10 +103,12 @@ pub struct Lister {
 }
 
 impl Lister {
-    /// Starts `threads` threads listing directories under `root`.
+    /// Starts `threads` threads listing directories under `root`, leaving out the
+    /// entries `skip` matches.
     pub fn start(
         root: &Path,
         exclude: Option<(u64, u64)>,
+        skip: &Gitignore,
         xattrs: XattrPolicy,
         threads: usize,
     ) -> Result<Lister> {
@@ -110,6 +116,7 @@ impl Lister {
             root: root.into(),
             exclude,
             xattrs,
+            skip: skip.clone(),
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -250,6 +257,14 @@ fn list(shared: &Shared, rel: &[u8]) -> Result<Listing> {
             path.push(b'/');
         }
         path.extend_from_slice(name.as_bytes());
+        if !shared.skip.is_empty()
+            && shared
+                .skip
+                .matched(Path::new(OsStr::from_bytes(&path)), meta.is_dir())
+                .is_ignore()
+        {
+            continue;
+        }
         let full = dir.join(&name);
         let link = meta.file_type().is_symlink().then(|| fs::read_link(&full));
         let xattrs = xattr::read(&full, shared.xattrs);

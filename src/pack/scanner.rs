@@ -48,7 +48,7 @@ pub fn walk(
     mut visit: impl FnMut(Entry) -> Result<()>,
 ) -> Result<(Vec<Warning>, Vec<Clock>)> {
     let mut scan = Scan::new(root, exclude, xattrs)?;
-    let lister = Lister::start(root, exclude, xattrs, threads)?;
+    let lister = Lister::start(root, exclude, skip, xattrs, threads)?;
     let take = |scan: &mut Scan, clock: &mut Clock, rel: &[u8]| -> Result<Vec<Found>> {
         clock.work("scan");
         let listing = lister.take(rel);
@@ -56,12 +56,8 @@ pub fn walk(
         let listing = listing?;
         scan.warnings.extend(listing.warnings);
         // Ask for the subdirectories now: they are listed while this one is walked.
-        for f in listing.entries.iter().rev() {
-            let relative = Path::new(OsStr::from_bytes(&f.path));
-            let wanted = skip.is_empty() || !skip.matched(relative, true).is_ignore();
-            if f.meta.is_dir() && wanted {
-                lister.request(&f.path);
-            }
+        for f in listing.entries.iter().rev().filter(|f| f.meta.is_dir()) {
+            lister.request(&f.path);
         }
         Ok(listing.entries)
     };
@@ -72,10 +68,6 @@ pub fn walk(
             stack.pop();
             continue;
         };
-        let relative = Path::new(OsStr::from_bytes(&found.path));
-        if !skip.is_empty() && skip.matched(relative, found.meta.is_dir()).is_ignore() {
-            continue;
-        }
         let Some(entry) = scan.describe(found)? else {
             continue;
         };
