@@ -71,14 +71,12 @@ struct Zstd {
 }
 
 /// Files opened per batch before their reads are submitted and the files closed.
-pub const OPEN_BATCH: usize = 32;
+const OPEN_BATCH: usize = 32;
 
 struct Filling {
     slot: usize,
     plan: ChunkPlan,
     pending: usize,
-    /// Files kept open until the check after their reads, by piece index (in order).
-    fds: Vec<(usize, OwnedFd)>,
 }
 
 /// One compressor thread's state.
@@ -97,12 +95,6 @@ pub struct Compressor {
     pub on_change: super::OnChange,
     /// Where changed files are reported.
     pub changes: Arc<std::sync::Mutex<Changes>>,
-    /// Files this compressor may keep open from their read to their check (its share
-    /// of the descriptor limit); past that, a file is closed once its read is queued
-    /// and checked by path.
-    pub fd_cap: usize,
-    /// Files kept open now.
-    pub held_fds: usize,
 }
 
 impl Compressor {
@@ -154,7 +146,6 @@ impl Compressor {
                                 slot,
                                 plan,
                                 pending: 0,
-                                fds: Vec::new(),
                             });
                             self.start(&mut filling)?;
                         }
@@ -200,11 +191,11 @@ impl Compressor {
                         return Err(e);
                     }
                 }
-                let Some(mut f) = filling.pop_front() else {
+                let Some(f) = filling.pop_front() else {
                     continue;
                 };
                 clock.work("read");
-                self.check_unchanged(&mut f)?;
+                self.check_unchanged(&f.plan)?;
                 clock.work("check");
                 let pieces = spare.pop().unwrap_or_default();
                 let out = self.seal(zstd.as_mut(), f, pieces, &mut clock)?;
@@ -236,7 +227,7 @@ impl Compressor {
         };
         let (slot, plan) = (f.slot, &f.plan);
         let base = self.ring.slot_ptr(slot);
-        let mut open: Vec<(usize, OwnedFd)> = Vec::with_capacity(OPEN_BATCH);
+        let mut open: Vec<OwnedFd> = Vec::with_capacity(OPEN_BATCH);
         for (i, p) in plan.pieces.iter().enumerate() {
             match &p.source {
                 Source::Memory(bytes) => {
@@ -274,16 +265,12 @@ impl Compressor {
                     unsafe { self.queue.push(op, ((slot as u64) << 32) | i as u64) }
                         .map_err(|e| Error::io(self.full(rel), "queue read", e))?;
                     f.pending += 1;
-                    open.push((i, fd));
+                    open.push(fd);
                     if open.len() == OPEN_BATCH {
                         self.queue
                             .submit()
                             .map_err(|e| Error::io(self.full(rel), "submit read", e))?;
-                        self.held_fds += keep(
-                            &mut f.fds,
-                            &mut open,
-                            self.fd_cap.saturating_sub(self.held_fds),
-                        );
+                        open.clear();
                     }
                 }
             }
@@ -292,11 +279,6 @@ impl Compressor {
             self.queue
                 .submit()
                 .map_err(|e| Error::io(self.root_path(), "submit read", e))?;
-            self.held_fds += keep(
-                &mut f.fds,
-                &mut open,
-                self.fd_cap.saturating_sub(self.held_fds),
-            );
         }
         Ok(())
     }
@@ -378,12 +360,8 @@ impl Compressor {
     }
 
     /// After a chunk's reads: checks that its files still have the size and mtime the
-    /// walk saw, and fails or reports as `on_change` says. A file kept open since its
-    /// read is checked with `fstat` (no path lookup; unlinked counts as vanished), the
-    /// others by path. Closes the files kept open.
-    fn check_unchanged(&mut self, f: &mut Filling) -> Result<()> {
-        let fds = std::mem::take(&mut f.fds);
-        self.held_fds -= fds.len();
+    /// walk saw, and fails or reports as `on_change` says.
+    fn check_unchanged(&self, plan: &ChunkPlan) -> Result<()> {
         let Some(root) = self
             .root
             .as_ref()
@@ -391,8 +369,7 @@ impl Compressor {
         else {
             return Ok(());
         };
-        let mut fds = fds.into_iter().peekable();
-        for (i, p) in f.plan.pieces.iter().enumerate() {
+        for p in &plan.pieces {
             let Source::File {
                 rel,
                 size,
@@ -401,16 +378,7 @@ impl Compressor {
             else {
                 continue;
             };
-            let now = match fds.next_if(|(k, _)| *k == i) {
-                Some((_, fd)) => rustix::fs::fstat(&fd).and_then(|st| {
-                    if st.st_nlink == 0 {
-                        Err(rustix::io::Errno::NOENT)
-                    } else {
-                        Ok(st)
-                    }
-                }),
-                None => rustix::fs::statat(&root.fd, &**rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW),
-            };
+            let now = rustix::fs::statat(&root.fd, &**rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
             let problem = match now {
                 Err(e) => Some(format!("vanished while being packed ({e})")),
                 Ok(st) => {
@@ -511,15 +479,6 @@ impl Compressor {
             left = left.saturating_sub(out.len());
         }
     }
-}
-
-/// Moves up to `room` of the files in `open` (their reads queued) to `kept`, closing
-/// the rest; returns how many were kept.
-fn keep(kept: &mut Vec<(usize, OwnedFd)>, open: &mut Vec<(usize, OwnedFd)>, room: usize) -> usize {
-    let n = room.min(open.len());
-    kept.extend(open.drain(..n));
-    open.clear();
-    n
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`.

@@ -20,22 +20,6 @@ use std::thread::JoinHandle;
 /// Submission queue entries per io_uring instance.
 const QUEUE_DEPTH: u32 = 64;
 
-/// Most files one compressor keeps open from read to check.
-const FDS_MAX: usize = 1024;
-
-/// Each of `compressors` compressors' share of the descriptor limit for files kept
-/// open from their read to their check: half the soft limit shared out, less the
-/// batch each may hold while queueing reads (0 where the limit is low).
-fn fd_share(compressors: usize) -> usize {
-    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .map_or(FDS_MAX as u64, |n| n);
-    let half = usize::try_from(soft / 2).unwrap_or(usize::MAX);
-    (half / compressors.max(1))
-        .saturating_sub(super::compressor::OPEN_BATCH)
-        .min(FDS_MAX)
-}
-
 /// A running pipeline.
 pub struct Pipeline {
     plans: Option<Sender<ChunkPlan>>,
@@ -127,11 +111,6 @@ impl Pipeline {
         let mut returns = Vec::new();
         let mut compressors = Vec::new();
         let cores = core_affinity::get_core_ids().unwrap_or_default();
-        let fd_cap = if cfg.on_change == super::OnChange::Ignore {
-            0
-        } else {
-            fd_share(threads)
-        };
         for (id, (ring, queue)) in rings.iter().zip(queues).enumerate() {
             let (ret_tx, ret_rx) = bounded::<Returned>(slots);
             returns.push(ret_tx);
@@ -143,8 +122,6 @@ impl Pipeline {
                 root: cfg.root.clone(),
                 on_change: cfg.on_change,
                 changes: changes.clone(),
-                fd_cap,
-                held_fds: 0,
             };
             let (plans, sealed, abort) = (plan_rx.clone(), sealed_tx.clone(), abort.clone());
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
