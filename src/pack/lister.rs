@@ -9,7 +9,7 @@
 //! the scanner will need soonest. At most [`AHEAD`] directories are requested ahead;
 //! one beyond that is requested when the scanner reaches it.
 
-use super::scanner::in_walk_order;
+use super::scanner::{in_walk_order, vanished};
 use crate::error::{Error, Result};
 use crate::stages::Clock;
 use crate::xattr::{self, Xattr, XattrPolicy};
@@ -228,7 +228,6 @@ fn run(shared: &Shared) -> Clock {
 fn list(shared: &Shared, rel: &[u8]) -> Result<Listing> {
     let dir = shared.root.join(OsStr::from_bytes(rel));
     let mut listing = Listing::default();
-    let vanished = |full: &Path| format!("{}: vanished during the walk, skipped", full.display());
     let rd = match fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.is_empty() => {

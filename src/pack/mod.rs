@@ -368,7 +368,7 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
     let mut listers = Vec::new();
     let walked = match selection {
         Selection::Tree(_) => {
-            let threads = opts.threads.min(lister::THREADS_MAX);
+            let threads = opts.threads;
             scanner::walk(src, identity, &exclude, xattrs, threads, &mut clock, visit).map(
                 |(warnings, clocks)| {
                     listers = clocks;

@@ -220,10 +220,7 @@ impl<'a> Scan<'a> {
     }
 
     fn vanished(&mut self, full: &Path) {
-        self.warnings.push(format!(
-            "{}: vanished during the walk, skipped",
-            full.display()
-        ));
+        self.warnings.push(vanished(full));
     }
 
     /// The entry for what the lister found, or `None` (with a warning) for a socket or
@@ -303,6 +300,11 @@ impl<'a> Scan<'a> {
                 .then(|| meta.rdev()),
         }))
     }
+}
+
+/// The warning for an entry at `full` that vanished during the walk.
+pub fn vanished(full: &Path) -> Warning {
+    format!("{}: vanished during the walk, skipped", full.display())
 }
 
 /// The full path of an entry under `root`, for messages.
