@@ -7,9 +7,14 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::os::fd::AsRawFd;
-use znippy_uring::bench::corpus::TextGen;
-use znippy_uring::digest::{self, PieceDigest};
-use znippy_uring::io::{self, Completion, IoMode, Op};
+use znippy_uring::testing::digest::{self, PieceDigest};
+use znippy_uring::testing::io::{self, Completion, IoMode, Op};
+
+// The benchmark command's text generator, so that these chunks compress like its corpus.
+#[allow(dead_code, unused_imports)]
+#[path = "../src/cli/bench/corpus.rs"]
+mod corpus;
+use corpus::TextGen;
 
 const CHUNK: usize = 4 << 20;
 

@@ -23,13 +23,7 @@ pub enum PieceDigest {
     Subtree(Digest),
 }
 
-/// Plain BLAKE3 of `bytes`.
-///
-/// ```
-/// // What `printf hello | b3sum` prints.
-/// let d = znippy_uring::digest::hash(b"hello");
-/// assert!(znippy_uring::read::export::hex(&d).starts_with("ea8f163db38682925e4491c5e58d4bb3"));
-/// ```
+/// Plain BLAKE3 of `bytes`: what `b3sum` prints, in bytes.
 pub fn hash(bytes: &[u8]) -> Digest {
     *blake3::hash(bytes).as_bytes()
 }
@@ -115,6 +109,13 @@ pub fn assemble(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_is_what_b3sum_prints() {
+        // `printf hello | b3sum`
+        let hex = crate::read::export::hex(&hash(b"hello"));
+        assert!(hex.starts_with("ea8f163db38682925e4491c5e58d4bb3"), "{hex}");
+    }
 
     fn split_hash(data: &[u8], piece_len: usize) -> Digest {
         let cvs: Vec<Digest> = data

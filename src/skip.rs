@@ -18,15 +18,8 @@ pub fn frame_pays(frame_len: usize, raw_len: usize) -> bool {
     (frame_len as u64) * 100 < (raw_len as u64) * 97
 }
 
-/// Whether a file with this name is of a known already-compressed type.
-///
-/// ```
-/// use znippy_uring::skip::is_compressed_name;
-/// assert!(is_compressed_name(b"backup/photos/IMG_0001.JPG"));
-/// assert!(is_compressed_name(b"dist/app-1.0.tar.gz"));
-/// assert!(!is_compressed_name(b"src/main.rs"));
-/// assert!(!is_compressed_name(b".gz")); // a hidden file, not an extension
-/// ```
+/// Whether a file with this name is of a known already-compressed type (by extension,
+/// in any case; `.gz` alone is a hidden file, not an extension).
 pub fn is_compressed_name(path: &[u8]) -> bool {
     let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
     // A dot that starts the name makes it hidden, not an extension.

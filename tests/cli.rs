@@ -95,6 +95,31 @@ fn every_json_report_follows_the_documented_schema() {
 }
 
 #[test]
+fn json_reports_name_paths_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Scratch::new("cli-json-bytes");
+    let src = s.path("src");
+    small_files(&src, 3);
+    let archive = s
+        .path("")
+        .join(std::ffi::OsStr::from_bytes(b"a\xff.znippy"));
+    let a = archive.as_os_str();
+    let report = json_of(&ok(&[os("pack"), src.as_os_str(), os("-o"), a, os("--json")]).stdout);
+    assert_eq!(report["archive"], archive.to_string_lossy().as_ref());
+    assert!(
+        report["archive"]
+            .as_str()
+            .unwrap()
+            .ends_with("a\u{fffd}.znippy")
+    );
+    let dest = s.path("").join(std::ffi::OsStr::from_bytes(b"out\xfe"));
+    let d = dest.as_os_str();
+    let report = json_of(&ok(&[os("unpack"), a, os("-C"), d, os("--json")]).stdout);
+    assert_eq!(report["target"], dest.to_string_lossy().as_ref());
+    assert_eq!(report["files"], 3);
+}
+
+#[test]
 fn summary_lines_and_quiet() {
     let s = Scratch::new("cli-summary");
     let src = s.path("src");

@@ -135,7 +135,7 @@ fn ingest_streams_an_archive_through_a_pipe() {
         chunk_size: 64 << 10,
         ..PackOptions::default()
     };
-    let ingest = Ingest::start(znippy_uring::pack::Destination::Stream(stream), &opts).unwrap();
+    let ingest = Ingest::start(znippy_uring::Destination::Stream(stream), &opts).unwrap();
     let drain = std::thread::spawn(move || {
         let mut all = Vec::new();
         std::io::Read::read_to_end(&mut reader, &mut all).map(|_| all)

@@ -328,7 +328,7 @@ fn each_zstd_blob_is_a_standalone_standard_frame() {
     for c in a
         .chunks()
         .iter()
-        .filter(|c| c.codec == znippy_uring::format::chunk::Codec::Zstd)
+        .filter(|c| c.codec == znippy_uring::Codec::Zstd)
     {
         let blob = &bytes[c.offset as usize..(c.offset + c.stored_len) as usize];
         // The streaming decoder reads frame after frame: exactly one frame, exact size.

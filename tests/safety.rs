@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use std::fs;
 use std::path::Path;
-use znippy_uring::format::{entry::Entry, header, index, manifest::Group};
-use znippy_uring::{Archive, EntryKind, Error, UnpackOptions};
+use znippy_uring::testing::format::{header, index};
+use znippy_uring::{Archive, Entry, EntryKind, Error, Group, UnpackOptions};
 
 fn entry(path: &[u8], kind: EntryKind, link: Option<&[u8]>) -> Entry {
     let mode = match kind {
@@ -150,7 +150,7 @@ fn duplicate_paths_in_an_archive_are_refused() {
 
 #[test]
 fn chunk_lengths_beyond_what_zstd_can_produce_are_refused_before_any_allocation() {
-    use znippy_uring::format::chunk::{ChunkRecord, Codec};
+    use znippy_uring::{ChunkRecord, Codec};
     let s = Scratch::new("biglen");
     let a = s.path("a.znippy");
     let mut bytes = header::encode().to_vec();

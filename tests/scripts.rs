@@ -274,7 +274,7 @@ fn a_stream_whose_reader_goes_away_fails_the_pack() {
         .unwrap();
     assert_eq!(
         head[..8],
-        znippy_uring::format::header::MAGIC,
+        znippy_uring::testing::format::header::MAGIC,
         "the header comes first"
     );
     drop(child.stdout.take());

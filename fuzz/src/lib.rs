@@ -4,10 +4,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use znippy_uring::format::chunk::{ChunkRecord, Codec};
-use znippy_uring::format::entry::{DataLocation, Entry, EntryKind};
-use znippy_uring::format::{header, index};
-use znippy_uring::{Archive, Group, UnpackOptions};
+use znippy_uring::testing::format::{header, index};
+use znippy_uring::{
+    Archive, ChunkRecord, Codec, DataLocation, Entry, EntryKind, Group, UnpackOptions,
+};
 
 /// A per-process, per-thread scratch directory, on tmpfs where possible.
 pub fn scratch() -> PathBuf {

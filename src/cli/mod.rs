@@ -1,53 +1,111 @@
-//! Parts of the command line that are not the library: how a command reports what it
-//! did (summary line or JSON report, docs/JSON.md) and shows progress.
+//! The command line, one module per command: each holds its clap arguments (`Args`)
+//! and the function that runs it, with typed options into the library and a typed
+//! report out ([`report`]). Nothing here is part of the library's API.
 
-pub mod progress;
-pub mod stdio;
+mod args;
+mod bench;
+mod cat;
+mod completions;
+mod index;
+mod info;
+mod list;
+mod man;
+mod pack;
+mod progress;
+mod report;
+mod stdio;
+mod unpack;
+mod verify;
 
-use serde_json::Value;
+use clap::{Parser, Subcommand};
+pub use report::Output;
 
-/// Where and how a command reports, from the global flags.
-#[derive(Clone, Copy, Debug)]
-pub struct Output {
-    /// `--json`: a JSON report instead of the summary line.
-    pub json: bool,
-    /// `--quiet`: no summary line and no progress bar.
-    pub quiet: bool,
-    /// `--progress`: progress bars even when stderr is not a terminal.
-    pub progress: bool,
+#[derive(Parser)]
+#[command(
+    name = "znippy-uring",
+    version,
+    about = "Parallel io_uring archiver: zstd chunks, Arrow index, per-file random access"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: Global,
 }
 
-/// Where a report goes when standard output carries the command's data (`cat`, `index`
-/// to standard output).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
-    /// Standard output: the usual place.
-    Stdout,
-    /// Standard error.
-    Stderr,
+/// Flags every command takes.
+#[derive(clap::Args)]
+pub struct Global {
+    /// Print a JSON report (docs/JSON.md) instead of the summary line.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bar and no summary line (warnings and errors are still printed).
+    #[arg(short = 'q', long, global = true)]
+    quiet: bool,
+    /// Show progress even when stderr is not a terminal (then as a line a second).
+    #[arg(long, global = true, conflicts_with = "quiet")]
+    progress: bool,
+    /// Log decisions to stderr: -v the I/O backend, threads and rings, -vv more.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
 }
 
-impl Output {
-    /// Prints the command's report: with `--json`, `report` as one line of JSON on
-    /// `stream`; otherwise `summary` as one line on stderr, unless `--quiet`.
-    pub fn report(&self, stream: Stream, summary: impl FnOnce() -> String, report: Value) {
-        if self.json {
-            match stream {
-                Stream::Stdout => println!("{report}"),
-                Stream::Stderr => eprintln!("{report}"),
-            }
-        } else if !self.quiet {
-            eprintln!("{}", summary());
+impl Global {
+    /// How commands report.
+    pub fn output(&self) -> Output {
+        Output {
+            json: self.json,
+            quiet: self.quiet,
+            progress: self.progress,
         }
     }
 }
 
-/// Megabytes (10^6 bytes) per second.
-pub fn mb_per_s(bytes: u64, secs: f64) -> f64 {
-    bytes as f64 / 1e6 / secs.max(1e-9)
+#[derive(Subcommand)]
+pub enum Command {
+    /// Pack a directory tree into an archive.
+    Pack(pack::Args),
+    /// Unpack a whole archive into a directory.
+    Unpack(unpack::UnpackArgs),
+    /// Extract some entries (a directory brings its contents).
+    Extract(unpack::ExtractArgs),
+    /// List the entries.
+    List(list::Args),
+    /// Check every chunk and file checksum; name every damaged file.
+    Verify(verify::Args),
+    /// Write one file to standard output, reading only its chunks.
+    Cat(cat::Args),
+    /// Show format version, counts, sizes, ratio and groups.
+    Info(info::Args),
+    /// Write the index as one table for pyarrow, Polars, DuckDB (docs/QUERY.md).
+    Index(index::Args),
+    /// Benchmark pack/unpack/verify/list/cat on standard corpora or a tree, optionally
+    /// side by side with tar | zstd -T0.
+    Bench(bench::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
+    /// Print the manual page (roff), e.g. `znippy-uring man > znippy-uring.1`.
+    Man,
+    /// Internal to `bench`: run `sh -c SCRIPT` and print seconds, peak RSS (KiB) and
+    /// exit status, measured from this small process.
+    #[command(hide = true)]
+    MeasureExec(bench::MeasureExecArgs),
 }
 
-/// `a / b` as a ratio, 0 when `b` is 0.
-pub fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+/// Runs one command.
+pub fn run(command: Command, out: &Output) -> anyhow::Result<()> {
+    match command {
+        Command::Pack(a) => pack::run(a, out),
+        Command::Unpack(a) => unpack::run_unpack(a, out),
+        Command::Extract(a) => unpack::run_extract(a, out),
+        Command::List(a) => list::run(a, out),
+        Command::Verify(a) => verify::run(a, out),
+        Command::Cat(a) => cat::run(a, out),
+        Command::Info(a) => info::run(a, out),
+        Command::Index(a) => index::run(a, out),
+        Command::Bench(a) => bench::run(a, out),
+        Command::Completions(a) => completions::run(a),
+        Command::Man => man::run(),
+        Command::MeasureExec(a) => bench::measure_exec(a),
+    }
 }

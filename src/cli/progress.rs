@@ -6,6 +6,7 @@
 //! plain lines); never with `--quiet` or `--json`.
 
 use super::Output;
+use super::bench::rig::Step;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use znippy_uring::Progress;
-use znippy_uring::bench::Step;
 
 /// Whether `out` asks for progress: on a terminal, or forced with `--progress`.
 fn wanted(out: &Output) -> bool {
@@ -115,7 +115,7 @@ fn log_lines(what: &'static str, counters: &Progress, stop: &AtomicBool) {
             "{what}: {} of {} ({of}{entries} entries), {:.0} MB/s",
             indicatif::HumanBytes(done),
             indicatif::HumanBytes(total),
-            super::mb_per_s(done, secs)
+            super::report::mb_per_s(done, secs)
         );
     }
 }

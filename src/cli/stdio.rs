@@ -1,10 +1,10 @@
 //! Standard input and output as `-` on the command line: the list of paths of
 //! `pack --from-list -`, the archive of `pack -o -`, and the archive read by the other
-//! commands (`unpack -`, `list -`, ...).
+//! commands (`unpack -`, `list -`, ...), and tables written to standard output.
 
 use anyhow::{Context, Result, bail};
 use std::fs::File;
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 use znippy_uring::Archive;
@@ -76,4 +76,11 @@ pub fn open_archive(path: &Path) -> Result<Archive> {
     } else {
         Archive::from_stream(file, name)?
     })
+}
+
+/// Runs `write` on buffered standard output, then flushes it.
+pub fn to_stdout(write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    write(&mut w)?;
+    w.flush().context("<stdout>: write")
 }

@@ -374,11 +374,6 @@ impl Table {
         self.kinds.len()
     }
 
-    /// Whether the table has no rows.
-    pub fn is_empty(&self) -> bool {
-        self.kinds.is_empty()
-    }
-
     /// Row `i`'s exact path bytes.
     pub fn path(&self, i: usize) -> &[u8] {
         if self.path_raw.is_valid(i) {
@@ -448,12 +443,6 @@ fn name(column: Option<&StringArray>, i: usize) -> Option<Arc<str>> {
     column
         .filter(|c| c.is_valid(i))
         .map(|c| Arc::from(c.value(i)))
-}
-
-/// Reads a whole entries table (see [`Table`] for reading rows on demand).
-pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Entry>, String> {
-    let t = Table::new(batch)?;
-    Ok((0..t.len()).map(|i| t.entry(i)).collect())
 }
 
 /// Checks that an entry path is relative and made of normal components: no leading
@@ -559,6 +548,10 @@ mod tests {
             group: Some("root".into()),
         };
         let batch = to_batch([e.clone(), l.clone()].iter());
-        assert_eq!(from_batch(&batch).unwrap(), vec![e, l]);
+        let t = Table::new(&batch).unwrap();
+        assert_eq!(
+            (0..t.len()).map(|i| t.entry(i)).collect::<Vec<_>>(),
+            vec![e, l]
+        );
     }
 }

@@ -64,11 +64,13 @@ pub const IO_ENV: &str = "ZNIPPY_IO";
 pub const FAULT_ENV: &str = "ZNIPPY_IO_FAULT";
 
 /// The backend a pipeline actually runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Backend {
     /// io_uring with registered buffers.
+    #[serde(rename = "io_uring")]
     Uring,
     /// pread/pwrite.
+    #[serde(rename = "portable")]
     Portable,
 }
 

@@ -50,7 +50,7 @@ pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
 ///
 /// ```
 /// use znippy_uring::PackOptions;
-/// use znippy_uring::pack::OnChange;
+/// use znippy_uring::OnChange;
 /// let opts = PackOptions {
 ///     level: 9,
 ///     chunk_size: 1 << 20,
@@ -76,7 +76,7 @@ pub struct PackOptions {
     pub store: bool,
     /// Bytes the pipeline may hold for chunks in flight, at any thread count (default
     /// [`DEFAULT_MEMORY`]): fewer compressors run when it cannot give every thread
-    /// enough slots (see [`Budget`]).
+    /// enough slots (docs/DESIGN.md, "Memory").
     pub memory: usize,
     /// Package type of the entries' group.
     pub pkg_type: Option<u16>,
@@ -217,8 +217,8 @@ impl PackOptions {
     }
 }
 
-/// What a pack did.
-#[derive(Clone, Debug, PartialEq)]
+/// What a pack did. Serialized, it is the body of `pack --json` (docs/JSON.md).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PackReport {
     /// Entries archived.
     pub entries: u64,
@@ -235,6 +235,7 @@ pub struct PackReport {
     /// Bytes of file data read.
     pub bytes_in: u64,
     /// Size of the archive.
+    #[serde(rename = "bytes_out")]
     pub archive_len: u64,
     /// Chunks written.
     pub chunks: u64,
@@ -304,7 +305,7 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
 /// tree, or a stream instead of a file.
 ///
 /// ```
-/// use znippy_uring::pack::{pack_to, Destination, Selection};
+/// use znippy_uring::{pack_to, Destination, Selection};
 /// use znippy_uring::{Archive, PackOptions};
 /// # let dir = std::env::temp_dir().join(format!("pack-to-doc-{}", std::process::id()));
 /// # std::fs::create_dir_all(dir.join("src/etc"))?;

@@ -28,6 +28,16 @@ pub enum Table {
     Chunks,
 }
 
+impl Table {
+    /// `entries` or `chunks`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Entries => "entries",
+            Table::Chunks => "chunks",
+        }
+    }
+}
+
 /// How to write it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -54,6 +64,15 @@ impl std::str::FromStr for Format {
 }
 
 impl Format {
+    /// `arrow`, `csv` or `json`: the name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Arrow => "arrow",
+            Format::Csv => "csv",
+            Format::Json => "json",
+        }
+    }
+
     /// The format a file name's extension asks for, if it is one we know.
     pub fn from_extension(name: &std::path::Path) -> Option<Format> {
         match name.extension()?.to_str()? {
@@ -214,7 +233,7 @@ fn chunks_batch(archive: &Archive) -> RecordBatch {
 ///
 /// ```
 /// use znippy_uring::Archive;
-/// use znippy_uring::read::export::{export, Format, Table};
+/// use znippy_uring::export::{export, Format, Table};
 /// # let tmp = std::env::temp_dir().join(format!("doc-export-{}", std::process::id()));
 /// # std::fs::create_dir_all(tmp.join("src/etc"))?;
 /// # std::fs::write(tmp.join("src/etc/hosts"), "127.0.0.1 localhost\n")?;

@@ -50,7 +50,7 @@ pub struct UnpackOptions {
     pub devices: bool,
     /// Bytes the threads may hold for chunks (each holds a chunk's blob and its
     /// decompressed bytes): fewer threads run when it cannot give each thread that
-    /// for the archive's largest chunk (default [`crate::pack::DEFAULT_MEMORY`]).
+    /// for the archive's largest chunk (default [`crate::DEFAULT_MEMORY`]).
     pub memory: usize,
 }
 
@@ -142,8 +142,8 @@ fn threads_within(
     run
 }
 
-/// What an unpack did.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What an unpack or extract did. Serialized, it is the body of `unpack --json`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct UnpackReport {
     /// Regular files written.
     pub files: u64,

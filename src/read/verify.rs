@@ -9,8 +9,9 @@ use crate::error::Result;
 use crate::format::entry::EntryKind;
 use std::collections::BTreeMap;
 
-/// What `verify` found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What `verify` found. Serialized, it is the body of `verify --json`: each damaged
+/// file as `{"path", "problem"}`, each damaged chunk as `{"chunk", "problem"}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct VerifyReport {
     /// Files checked.
     pub files: u64,
@@ -19,9 +20,48 @@ pub struct VerifyReport {
     /// Uncompressed bytes checked.
     pub bytes: u64,
     /// Damaged files (path, lossy UTF-8) and what is wrong with each.
+    #[serde(serialize_with = "damage::files")]
     pub damaged: Vec<(String, String)>,
     /// Damaged chunks (number) and what is wrong with each, by number.
+    #[serde(serialize_with = "damage::chunks")]
     pub damaged_chunks: Vec<(u64, String)>,
+}
+
+/// The damage lists as JSON objects rather than pairs.
+mod damage {
+    use serde::Serializer;
+    use serde::ser::SerializeSeq;
+
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        path: &'a str,
+        problem: &'a str,
+    }
+
+    #[derive(serde::Serialize)]
+    struct Chunk<'a> {
+        chunk: u64,
+        problem: &'a str,
+    }
+
+    pub fn files<S: Serializer>(v: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for (path, problem) in v {
+            seq.serialize_element(&File { path, problem })?;
+        }
+        seq.end()
+    }
+
+    pub fn chunks<S: Serializer>(v: &[(u64, String)], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for (chunk, problem) in v {
+            seq.serialize_element(&Chunk {
+                chunk: *chunk,
+                problem,
+            })?;
+        }
+        seq.end()
+    }
 }
 
 impl VerifyReport {

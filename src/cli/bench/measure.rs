@@ -1,11 +1,11 @@
 //! Timing a command: wall-clock seconds and peak RSS (from `wait4`, which covers the
 //! whole process tree of a shell pipeline).
 
-use crate::error::{Error, Result};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
+use znippy_uring::{Error, Result};
 
 /// One timed run.
 #[derive(Clone, Debug)]

@@ -3,10 +3,10 @@
 //! The generators are written here rather than taken from `rand` so that a corpus is
 //! the same bytes for a given seed in every version of this tool.
 
-use crate::error::{Error, Result};
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use znippy_uring::{Error, Result};
 
 /// The corpora `bench` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

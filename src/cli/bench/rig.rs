@@ -3,16 +3,13 @@
 //! jobs done by `tar | zstd -T0` and plain `tar`, alternating, several repetitions,
 //! reporting medians and ratios.
 
-pub mod corpus;
-pub mod measure;
-
-use crate::error::{Error, Result};
-use crate::stages::Stage;
-use corpus::Corpus;
-use measure::{Run, median, quote, shell};
+use super::corpus::{self, Corpus};
+use super::measure::{self, Run, median, quote, shell};
 use serde::Serialize;
 use std::fs;
 use std::path::{Path, PathBuf};
+use znippy_uring::Stage;
+use znippy_uring::{Error, Result};
 
 /// What to benchmark.
 #[derive(Clone, Debug)]
@@ -621,146 +618,14 @@ fn timed(opts: &BenchOptions, script: &str, log: &Path) -> Result<Run> {
 
 /// The path of the middle regular file of the archive, for `cat`.
 fn pick_cat_path(archive: &Path) -> Result<String> {
-    let a = crate::Archive::open(archive)?;
-    let files: Vec<&crate::Entry> = a
+    let a = znippy_uring::Archive::open(archive)?;
+    let files: Vec<&znippy_uring::Entry> = a
         .entries()
         .iter()
-        .filter(|e| e.kind == crate::EntryKind::File && std::str::from_utf8(&e.path).is_ok())
+        .filter(|e| e.kind == znippy_uring::EntryKind::File && std::str::from_utf8(&e.path).is_ok())
         .collect();
     Ok(files
         .get(files.len() / 2)
         .map(|e| e.display_path())
         .unwrap_or_default())
-}
-
-/// A `--threads` sweep as a table: one row per thread count.
-pub fn scaling_table(rows: &[Scaling]) -> String {
-    let mut s = format!(
-        "{:<14} {:>7} {:>5} {:>8} {:>8} {:>6} {:>6} {:>9} {:>6} {:>8}  {}\n",
-        "",
-        "threads",
-        "comp",
-        "pack s",
-        "speedup",
-        "effic",
-        "walk%",
-        "compress%",
-        "write%",
-        "RSS MiB",
-        "compressors waited for"
-    );
-    for r in rows {
-        let stage = |n: &str| r.stages.iter().find(|s| s.stage == n);
-        let util = |n: &str| stage(n).map_or(0.0, |s| s.utilization * 100.0);
-        let waits = stage("compress")
-            .map(|s| {
-                s.waits
-                    .iter()
-                    .filter(|p| p.seconds >= 0.0005)
-                    .map(|p| format!("{} {:.3}s", p.name, p.seconds))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        s.push_str(&format!(
-            "{:<14} {:>7} {:>5} {:>8.3} {:>7.2}x {:>6.2} {:>6.1} {:>9.1} {:>6.1} {:>8.0}  {}\n",
-            "",
-            r.threads,
-            r.compressors,
-            r.pack_s,
-            r.speedup,
-            r.efficiency,
-            util("walk"),
-            util("compress"),
-            util("write"),
-            r.rss_mib,
-            waits
-        ));
-    }
-    s
-}
-
-/// The report as a terminal table.
-pub fn table(report: &Report) -> String {
-    let mut s = format!(
-        "{} | zstd level {} | {} repetitions, medians | {} page cache\n",
-        report.machine,
-        report.level,
-        report.reps,
-        if report.cold {
-            "cold (dropped before each job)"
-        } else {
-            "hot"
-        }
-    );
-    s.push_str(&format!(
-        "{:<14} {:<13} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}\n",
-        "corpus",
-        "tool",
-        "MB",
-        "ratio",
-        "pack MB/s",
-        "files/s",
-        "unpk MB/s",
-        "vrfy MB/s",
-        "list ms",
-        "cat ms",
-        "RSS pk",
-        "RSS up"
-    ));
-    let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
-    for c in &report.corpora {
-        for t in &c.tools {
-            let name: String = c
-                .corpus
-                .chars()
-                .rev()
-                .take(14)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            s.push_str(&format!(
-                "{:<14} {:<13} {:>9.0} {:>7.2} {:>9.0} {:>9.0} {:>9} {:>9} {:>8} {:>8} {:>8.0} {:>8}\n",
-                name,
-                t.tool,
-                c.bytes as f64 / 1e6,
-                t.ratio,
-                t.pack_mb_s,
-                t.pack_files_s,
-                opt(t.unpack_mb_s, 0),
-                opt(t.verify_mb_s, 0),
-                opt(t.list_ms, 0),
-                opt(t.cat_ms, 1),
-                t.pack_rss_mib,
-                opt(t.unpack_rss_mib, 0),
-            ));
-        }
-        for t in c.tools.iter().filter(|t| !t.pack_stages.is_empty()) {
-            for (job, stages) in [("pack", &t.pack_stages), ("unpack", &t.unpack_stages)] {
-                for st in stages.iter() {
-                    s.push_str(&format!("{:<14} {job:<6} {}\n", "", st.line()));
-                }
-            }
-        }
-        if !c.scaling.is_empty() {
-            s.push_str(&scaling_table(&c.scaling));
-        }
-        if let (Some(p), Some(sz)) = (c.pack_speedup, c.size_ratio) {
-            s.push_str(&format!(
-                "{:<14} ours/theirs: pack {p:.2}x faster than tar+zstd, unpack {}x, size {:.3} of tar.zst, pack speed {:.2} of plain tar\n",
-                "",
-                opt(c.unpack_speedup, 2),
-                sz,
-                c.pack_vs_tar.unwrap_or(0.0)
-            ));
-        }
-    }
-    if !report.missing_peers.is_empty() {
-        s.push_str(&format!(
-            "peers not installed: {}\n",
-            report.missing_peers.join(", ")
-        ));
-    }
-    s
 }

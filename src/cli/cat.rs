@@ -1,0 +1,53 @@
+//! `znippy-uring cat`: one file to standard output, reading only its chunks.
+
+use super::report::{Output, Report, Stream, lossy};
+use super::stdio::open_archive;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Archive to read (`-`: standard input).
+    archive: PathBuf,
+    /// Path inside the archive.
+    path: OsString,
+}
+
+/// `cat --json`, on stderr (standard output carries the file).
+#[derive(Serialize)]
+struct CatJson<'a> {
+    #[serde(serialize_with = "lossy")]
+    path: &'a Path,
+    bytes: u64,
+    seconds: f64,
+}
+
+impl Report for CatJson<'_> {
+    /// A filter has no summary line: `cat` prints one only with `--json`.
+    fn summary(&self, _: &str) -> String {
+        String::new()
+    }
+}
+
+pub fn run(args: Args, out: &Output) -> Result<()> {
+    let start = Instant::now();
+    let a = open_archive(&args.archive)?;
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let bytes = a.read_file(args.path.as_bytes(), &mut w)?;
+    w.flush().context("writing to standard output")?;
+    if out.json {
+        let report = CatJson {
+            path: Path::new(&args.path),
+            bytes,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        out.report(Stream::Stderr, "cat", &args.archive, &report);
+    }
+    Ok(())
+}
