@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind, check_path};
 use crate::owner::Owners;
 use crate::stages::{self, Clock, Stage};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -267,20 +267,65 @@ impl Archive {
         opts: &UnpackOptions,
     ) -> Result<UnpackReport> {
         let (started, mut prepare) = (std::time::Instant::now(), Clock::start());
+        self.check_selected(selected)?;
+        let root = Beneath::open(dest).map_err(|e| Error::io(dest, "open target directory", e))?;
         let entries = self.entries();
+        let job = Job {
+            archive: self,
+            entries,
+            selected,
+            root,
+            meta: Restore::new(opts, selected.iter().filter_map(|&i| entries.get(i))),
+            opts,
+        };
+        let mut report = UnpackReport::default();
+        job.directories()?;
+        report.files += job.empty_and_split_files()?;
+        prepare.work("directories");
+        let (workers, clocks) = job.data()?;
+        let mut finish = Clock::start();
+        report.threads = clocks.len();
+        report.files += workers.iter().map(|w| w.files).sum::<u64>();
+        report.bytes = workers.iter().map(|w| w.bytes).sum();
+        let tallies = workers.into_iter().map(|w| w.tally).collect();
+        let damaged = conclude(self, selected, tallies);
+        report.files += job.complete_split_files(&damaged)?;
+        report.hardlinks = job.hardlinks()?;
+        (report.specials, report.skipped_devices) = job.specials()?;
+        report.symlinks = job.symlinks()?;
+        report.dirs = job.directory_metadata()?;
+        finish.work("links and metadata");
+        report.stages = vec![
+            Stage::of("prepare", &[prepare]),
+            Stage::of("data", &clocks),
+            Stage::of("finish", &[finish]),
+        ];
+        stages::conclude(&mut report.stages, started.elapsed());
+        if damaged.is_empty() {
+            return Ok(report);
+        }
+        Err(Error::Damaged {
+            archive: self.path().into(),
+            damaged: damaged
+                .into_iter()
+                .filter_map(|(i, why)| entries.get(i).map(|e| (e.display_path(), why)))
+                .collect(),
+        })
+    }
+
+    /// Refuses unsafe paths (and hard link targets) and duplicate paths among the
+    /// selected entries, before anything is written.
+    fn check_selected(&self, selected: &[usize]) -> Result<()> {
+        let unsafe_path = |path: &[u8], why| Error::UnsafePath {
+            archive: self.path().into(),
+            path: String::from_utf8_lossy(path).into_owned(),
+            why,
+        };
         let mut seen = HashSet::new();
-        for e in selected.iter().filter_map(|&i| entries.get(i)) {
-            check_path(&e.path).map_err(|why| Error::UnsafePath {
-                archive: self.path().into(),
-                path: e.display_path(),
-                why,
-            })?;
+        for e in selected.iter().filter_map(|&i| self.entries().get(i)) {
+            check_path(&e.path).map_err(|why| unsafe_path(&e.path, why))?;
             if let (EntryKind::Hardlink, Some(target)) = (e.kind, &e.link_target) {
-                check_path(target).map_err(|why| Error::UnsafePath {
-                    archive: self.path().into(),
-                    path: String::from_utf8_lossy(target).into_owned(),
-                    why,
-                })?;
+                check_path(target).map_err(|why| unsafe_path(target, why))?;
             }
             if !seen.insert(e.path.as_slice()) {
                 return Err(Error::corrupt(
@@ -289,14 +334,37 @@ impl Archive {
                 ));
             }
         }
-        let root = Beneath::open(dest).map_err(|e| Error::io(dest, "open target directory", e))?;
-        let meta = Restore::new(opts, selected.iter().filter_map(|&i| entries.get(i)));
-        let mut report = UnpackReport::default();
+        Ok(())
+    }
+}
 
-        // 1. Directories, parents before children (sorted order), plus any parent that
-        //    has no entry of its own.
+/// One unpack or extract under way: the selected entries, written beneath the target
+/// in steps, each a method, in the order they run.
+struct Job<'a> {
+    archive: &'a Archive,
+    entries: &'a [Entry],
+    selected: &'a [usize],
+    root: Beneath,
+    meta: Restore<'a>,
+    opts: &'a UnpackOptions,
+}
+
+impl<'a> Job<'a> {
+    /// The selected entries, in archive order.
+    fn each(&self) -> impl DoubleEndedIterator<Item = &'a Entry> + 'a {
+        let entries = self.entries;
+        self.selected.iter().filter_map(move |&i| entries.get(i))
+    }
+
+    fn is_split(e: &Entry) -> bool {
+        e.location.is_some_and(|l| l.first_chunk != l.last_chunk)
+    }
+
+    /// 1. Directories, parents before children (sorted order), plus any parent that
+    ///    has no entry of its own.
+    fn directories(&self) -> Result<()> {
         let mut dirs: BTreeSet<&[u8]> = BTreeSet::new();
-        for e in selected.iter().filter_map(|&i| entries.get(i)) {
+        for e in self.each() {
             let mut end = 0;
             while let Some(pos) = e.path[end..].iter().position(|&b| b == b'/') {
                 dirs.insert(&e.path[..end + pos]);
@@ -307,123 +375,128 @@ impl Archive {
             }
         }
         for d in &dirs {
-            root.mkdir(d).map_err(root.err(d, "mkdir"))?;
+            self.root.mkdir(d).map_err(self.root.err(d, "mkdir"))?;
         }
+        Ok(())
+    }
 
-        // 2. Empty files, and files spanning several chunks (created at full size so
-        //    each chunk can be written into place by whichever thread decodes it).
-        for e in selected.iter().filter_map(|&i| entries.get(i)) {
-            match (e.kind, e.location) {
-                (EntryKind::File, None) => {
-                    let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
-                    meta.apply_meta(&fd, e)
-                        .map_err(root.err(&e.path, "set metadata"))?;
-                    report.files += 1;
-                }
-                (EntryKind::File, Some(loc)) if loc.first_chunk != loc.last_chunk => {
-                    let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
-                    rustix::fs::ftruncate(&fd, e.size)
-                        .map_err(|err| root.err(&e.path, "truncate")(err.into()))?;
-                }
-                _ => {}
+    /// 2. Empty files (complete at once: counted), and files spanning several chunks,
+    ///    created at full size so that each chunk can be written into place by
+    ///    whichever thread decodes it.
+    fn empty_and_split_files(&self) -> Result<u64> {
+        let root = &self.root;
+        let mut files = 0;
+        for e in self.each().filter(|e| e.kind == EntryKind::File) {
+            if e.location.is_none() {
+                let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
+                (self.meta.apply_meta(&fd, e)).map_err(root.err(&e.path, "set metadata"))?;
+                files += 1;
+            } else if Self::is_split(e) {
+                let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
+                rustix::fs::ftruncate(&fd, e.size)
+                    .map_err(|err| root.err(&e.path, "truncate")(err.into()))?;
             }
         }
+        Ok(files)
+    }
 
-        // 3. File data, chunk by chunk, on all cores. Writes into one split file are
-        //    serialized by a lock of ours: concurrent pwrites to one file contend on its
-        //    inode lock, where the kernel spins (seen in perf: 20% of samples in
-        //    rwsem_spin_on_owner for a 2 GiB file), while a waiter here sleeps and the
-        //    other thread goes on decoding.
-        let split_locks: HashMap<usize, Mutex<()>> = selected
-            .iter()
-            .filter(|&&i| {
-                entries
-                    .get(i)
-                    .and_then(|e| e.location)
-                    .is_some_and(|l| l.first_chunk != l.last_chunk)
-            })
+    /// 3. File data, chunk by chunk, on all cores. Writes into one split file are
+    ///    serialized by a lock of ours: concurrent pwrites to one file contend on its
+    ///    inode lock, where the kernel spins (seen in perf: 20% of samples in
+    ///    rwsem_spin_on_owner for a 2 GiB file), while a waiter here sleeps and the
+    ///    other thread goes on decoding.
+    fn data(&self) -> Result<(Vec<Worker>, Vec<Clock>)> {
+        let split_locks: HashMap<usize, Mutex<()>> = (self.selected.iter())
+            .filter(|&&i| self.entries.get(i).is_some_and(Self::is_split))
             .map(|&i| (i, Mutex::new(())))
             .collect();
-        let layout = Layout::new(entries, self.chunks(), selected);
-        let threads = threads_within(opts.memory, opts.threads, self.chunks());
-        prepare.work("directories");
-        let (workers, clocks) = visit::chunks(
-            self,
+        let layout = Layout::new(self.entries, self.archive.chunks(), self.selected);
+        let threads = threads_within(self.opts.memory, self.opts.threads, self.archive.chunks());
+        visit::chunks(
+            self.archive,
             &layout.chunks,
             threads,
             "write",
             Worker::default,
             |w, k, data| {
                 let id = layout.chunks.get(k).copied().unwrap_or_default();
-                let data = match data {
-                    Ok(d) => d,
+                match data {
+                    Ok(data) => self.write_chunk(w, &layout, &split_locks, k, id, data),
                     Err(problem) => {
                         w.tally.bad_chunks.push((id, problem));
-                        return Ok(());
+                        Ok(())
                     }
-                };
-                for p in layout.pieces(k) {
-                    let Some(e) = entries.get(p.entry) else {
-                        continue;
-                    };
-                    let bytes = data
-                        .get(p.chunk_offset..p.chunk_offset + p.len)
-                        .unwrap_or_default();
-                    let d = piece_digest(data, p);
-                    w.tally.pieces.push((p.entry, id, d));
-                    if p.whole {
-                        if d != PieceDigest::Whole(e.digest.unwrap_or_default()) {
-                            continue; // damaged: never written; reported below
-                        }
-                        let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
-                        let file = std::fs::File::from(fd);
-                        let written = if e.sparse {
-                            file.set_len(e.size)
-                                .and_then(|()| write_sparse(&file, bytes, 0))
-                        } else {
-                            file.write_all_at(bytes, 0)
-                        };
-                        written.map_err(root.err(&e.path, "write"))?;
-                        meta.apply_meta(&file.into(), e)
-                            .map_err(root.err(&e.path, "set metadata"))?;
-                        w.files += 1;
-                    } else {
-                        let _turn = split_locks
-                            .get(&p.entry)
-                            .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-                        let file = std::fs::File::from(
-                            root.open_write(&e.path)
-                                .map_err(root.err(&e.path, "open"))?,
-                        );
-                        let written = if e.sparse {
-                            write_sparse(&file, bytes, p.file_offset)
-                        } else {
-                            file.write_all_at(bytes, p.file_offset)
-                        };
-                        written.map_err(root.err(&e.path, "write"))?;
-                    }
-                    w.bytes += bytes.len() as u64;
                 }
-                Ok(())
             },
-        )?;
-        let mut finish = Clock::start();
-        report.threads = clocks.len();
-        report.files += workers.iter().map(|w| w.files).sum::<u64>();
-        report.bytes = workers.iter().map(|w| w.bytes).sum();
-        let damaged = conclude(
-            self,
-            selected,
-            workers.into_iter().map(|w| w.tally).collect(),
-        );
+        )
+    }
 
-        // 4. Split files: metadata once complete, removal if damaged.
-        for &i in selected {
-            let Some(e) = entries.get(i) else { continue };
-            let Some(loc) = e.location.filter(|l| l.first_chunk != l.last_chunk) else {
+    /// Writes the pieces of chunk `k` (archive chunk `id`) that were selected; a whole
+    /// file only when its digest matches (a damaged one is never written).
+    fn write_chunk(
+        &self,
+        w: &mut Worker,
+        layout: &Layout,
+        split_locks: &HashMap<usize, Mutex<()>>,
+        k: usize,
+        id: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        let root = &self.root;
+        for p in layout.pieces(k) {
+            let Some(e) = self.entries.get(p.entry) else {
                 continue;
             };
-            let _ = loc;
+            let bytes = data
+                .get(p.chunk_offset..p.chunk_offset + p.len)
+                .unwrap_or_default();
+            let d = piece_digest(data, p);
+            w.tally.pieces.push((p.entry, id, d));
+            if p.whole {
+                if d != PieceDigest::Whole(e.digest.unwrap_or_default()) {
+                    continue; // damaged: never written; reported by `conclude`
+                }
+                let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
+                let file = std::fs::File::from(fd);
+                let written = if e.sparse {
+                    file.set_len(e.size)
+                        .and_then(|()| write_sparse(&file, bytes, 0))
+                } else {
+                    file.write_all_at(bytes, 0)
+                };
+                written.map_err(root.err(&e.path, "write"))?;
+                (self.meta.apply_meta(&file.into(), e))
+                    .map_err(root.err(&e.path, "set metadata"))?;
+                w.files += 1;
+            } else {
+                let _turn = split_locks
+                    .get(&p.entry)
+                    .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+                let fd = root
+                    .open_write(&e.path)
+                    .map_err(root.err(&e.path, "open"))?;
+                let file = std::fs::File::from(fd);
+                let written = if e.sparse {
+                    write_sparse(&file, bytes, p.file_offset)
+                } else {
+                    file.write_all_at(bytes, p.file_offset)
+                };
+                written.map_err(root.err(&e.path, "write"))?;
+            }
+            w.bytes += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// 4. Split files: metadata once complete, emptied if damaged. Returns how many
+    ///    were completed.
+    fn complete_split_files(&self, damaged: &BTreeMap<usize, String>) -> Result<u64> {
+        let root = &self.root;
+        let mut files = 0;
+        for &i in self.selected {
+            let Some(e) = self.entries.get(i).filter(|e| Self::is_split(e)) else {
+                continue;
+            };
             if damaged.contains_key(&i) {
                 let _ = root.create(&e.path); // truncates whatever was written
                 continue;
@@ -431,90 +504,82 @@ impl Archive {
             let fd = root
                 .open_write(&e.path)
                 .map_err(root.err(&e.path, "open"))?;
-            meta.apply_meta(&fd, e)
-                .map_err(root.err(&e.path, "set metadata"))?;
-            report.files += 1;
+            (self.meta.apply_meta(&fd, e)).map_err(root.err(&e.path, "set metadata"))?;
+            files += 1;
         }
+        Ok(files)
+    }
 
-        // 5. Hard links, once the files they name are complete.
-        for e in selected.iter().filter_map(|&i| entries.get(i)) {
+    /// 5. Hard links, once the files they name are complete.
+    fn hardlinks(&self) -> Result<u64> {
+        let mut links = 0;
+        for e in self.each() {
             if let (EntryKind::Hardlink, Some(target)) = (e.kind, &e.link_target) {
-                root.hardlink(target, &e.path)
-                    .map_err(root.err(&e.path, "hard link"))?;
-                report.hardlinks += 1;
+                (self.root.hardlink(target, &e.path))
+                    .map_err(self.root.err(&e.path, "hard link"))?;
+                links += 1;
             }
         }
+        Ok(links)
+    }
 
-        // 6. Fifos always; device nodes only when asked (by default: as root).
-        for e in selected.iter().filter_map(|&i| entries.get(i)) {
-            use rustix::fs::FileType;
+    /// 6. Fifos always; device nodes only when asked (by default: as root). Returns
+    ///    the nodes made and the device nodes skipped.
+    fn specials(&self) -> Result<(u64, u64)> {
+        use rustix::fs::FileType;
+        let (mut made, mut skipped) = (0, 0);
+        for e in self.each() {
             let node = match e.kind {
                 EntryKind::Fifo => FileType::Fifo,
-                EntryKind::CharDevice | EntryKind::BlockDevice if !opts.devices => {
-                    report.skipped_devices += 1;
+                EntryKind::CharDevice | EntryKind::BlockDevice if !self.opts.devices => {
+                    skipped += 1;
                     continue;
                 }
                 EntryKind::CharDevice => FileType::CharacterDevice,
                 EntryKind::BlockDevice => FileType::BlockDevice,
                 _ => continue,
             };
-            root.mknod(
-                &e.path,
-                node,
-                e.rdev.unwrap_or(0),
-                meta.owner(e),
-                meta.mode(e),
-                e.mtime_ns,
-            )
-            .map_err(root.err(&e.path, "mknod"))?;
-            report.specials += 1;
+            let (owner, mode) = (self.meta.owner(e), self.meta.mode(e));
+            (self
+                .root
+                .mknod(&e.path, node, e.rdev.unwrap_or(0), owner, mode, e.mtime_ns))
+            .map_err(self.root.err(&e.path, "mknod"))?;
+            made += 1;
         }
+        Ok((made, skipped))
+    }
 
-        // 7. Symlinks, after all file data, so nothing is written through one.
-        for e in selected.iter().filter_map(|&i| entries.get(i)) {
-            if let (EntryKind::Symlink, Some(target)) = (e.kind, &e.link_target) {
-                root.symlink(&e.path, target)
-                    .map_err(root.err(&e.path, "symlink"))?;
-                if let Some((uid, gid)) = meta.owner(e) {
-                    root.set_owner_nofollow(&e.path, uid, gid)
-                        .map_err(root.err(&e.path, "set owner"))?;
-                }
-                root.set_mtime_nofollow(&e.path, e.mtime_ns)
-                    .map_err(root.err(&e.path, "set mtime"))?;
-                report.symlinks += 1;
+    /// 7. Symlinks, after all file data, so nothing is written through one.
+    fn symlinks(&self) -> Result<u64> {
+        let root = &self.root;
+        let mut links = 0;
+        for e in self.each() {
+            let (EntryKind::Symlink, Some(target)) = (e.kind, &e.link_target) else {
+                continue;
+            };
+            root.symlink(&e.path, target)
+                .map_err(root.err(&e.path, "symlink"))?;
+            if let Some((uid, gid)) = self.meta.owner(e) {
+                root.set_owner_nofollow(&e.path, uid, gid)
+                    .map_err(root.err(&e.path, "set owner"))?;
             }
+            root.set_mtime_nofollow(&e.path, e.mtime_ns)
+                .map_err(root.err(&e.path, "set mtime"))?;
+            links += 1;
         }
+        Ok(links)
+    }
 
-        // 8. Directory modes and mtimes, deepest first, after their contents.
-        for e in selected.iter().rev().filter_map(|&i| entries.get(i)) {
-            if e.kind == EntryKind::Dir {
-                let fd = root
-                    .open_dir(&e.path)
-                    .map_err(root.err(&e.path, "open directory"))?;
-                meta.apply_meta(&fd, e)
-                    .map_err(root.err(&e.path, "set metadata"))?;
-                report.dirs += 1;
-            }
+    /// 8. Directory modes and mtimes, deepest first, after their contents.
+    fn directory_metadata(&self) -> Result<u64> {
+        let root = &self.root;
+        let mut dirs = 0;
+        for e in self.each().rev().filter(|e| e.kind == EntryKind::Dir) {
+            let fd = (root.open_dir(&e.path)).map_err(root.err(&e.path, "open directory"))?;
+            (self.meta.apply_meta(&fd, e)).map_err(root.err(&e.path, "set metadata"))?;
+            dirs += 1;
         }
-        finish.work("links and metadata");
-        report.stages = vec![
-            Stage::of("prepare", &[prepare]),
-            Stage::of("data", &clocks),
-            Stage::of("finish", &[finish]),
-        ];
-        stages::conclude(&mut report.stages, started.elapsed());
-
-        if damaged.is_empty() {
-            Ok(report)
-        } else {
-            Err(Error::Damaged {
-                archive: self.path().into(),
-                damaged: damaged
-                    .into_iter()
-                    .filter_map(|(i, why)| entries.get(i).map(|e| (e.display_path(), why)))
-                    .collect(),
-            })
-        }
+        Ok(dirs)
     }
 }
 
