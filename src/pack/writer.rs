@@ -45,6 +45,50 @@ struct InFlight {
     done: usize,
 }
 
+/// The writes under way and the blobs waiting for their turn.
+struct Flight {
+    out: Written,
+    /// Sealed chunks that arrived before their turn, by chunk number.
+    waiting: BTreeMap<u64, Sealed>,
+    /// Writes in flight, by the index given to the queue (`None`: a free index).
+    writes: Vec<Option<InFlight>>,
+    /// How many of `writes` are in flight.
+    count: usize,
+    completions: Vec<Completion>,
+    /// Every compressor has finished: no more sealed chunks will come.
+    closed: bool,
+}
+
+impl Flight {
+    /// Takes a sealed chunk if one is there (blocking only when there is nothing else
+    /// to do: no write in flight and the next blob not already here). Returns whether
+    /// one came.
+    fn receive(&mut self, sealed: &Receiver<Sealed>) -> bool {
+        let idle = self.count == 0 && !self.waiting.contains_key(&(self.out.chunks.len() as u64));
+        let msg = if self.closed {
+            Err(TryRecvError::Disconnected)
+        } else if idle {
+            self.out.clock.work("write");
+            let msg = sealed.recv().map_err(|_| TryRecvError::Disconnected);
+            self.out.clock.wait("next_chunk");
+            msg
+        } else {
+            sealed.try_recv()
+        };
+        match msg {
+            Ok(s) => {
+                self.waiting.insert(s.seq, s);
+                true
+            }
+            Err(TryRecvError::Disconnected) => {
+                self.closed = true;
+                false
+            }
+            Err(TryRecvError::Empty) => false,
+        }
+    }
+}
+
 /// The writer thread's state.
 pub struct Writer {
     /// Its I/O queue, with every ring slot of every compressor registered.
@@ -72,161 +116,163 @@ impl Writer {
 
     /// Runs until every compressor has finished and every blob is written.
     pub fn run(mut self, sealed: Receiver<Sealed>, abort: &AtomicBool) -> Result<Written> {
-        let mut out = Written {
-            blob_end: HEADER_LEN,
-            ..Written::default()
+        let mut f = Flight {
+            out: Written {
+                blob_end: HEADER_LEN,
+                ..Written::default()
+            },
+            waiting: BTreeMap::new(),
+            writes: Vec::new(),
+            count: 0,
+            completions: Vec::new(),
+            closed: false,
         };
-        let mut waiting: BTreeMap<u64, Sealed> = BTreeMap::new();
-        let mut inflight: Vec<Option<InFlight>> = Vec::new();
-        let mut count = 0usize;
-        let mut completions: Vec<Completion> = Vec::new();
-        let mut closed = false;
-        let result = (|| -> Result<()> {
-            loop {
-                if abort.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                // Block only when there is nothing else to do: no write in flight and
-                // (with one write at a time) no blob already waiting for its turn.
-                let idle = count == 0 && !waiting.contains_key(&(out.chunks.len() as u64));
-                let msg = if idle && !closed {
-                    out.clock.work("write");
-                    let msg = sealed.recv().map_err(|_| TryRecvError::Disconnected);
-                    out.clock.wait("next_chunk");
-                    msg
-                } else if closed {
-                    Err(TryRecvError::Disconnected)
-                } else {
-                    sealed.try_recv()
-                };
-                let got = match msg {
-                    Ok(s) => {
-                        waiting.insert(s.seq, s);
-                        true
-                    }
-                    Err(TryRecvError::Disconnected) => {
-                        closed = true;
-                        false
-                    }
-                    Err(TryRecvError::Empty) => false,
-                };
-                let next = out.chunks.len() as u64;
-                let may_start = !(self.sequential && count > 0);
-                let ready = if may_start {
-                    waiting.remove(&next)
-                } else {
-                    None
-                };
-                if let Some(s) = ready {
-                    let (ptr, fixed) = self.source(&s);
-                    out.chunks.push(ChunkRecord {
-                        offset: out.blob_end,
-                        stored_len: s.stored_len as u64,
-                        raw_len: s.raw_len as u64,
-                        codec: s.codec,
-                        digest: s.digest,
-                    });
-                    let w = InFlight {
-                        sealed: s,
-                        ptr,
-                        fixed,
-                        offset: out.blob_end,
-                        done: 0,
-                    };
-                    out.blob_end += w.sealed.stored_len as u64;
-                    let slot = match inflight.iter().position(Option::is_none) {
-                        Some(i) => i,
-                        None => {
-                            inflight.push(None);
-                            inflight.len() - 1
-                        }
-                    };
-                    self.submit(slot, &w)?;
-                    inflight[slot] = Some(w);
-                    count += 1;
-                    continue;
-                }
-                if closed && count == 0 {
-                    if let Some((seq, _)) = waiting.first_key_value() {
-                        return Err(Error::Invalid(format!(
-                            "chunk {next} never arrived (chunk {seq} did)"
-                        )));
-                    }
-                    return Ok(());
-                }
-                if got || count == 0 {
-                    continue;
-                }
-                completions.clear();
-                out.clock.work("write");
-                self.queue
-                    .wait(1, &mut completions)
-                    .map_err(|e| Error::io(&self.path, "io_uring wait", e))?;
-                out.clock.wait("writes");
-                // Account for every completion before acting on a failure, so that the
-                // drain below waits for exactly the writes still in flight.
-                let mut failure = None;
-                for c in &completions {
-                    let i = c.user_data as usize;
-                    let Some(w) = inflight.get_mut(i).and_then(Option::as_mut) else {
-                        failure
-                            .get_or_insert(Error::Invalid(format!("stray write completion {i}")));
-                        continue;
-                    };
-                    if c.result <= 0 {
-                        let e = match c.result {
-                            0 => std::io::ErrorKind::WriteZero.into(),
-                            r => std::io::Error::from_raw_os_error(-r),
-                        };
-                        inflight[i] = None;
-                        count -= 1;
-                        failure.get_or_insert(Error::io(&self.path, "write", e));
-                        continue;
-                    }
-                    w.done += c.result as usize;
-                    if w.done < w.sealed.stored_len {
-                        if let Err(e) = self.submit(i, w) {
-                            // Not resubmitted: no completion will come for it.
-                            inflight[i] = None;
-                            count -= 1;
-                            failure.get_or_insert(e);
-                        }
-                        continue; // short write: the rest is in flight
-                    }
-                    if let Some(done) = inflight[i].take() {
-                        count -= 1;
-                        let s = done.sealed;
-                        if let Some(p) = &self.progress {
-                            p.add_bytes(s.raw_len as u64);
-                        }
-                        let mut pieces = s.pieces;
-                        out.pieces
-                            .extend(pieces.drain(..).map(|(e, d)| (e, s.seq, d)));
-                        // A compressor that has finished no longer listens; that is fine.
-                        let _ = self.returns[s.worker].send(Returned {
-                            slot: s.slot,
-                            pieces,
-                        });
-                    }
-                }
-                if let Some(e) = failure {
-                    return Err(e);
-                }
-            }
-        })();
+        let result = self.pump(&mut f, &sealed, abort);
         if result.is_err() {
             abort.store(true, Ordering::Relaxed);
         }
         // Never leave a write in flight from a ring that may be freed.
-        while count > 0 {
-            completions.clear();
-            if self.queue.wait(1, &mut completions).is_err() {
+        while f.count > 0 {
+            f.completions.clear();
+            if self.queue.wait(1, &mut f.completions).is_err() {
                 break;
             }
-            count = count.saturating_sub(completions.len());
+            f.count = f.count.saturating_sub(f.completions.len());
         }
-        out.clock.work("write");
-        result.map(|()| out)
+        f.out.clock.work("write");
+        result.map(|()| f.out)
+    }
+
+    /// The loop: take sealed chunks, start the next blob's write when its turn has
+    /// come, and otherwise wait for writes to complete.
+    fn pump(
+        &mut self,
+        f: &mut Flight,
+        sealed: &Receiver<Sealed>,
+        abort: &AtomicBool,
+    ) -> Result<()> {
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let got = f.receive(sealed);
+            if self.start_next(f)? {
+                continue;
+            }
+            if f.closed && f.count == 0 {
+                return match f.waiting.first_key_value() {
+                    Some((seq, _)) => Err(Error::Invalid(format!(
+                        "chunk {} never arrived (chunk {seq} did)",
+                        f.out.chunks.len()
+                    ))),
+                    None => Ok(()),
+                };
+            }
+            if !got && f.count > 0 {
+                self.complete(f)?;
+            }
+        }
+    }
+
+    /// Starts writing the next blob in chunk order if it is here and may start (a
+    /// stream takes one write at a time). Returns whether it did.
+    fn start_next(&mut self, f: &mut Flight) -> Result<bool> {
+        if self.sequential && f.count > 0 {
+            return Ok(false);
+        }
+        let Some(s) = f.waiting.remove(&(f.out.chunks.len() as u64)) else {
+            return Ok(false);
+        };
+        let (ptr, fixed) = self.source(&s);
+        f.out.chunks.push(ChunkRecord {
+            offset: f.out.blob_end,
+            stored_len: s.stored_len as u64,
+            raw_len: s.raw_len as u64,
+            codec: s.codec,
+            digest: s.digest,
+        });
+        let w = InFlight {
+            sealed: s,
+            ptr,
+            fixed,
+            offset: f.out.blob_end,
+            done: 0,
+        };
+        f.out.blob_end += w.sealed.stored_len as u64;
+        let index = match f.writes.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                f.writes.push(None);
+                f.writes.len() - 1
+            }
+        };
+        self.submit(index, &w)?;
+        f.writes[index] = Some(w);
+        f.count += 1;
+        Ok(true)
+    }
+
+    /// Waits for at least one write to complete and handles every completion. Each is
+    /// accounted for before a failure is returned, so that the drain in [`Writer::run`]
+    /// waits for exactly the writes still in flight.
+    fn complete(&mut self, f: &mut Flight) -> Result<()> {
+        let mut completions = std::mem::take(&mut f.completions);
+        completions.clear();
+        f.out.clock.work("write");
+        let waited = self.queue.wait(1, &mut completions);
+        f.out.clock.wait("writes");
+        waited.map_err(|e| Error::io(&self.path, "io_uring wait", e))?;
+        let mut failure = None;
+        for c in &completions {
+            if let Err(e) = self.completed(f, c) {
+                failure.get_or_insert(e);
+            }
+        }
+        f.completions = completions;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// One write completion: a failure, a short write (the rest is submitted), or a
+    /// blob written (its slot goes back to its compressor, with the piece digests).
+    fn completed(&mut self, f: &mut Flight, c: &Completion) -> Result<()> {
+        let i = c.user_data as usize;
+        let Some(w) = f.writes.get_mut(i).and_then(Option::as_mut) else {
+            return Err(Error::Invalid(format!("stray write completion {i}")));
+        };
+        if c.result <= 0 {
+            let e = match c.result {
+                0 => std::io::ErrorKind::WriteZero.into(),
+                r => std::io::Error::from_raw_os_error(-r),
+            };
+            f.writes[i] = None;
+            f.count -= 1;
+            return Err(Error::io(&self.path, "write", e));
+        }
+        w.done += c.result as usize;
+        if w.done < w.sealed.stored_len {
+            let resubmitted = self.submit(i, w);
+            if resubmitted.is_err() {
+                // Not resubmitted: no completion will come for it.
+                f.writes[i] = None;
+                f.count -= 1;
+            }
+            return resubmitted;
+        }
+        if let Some(done) = f.writes[i].take() {
+            f.count -= 1;
+            let s = done.sealed;
+            if let Some(p) = &self.progress {
+                p.add_bytes(s.raw_len as u64);
+            }
+            let mut pieces = s.pieces;
+            (f.out.pieces).extend(pieces.drain(..).map(|(e, d)| (e, s.seq, d)));
+            // A compressor that has finished no longer listens; that is fine.
+            let _ = self.returns[s.worker].send(Returned {
+                slot: s.slot,
+                pieces,
+            });
+        }
+        Ok(())
     }
 
     /// Where the blob of `s` is (its slot: the zstd frame or the raw data), and the
