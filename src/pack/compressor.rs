@@ -79,6 +79,28 @@ struct Filling {
     pending: usize,
 }
 
+/// A compressor's slots and the work on them.
+struct Work {
+    clock: Clock,
+    zstd: Option<Zstd>,
+    /// Slots free to fill.
+    free: Vec<usize>,
+    /// Piece lists handed back with slots, to reuse.
+    spare: Vec<Vec<(usize, PieceDigest)>>,
+    /// Slots being filled, oldest first.
+    filling: VecDeque<Filling>,
+    completions: Vec<Completion>,
+    /// The plan channel has closed.
+    plans_done: bool,
+}
+
+impl Work {
+    fn returned(&mut self, r: Returned) {
+        self.free.push(r.slot);
+        self.spare.push(r.pieces);
+    }
+}
+
 /// One compressor thread's state.
 pub struct Compressor {
     /// Index among the compressors.
@@ -106,8 +128,7 @@ impl Compressor {
         sealed: Sender<Sealed>,
         abort: &AtomicBool,
     ) -> Result<Clock> {
-        let mut clock = Clock::start();
-        let mut zstd = match self.level {
+        let zstd = match self.level {
             Some(level) => Some(Zstd {
                 cctx: zstd::bulk::Compressor::new(level)
                     .map_err(|e| Error::Invalid(format!("zstd level {level}: {e}")))?,
@@ -115,102 +136,132 @@ impl Compressor {
             }),
             None => None,
         };
-        let mut free: Vec<usize> = (0..self.ring.slots()).rev().collect();
-        let mut spare: Vec<Vec<(usize, PieceDigest)>> = Vec::new();
-        let mut filling: VecDeque<Filling> = VecDeque::new();
-        let mut completions: Vec<Completion> = Vec::new();
-        let mut plans_done = false;
-        let result = (|| -> Result<()> {
-            loop {
-                if abort.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                for r in returns.try_iter() {
-                    free.push(r.slot);
-                    spare.push(r.pieces);
-                }
-                // Fill free slots with new plans; block only when there is nothing else to do.
-                while !plans_done && !free.is_empty() {
-                    let next = if filling.is_empty() {
-                        clock.work("read");
-                        let next = plans.recv().map_err(|_| TryRecvError::Disconnected);
-                        clock.wait("no_plan");
-                        next
-                    } else {
-                        plans.try_recv()
-                    };
-                    match next {
-                        Ok(plan) => {
-                            let slot = free.pop().unwrap_or_default();
-                            filling.push_back(Filling {
-                                slot,
-                                plan,
-                                pending: 0,
-                            });
-                            self.start(&mut filling)?;
-                        }
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => plans_done = true,
-                    }
-                }
-                self.queue
-                    .submit()
-                    .map_err(|e| Error::io(self.root_path(), "io_uring submit", e))?;
-                clock.work("read");
-                if filling.is_empty() {
-                    if plans_done {
-                        return Ok(());
-                    }
-                    // Every slot is with the writer: wait for one to come back.
-                    let back = returns.recv();
-                    clock.wait("no_slot");
-                    match back {
-                        Ok(r) => {
-                            free.push(r.slot);
-                            spare.push(r.pieces);
-                        }
-                        Err(_) => return Ok(()), // writer gone; it reports why
-                    }
-                    continue;
-                }
-                while filling.front().is_some_and(|f| f.pending > 0) {
-                    completions.clear();
-                    self.queue
-                        .wait(1, &mut completions)
-                        .map_err(|e| Error::io(self.root_path(), "io_uring wait", e))?;
-                    clock.wait("reads");
-                    // Account for every completion before acting on a failure, so the
-                    // drain after an error waits for exactly the reads in flight.
-                    let mut failure = None;
-                    for c in &completions {
-                        if let Err(e) = self.complete(&mut filling, *c) {
-                            failure.get_or_insert(e);
-                        }
-                    }
-                    if let Some(e) = failure {
-                        return Err(e);
-                    }
-                }
-                let Some(f) = filling.pop_front() else {
-                    continue;
-                };
-                clock.work("read");
-                self.check_unchanged(&f.plan)?;
-                clock.work("check");
-                let pieces = spare.pop().unwrap_or_default();
-                let out = self.seal(zstd.as_mut(), f, pieces, &mut clock)?;
-                if sealed.send(out).is_err() {
-                    return Ok(()); // writer gone; it reports why
-                }
-                clock.wait("writer");
-            }
-        })();
+        let mut w = Work {
+            clock: Clock::start(),
+            zstd,
+            free: (0..self.ring.slots()).rev().collect(),
+            spare: Vec::new(),
+            filling: VecDeque::new(),
+            completions: Vec::new(),
+            plans_done: false,
+        };
+        let result = self.pump(&mut w, &plans, &returns, &sealed, abort);
         if result.is_err() {
             abort.store(true, Ordering::Relaxed);
-            self.drain(&filling);
+            self.drain(&w.filling);
         }
-        clock.work("read");
-        result.map(|()| clock)
+        w.clock.work("read");
+        result.map(|()| w.clock)
+    }
+
+    /// The loop: fill free slots with plans, wait for the oldest slot's reads, then
+    /// check, compress and seal it and hand it to the writer.
+    fn pump(
+        &mut self,
+        w: &mut Work,
+        plans: &Receiver<ChunkPlan>,
+        returns: &Receiver<Returned>,
+        sealed: &Sender<Sealed>,
+        abort: &AtomicBool,
+    ) -> Result<()> {
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            for r in returns.try_iter() {
+                w.returned(r);
+            }
+            self.take_plans(w, plans)?;
+            self.queue
+                .submit()
+                .map_err(|e| Error::io(self.root_path(), "io_uring submit", e))?;
+            w.clock.work("read");
+            if w.filling.is_empty() {
+                if w.plans_done {
+                    return Ok(());
+                }
+                // Every slot is with the writer: wait for one to come back.
+                let back = returns.recv();
+                w.clock.wait("no_slot");
+                match back {
+                    Ok(r) => w.returned(r),
+                    Err(_) => return Ok(()), // writer gone; it reports why
+                }
+                continue;
+            }
+            self.await_reads(w)?;
+            let Some(f) = w.filling.pop_front() else {
+                continue;
+            };
+            w.clock.work("read");
+            self.check_unchanged(&f.plan)?;
+            w.clock.work("check");
+            let pieces = w.spare.pop().unwrap_or_default();
+            let out = self.seal(w.zstd.as_mut(), f, pieces, &mut w.clock)?;
+            if sealed.send(out).is_err() {
+                return Ok(()); // writer gone; it reports why
+            }
+            w.clock.wait("writer");
+        }
+    }
+
+    /// Fills free slots with new plans, starting their reads; blocks for a plan only
+    /// when there is nothing else to do (no slot filling).
+    fn take_plans(&mut self, w: &mut Work, plans: &Receiver<ChunkPlan>) -> Result<()> {
+        while !w.plans_done {
+            let Some(slot) = w.free.pop() else {
+                return Ok(());
+            };
+            let next = if w.filling.is_empty() {
+                w.clock.work("read");
+                let next = plans.recv().map_err(|_| TryRecvError::Disconnected);
+                w.clock.wait("no_plan");
+                next
+            } else {
+                plans.try_recv()
+            };
+            match next {
+                Ok(plan) => {
+                    w.filling.push_back(Filling {
+                        slot,
+                        plan,
+                        pending: 0,
+                    });
+                    self.start(&mut w.filling)?;
+                }
+                Err(e) => {
+                    w.free.push(slot);
+                    if e == TryRecvError::Disconnected {
+                        w.plans_done = true;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the oldest slot's reads have all completed. Every completion is
+    /// accounted for before a failure is returned, so that the drain after an error
+    /// waits for exactly the reads in flight.
+    fn await_reads(&mut self, w: &mut Work) -> Result<()> {
+        while w.filling.front().is_some_and(|f| f.pending > 0) {
+            w.completions.clear();
+            self.queue
+                .wait(1, &mut w.completions)
+                .map_err(|e| Error::io(self.root_path(), "io_uring wait", e))?;
+            w.clock.wait("reads");
+            let mut failure = None;
+            for c in &w.completions {
+                if let Err(e) = self.complete(&mut w.filling, *c) {
+                    failure.get_or_insert(e);
+                }
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn root_path(&self) -> &Path {
