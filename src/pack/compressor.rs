@@ -64,6 +64,20 @@ pub struct Root {
     pub path: PathBuf,
 }
 
+impl Root {
+    /// Opens the directory at `path`.
+    pub fn open(path: &Path) -> Result<Root> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(path, flags, Mode::empty())
+            .map_err(|e| Error::io(path, "open directory", e.into()))?;
+        Ok(Root {
+            fd,
+            path: path.into(),
+        })
+    }
+}
+
 /// A compressor's zstd context and the buffer its frames are made in.
 struct Zstd {
     cctx: zstd::bulk::Compressor<'static>,

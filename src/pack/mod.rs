@@ -23,6 +23,7 @@ pub use output::Destination;
 
 use crate::digest;
 use crate::error::{Error, Result};
+use crate::format::chunk::ChunkRecord;
 use crate::format::entry::{DataLocation, Entry, EntryKind};
 use crate::format::index;
 use crate::format::manifest::Group;
@@ -39,7 +40,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use writer::Written;
 
 /// Smallest and largest accepted chunk sizes (powers of two in between).
 pub const CHUNK_SIZE_RANGE: (usize, usize) = (64 << 10, 64 << 20);
@@ -327,16 +327,7 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
     let started = Instant::now();
     let budget = opts.budget()?;
     let src = selection.root();
-    let fd = rustix::fs::open(
-        src,
-        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| Error::io(src, "open directory", e.into()))?;
-    let root = Arc::new(Root {
-        fd,
-        path: src.into(),
-    });
+    let root = Arc::new(Root::open(src)?);
     let exclude = exclusions(src, &opts.exclude)?;
     let mut clock = Clock::start();
     let output = Output::open(dest)?;
@@ -365,26 +356,18 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
         entries.push((group.clone(), e));
         Ok(())
     };
-    let (identity, xattrs) = (output.identity(), opts.xattrs);
-    let mut listers = Vec::new();
-    let walked = match selection {
-        Selection::Tree(_) => {
-            let threads = opts.threads;
-            scanner::walk(src, identity, &exclude, xattrs, threads, &mut clock, visit).map(
-                |(warnings, clocks)| {
-                    listers = clocks;
-                    warnings
-                },
-            )
-        }
-        Selection::List { paths, .. } => {
-            scanner::walk_list(src, paths, identity, &exclude, xattrs, visit)
-        }
-    };
+    let walked = walk(
+        selection,
+        output.identity(),
+        &exclude,
+        opts,
+        &mut clock,
+        visit,
+    );
     if let Some(p) = &opts.progress {
         p.total_is_final();
     }
-    let warnings = match walked {
+    let (warnings, mut listers) = match walked {
         Ok(w) => w,
         Err(e) => {
             drop(seg);
@@ -408,6 +391,29 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
         started,
     };
     finish(output, pipeline, fed, opts, Some(&root))
+}
+
+/// Walks what `selection` names (leaving out the archive itself, `identity`), calling
+/// `visit` for each entry in walk order; returns the warnings and, for a tree, the
+/// lister threads' clocks.
+fn walk(
+    selection: &Selection,
+    identity: Option<(u64, u64)>,
+    exclude: &ignore::gitignore::Gitignore,
+    opts: &PackOptions,
+    clock: &mut Clock,
+    visit: impl FnMut(Entry) -> Result<()>,
+) -> Result<(Vec<String>, Vec<Clock>)> {
+    let (src, xattrs) = (selection.root(), opts.xattrs);
+    match selection {
+        Selection::Tree(_) => {
+            scanner::walk(src, identity, exclude, xattrs, opts.threads, clock, visit)
+        }
+        Selection::List { paths, .. } => {
+            scanner::walk_list(src, paths, identity, exclude, xattrs, visit)
+                .map(|warnings| (warnings, Vec::new()))
+        }
+    }
 }
 
 /// What the front of the pipeline (the walk, or an ingest) leaves to [`finish`].
@@ -443,102 +449,138 @@ fn finish(
     opts: &PackOptions,
     root: Option<&Root>,
 ) -> Result<PackReport> {
-    let Fed {
-        seg,
-        mut entries,
-        mut warnings,
-        stage,
-        clocks,
-        started,
-    } = fed;
     let (backend, fallback, budget) =
         (pipeline.backend, pipeline.fallback.clone(), pipeline.budget);
-    let locations = seg.finish();
-    let Written {
-        mut chunks,
-        mut pieces,
-        mut blob_end,
-        changes,
-        clock: writer,
-        compressors,
-    } = pipeline.finish()?;
+    let locations = fed.seg.finish();
+    let written = pipeline.finish()?;
     let mut index = Clock::start();
     let mut stages = vec![
-        Stage::of(stage, &clocks),
-        Stage::of("compress", &compressors),
-        Stage::of("write", &[writer]),
+        Stage::of(fed.stage, &fed.clocks),
+        Stage::of("compress", &written.compressors),
+        Stage::of("write", &[written.clock]),
     ];
-    warnings.extend(changes.warnings);
-    let mut locations =
-        locations.map_err(|_| Error::Invalid("pipeline stopped without an error".into()))?;
-    let mut dropped = Vec::new();
-    if let (Some(root), false) = (root, changes.reread.is_empty()) {
-        let mut again = changes.reread;
+    let mut warnings = fed.warnings;
+    warnings.extend(written.changes.warnings);
+    let mut data = Data {
+        entries: fed.entries,
+        chunks: written.chunks,
+        pieces: written.pieces,
+        blob_end: written.blob_end,
+        locations: locations
+            .map_err(|_| Error::Invalid("pipeline stopped without an error".into()))?,
+        warnings,
+    };
+    let dropped = match root {
+        Some(root) if !written.changes.reread.is_empty() => {
+            data.reread(root, &output, opts, written.changes.reread)?
+        }
+        _ => Vec::new(),
+    };
+    let report = data.commit(output, opts, &dropped, &mut index)?;
+    stages.push(Stage::of("index", &[index]));
+    stages::conclude(&mut stages, fed.started.elapsed());
+    Ok(PackReport {
+        backend,
+        fallback,
+        compressors: budget.compressors,
+        pipeline_bytes: budget.bytes() as u64,
+        stages,
+        ..report
+    })
+}
+
+/// What the pipeline wrote for the entries: the chunks, every piece's digest, and each
+/// file's place.
+struct Data {
+    entries: Vec<(Group, Entry)>,
+    chunks: Vec<ChunkRecord>,
+    pieces: Vec<(usize, u64, digest::PieceDigest)>,
+    blob_end: u64,
+    locations: Vec<Option<DataLocation>>,
+    warnings: Vec<String>,
+}
+
+impl Data {
+    /// Reads the files that changed while being packed again (`--on-change retry`),
+    /// appending their chunks; returns the entries that vanished meanwhile.
+    fn reread(
+        &mut self,
+        root: &Root,
+        output: &Output,
+        opts: &PackOptions,
+        mut again: Vec<usize>,
+    ) -> Result<Vec<usize>> {
         again.sort_unstable();
         again.dedup();
-        pieces.retain(|(e, _, _)| again.binary_search(e).is_err());
-        let mut rereader = reread::Rereader::new(root, &output, opts.chunk_size, opts.level)?;
+        (self.pieces).retain(|(e, _, _)| again.binary_search(e).is_err());
+        let mut rereader = reread::Rereader::new(root, output, opts.chunk_size, opts.level)?;
+        let mut dropped = Vec::new();
         for i in again {
-            let Some((_, entry)) = entries.get_mut(i) else {
+            let Some((_, entry)) = self.entries.get_mut(i) else {
                 continue;
             };
             let store = opts.stores(&entry.path);
             let shown = scanner::full_path(&root.path, &entry.path);
-            match rereader.reread(&entry.path, store, &mut chunks, &mut blob_end)? {
+            let (chunks, end) = (&mut self.chunks, &mut self.blob_end);
+            match rereader.reread(&entry.path, store, chunks, end)? {
                 reread::Outcome::Kept(v) => {
-                    warnings.push(format!(
+                    self.warnings.push(format!(
                         "{}: changed while being packed; archived as read again ({} bytes)",
                         shown.display(),
                         v.size
                     ));
                     (entry.size, entry.mtime_ns) = (v.size, v.mtime_ns);
-                    if let Some(slot) = locations.get_mut(i) {
+                    if let Some(slot) = self.locations.get_mut(i) {
                         *slot = v.location;
                     }
-                    pieces.extend(v.pieces.into_iter().map(|(c, d)| (i, c, d)));
+                    (self.pieces).extend(v.pieces.into_iter().map(|(c, d)| (i, c, d)));
                 }
                 reread::Outcome::Vanished(why) => {
-                    warnings.push(format!("{}: {why}; not archived", shown.display()));
+                    (self.warnings).push(format!("{}: {why}; not archived", shown.display()));
                     dropped.push(i);
                 }
             }
         }
+        Ok(dropped)
     }
-    let skip = drop_entries(&entries, &dropped, &mut warnings);
-    let stored_chunks = chunks
-        .iter()
-        .filter(|c| c.codec == crate::format::chunk::Codec::Stored)
-        .count() as u64;
-    let (groups, stats) = assemble(
-        entries,
-        &skip,
-        &locations,
-        &mut pieces,
-        opts.chunk_size,
-        opts.group(),
-    )?;
-    let refs: Vec<(Group, &[Entry])> = groups
-        .iter()
-        .map(|(g, e)| (g.clone(), e.as_slice()))
-        .collect();
-    let tail = index::encode(&refs, &chunks, blob_end);
-    index.work("encode");
-    let archive_len = output.commit(&tail, blob_end)?;
-    index.work("commit");
-    stages.push(Stage::of("index", &[index]));
-    stages::conclude(&mut stages, started.elapsed());
-    Ok(PackReport {
-        archive_len,
-        chunks: chunks.len() as u64,
-        stored_chunks,
-        backend,
-        fallback,
-        warnings,
-        compressors: budget.compressors,
-        pipeline_bytes: budget.bytes() as u64,
-        stages,
-        ..stats
-    })
+
+    /// Gives every file its location and digest (leaving out `dropped`), sorts the
+    /// entries into groups, and writes index and footer. Returns the counts.
+    fn commit(
+        mut self,
+        output: Output,
+        opts: &PackOptions,
+        dropped: &[usize],
+        clock: &mut Clock,
+    ) -> Result<PackReport> {
+        let skip = drop_entries(&self.entries, dropped, &mut self.warnings);
+        let stored_chunks = (self.chunks.iter())
+            .filter(|c| c.codec == crate::format::chunk::Codec::Stored)
+            .count() as u64;
+        let (groups, stats) = assemble(
+            self.entries,
+            &skip,
+            &self.locations,
+            &mut self.pieces,
+            opts.chunk_size,
+            opts.group(),
+        )?;
+        let refs: Vec<(Group, &[Entry])> = groups
+            .iter()
+            .map(|(g, e)| (g.clone(), e.as_slice()))
+            .collect();
+        let tail = index::encode(&refs, &self.chunks, self.blob_end);
+        clock.work("encode");
+        let archive_len = output.commit(&tail, self.blob_end)?;
+        clock.work("commit");
+        Ok(PackReport {
+            archive_len,
+            chunks: self.chunks.len() as u64,
+            stored_chunks,
+            warnings: self.warnings,
+            ..stats
+        })
+    }
 }
 
 /// Leaves out the files in `dropped` (gone before they could be read consistently) and

@@ -9,9 +9,9 @@ use super::ring::Ring;
 use super::segmenter::ChunkPlan;
 use super::writer::{Writer, Written};
 use crate::error::{Error, Result};
-use crate::io::{self, Backend, IoMode};
+use crate::io::{self, Backend, IoMode, Queue};
 use crate::stages::Clock;
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -20,11 +20,14 @@ use std::thread::JoinHandle;
 /// Submission queue entries per io_uring instance.
 const QUEUE_DEPTH: u32 = 64;
 
+/// A pipeline thread: what it returns when joined.
+type Thread<T> = JoinHandle<Result<T>>;
+
 /// A running pipeline.
 pub struct Pipeline {
     plans: Option<Sender<ChunkPlan>>,
-    compressors: Vec<JoinHandle<Result<Clock>>>,
-    writer: Option<JoinHandle<Result<Written>>>,
+    compressors: Vec<Thread<Clock>>,
+    writer: Option<Thread<Written>>,
     abort: Arc<AtomicBool>,
     changes: Arc<Mutex<Changes>>,
     /// The backend in use.
@@ -62,37 +65,14 @@ pub struct Config {
 impl Pipeline {
     /// Allocates rings, sets up I/O queues and starts the threads.
     pub fn start(cfg: Config, output: &Output) -> Result<Pipeline> {
-        let archive = output.file.clone();
-        let archive_path = output.path().to_path_buf();
         let budget = cfg.budget;
         let (threads, slots) = (budget.compressors, budget.slots);
-        if threads < cfg.threads {
-            log::info!(
-                "pack: --memory {} MiB runs {threads} compressors, not {}: each needs {} MiB \
-                 ({} slots of {} KiB and {} KiB of zstd buffers); raise --memory for more",
-                cfg.memory >> 20,
-                cfg.threads,
-                (budget.bytes() / threads).div_ceil(1 << 20),
-                slots,
-                budget.slot_bytes >> 10,
-                budget.overhead_bytes >> 10
-            );
-        }
+        log_plan(&cfg);
         let rings: Vec<Arc<Ring>> = (0..threads)
             .map(|_| Ring::new(slots, cfg.chunk_size).map(Arc::new))
             .collect::<Result<_>>()?;
         // Queue i < threads belongs to compressor i; the last one to the writer, which
         // registers every slot of every ring (a registration belongs to one ring).
-        log::info!(
-            "pack: {threads} compressors (pinned), {slots} slots of {} KiB each, {}, {} MiB of {} MiB budget",
-            cfg.chunk_size >> 10,
-            cfg.level
-                .map_or("stored (no zstd)".to_string(), |l| format!(
-                    "zstd level {l}"
-                )),
-            budget.bytes() >> 20,
-            cfg.memory >> 20
-        );
         let mut buffers: Vec<Vec<libc::iovec>> = rings.iter().map(|r| r.iovecs()).collect();
         buffers.push(buffers.iter().flatten().copied().collect());
         let io::Queues {
@@ -103,57 +83,37 @@ impl Pipeline {
         let writer_queue = queues
             .pop()
             .ok_or_else(|| Error::Invalid("no writer queue".into()))?;
-
         let abort = Arc::new(AtomicBool::new(false));
         let changes = Arc::new(Mutex::new(Changes::default()));
         let (plan_tx, plan_rx) = bounded::<ChunkPlan>(threads * slots);
         let (sealed_tx, sealed_rx) = bounded::<Sealed>(threads * slots);
-        let mut returns = Vec::new();
-        let mut compressors = Vec::new();
-        let cores = core_affinity::get_core_ids().unwrap_or_default();
-        for (id, (ring, queue)) in rings.iter().zip(queues).enumerate() {
-            let (ret_tx, ret_rx) = bounded::<Returned>(slots);
-            returns.push(ret_tx);
-            let c = Compressor {
-                id,
-                ring: ring.clone(),
-                queue,
-                level: cfg.level,
-                root: cfg.root.clone(),
-                on_change: cfg.on_change,
-                changes: changes.clone(),
-            };
-            let (plans, sealed, abort) = (plan_rx.clone(), sealed_tx.clone(), abort.clone());
-            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
-            let handle = std::thread::Builder::new()
-                .name(format!("znippy-compress-{id}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    c.run(plans, ret_rx, sealed, &abort)
-                })
-                .map_err(|e| Error::io(&archive_path, "spawn compressor", e))?;
-            compressors.push(handle);
-        }
+        let (compressors, returns) = spawn_compressors(
+            &cfg,
+            output,
+            &rings,
+            queues,
+            (&plan_rx, &sealed_tx),
+            &abort,
+            &changes,
+        )?
+        .into_iter()
+        .unzip();
         drop(sealed_tx);
+        let archive = output.file.clone();
         let writer = Writer {
             queue: writer_queue,
             fd: archive.as_raw_fd(),
             sequential: output.sequential(),
-            path: archive_path.clone(),
+            path: output.path().to_path_buf(),
             rings: rings.clone(),
             returns,
             progress: cfg.progress.clone(),
         };
         let wabort = abort.clone();
-        let writer = std::thread::Builder::new()
-            .name("znippy-writer".into())
-            .spawn(move || {
-                let _keep_open = archive;
-                writer.run(sealed_rx, &wabort)
-            })
-            .map_err(|e| Error::io(&archive_path, "spawn writer", e))?;
+        let writer = spawn("znippy-writer".into(), "spawn writer", output, move || {
+            let _keep_open = archive;
+            writer.run(sealed_rx, &wabort)
+        })?;
         Ok(Pipeline {
             plans: Some(plan_tx),
             compressors,
@@ -209,4 +169,86 @@ impl Pipeline {
         self.abort.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.finish();
     }
+}
+
+/// Starts a pipeline thread named `name`; `op` names the failure.
+fn spawn<T: Send + 'static>(
+    name: String,
+    op: &'static str,
+    output: &Output,
+    run: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<Thread<T>> {
+    (std::thread::Builder::new().name(name).spawn(run)).map_err(|e| Error::io(output.path(), op, e))
+}
+
+/// Says (with -v) how the memory budget is shared out, and why fewer compressors run
+/// than asked for when it is short.
+fn log_plan(cfg: &Config) {
+    let budget = &cfg.budget;
+    let (threads, slots) = (budget.compressors, budget.slots);
+    if threads < cfg.threads {
+        log::info!(
+            "pack: --memory {} MiB runs {threads} compressors, not {}: each needs {} MiB \
+             ({} slots of {} KiB and {} KiB of zstd buffers); raise --memory for more",
+            cfg.memory >> 20,
+            cfg.threads,
+            (budget.bytes() / threads.max(1)).div_ceil(1 << 20),
+            slots,
+            budget.slot_bytes >> 10,
+            budget.overhead_bytes >> 10
+        );
+    }
+    log::info!(
+        "pack: {threads} compressors (pinned), {slots} slots of {} KiB each, {}, {} MiB of {} MiB budget",
+        cfg.chunk_size >> 10,
+        cfg.level
+            .map_or("stored (no zstd)".to_string(), |l| format!(
+                "zstd level {l}"
+            )),
+        budget.bytes() >> 20,
+        cfg.memory >> 20
+    );
+}
+
+/// Starts one pinned compressor per ring, each with its queue; returns each one's
+/// thread and the channel that hands slots back to it.
+fn spawn_compressors(
+    cfg: &Config,
+    output: &Output,
+    rings: &[Arc<Ring>],
+    queues: Vec<Queue>,
+    (plan_rx, sealed_tx): (&Receiver<ChunkPlan>, &Sender<Sealed>),
+    abort: &Arc<AtomicBool>,
+    changes: &Arc<Mutex<Changes>>,
+) -> Result<Vec<(Thread<Clock>, Sender<Returned>)>> {
+    let slots = cfg.budget.slots;
+    let mut compressors = Vec::new();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    for (id, (ring, queue)) in rings.iter().zip(queues).enumerate() {
+        let (ret_tx, ret_rx) = bounded::<Returned>(slots);
+        let c = Compressor {
+            id,
+            ring: ring.clone(),
+            queue,
+            level: cfg.level,
+            root: cfg.root.clone(),
+            on_change: cfg.on_change,
+            changes: changes.clone(),
+        };
+        let (plans, sealed, abort) = (plan_rx.clone(), sealed_tx.clone(), abort.clone());
+        let core = cores.get(id % cores.len().max(1)).copied();
+        let handle = spawn(
+            format!("znippy-compress-{id}"),
+            "spawn compressor",
+            output,
+            move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                c.run(plans, ret_rx, sealed, &abort)
+            },
+        )?;
+        compressors.push((handle, ret_tx));
+    }
+    Ok(compressors)
 }
