@@ -2,9 +2,10 @@
 //! after the blobs; and reading them back with every field checked against the file.
 
 use super::chunk::{self, ChunkRecord, Codec};
-use super::entry::{self, Entry, EntryKind};
+use super::entry::{self, DataLocation, Entry, EntryKind};
 use super::manifest::{self, Group, SubIndex, SubIndexKind};
 use super::{footer, header, ipc_decode, ipc_encode};
+use arrow_array::RecordBatch;
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -123,73 +124,14 @@ pub fn read(
     file_len: u64,
     mut read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
 ) -> Result<Index, String> {
-    let io = |e: std::io::Error| format!("read: {e}");
-    if file_len < header::HEADER_LEN + MANIFEST_DIGEST_LEN + footer::FOOTER_LEN {
-        return Err(format!("only {file_len} bytes long"));
-    }
-    let head = read_at(0, header::HEADER_LEN as usize).map_err(io)?;
-    let head: [u8; 16] = head.try_into().map_err(|_| "short header read")?;
-    header::decode(&head).map_err(|p| format!("not a znippy archive: {p}"))?;
-    let foot = read_at(file_len - footer::FOOTER_LEN, footer::FOOTER_LEN as usize).map_err(io)?;
-    let foot: [u8; 16] = foot.try_into().map_err(|_| "short footer read")?;
-    let manifest_offset = footer::decode(&foot)?;
-    let manifest_end = file_len - footer::FOOTER_LEN - MANIFEST_DIGEST_LEN;
-    if manifest_offset < header::HEADER_LEN || manifest_offset >= manifest_end {
-        return Err(format!(
-            "manifest offset {manifest_offset} outside the file (length {file_len})"
-        ));
-    }
-    let bytes = read_at(manifest_offset, (manifest_end - manifest_offset) as usize).map_err(io)?;
-    let digest = read_at(manifest_end, MANIFEST_DIGEST_LEN as usize).map_err(io)?;
-    if crate::digest::hash(&bytes).as_slice() != digest.as_slice() {
-        return Err("manifest BLAKE3 mismatch (the index is damaged)".into());
-    }
-    let rows = manifest::from_batch(&ipc_decode(bytes).map_err(|e| format!("manifest: {e}"))?)
-        .map_err(|e| format!("manifest: {e}"))?;
-
-    // Sub-indexes must be disjoint, inside [HEADER_LEN, manifest_offset).
-    let mut spans: Vec<(u64, u64)> = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let end = r
-            .offset
-            .checked_add(r.length)
-            .filter(|&end| r.offset >= header::HEADER_LEN && end <= manifest_offset)
-            .ok_or_else(|| {
-                format!(
-                    "sub-index at {} (+{}) lies outside the index region",
-                    r.offset, r.length
-                )
-            })?;
-        spans.push((r.offset, end));
-    }
-    spans.sort_unstable();
-    if spans.windows(2).any(|w| w[0].1 > w[1].0) {
-        return Err("sub-indexes overlap".into());
-    }
-    let blob_end = spans.first().map_or(manifest_offset, |s| s.0);
-
+    let (manifest_offset, rows) = read_manifest(file_len, &mut read_at)?;
     let mut index = Index {
-        blob_end,
+        blob_end: blob_end(&rows, manifest_offset)?,
         ..Index::default()
     };
     let mut chunk_tables = 0;
     for r in &rows {
-        let bytes = read_at(r.offset, r.length as usize).map_err(io)?;
-        if crate::digest::hash(&bytes) != r.digest {
-            return Err(format!(
-                "sub-index at {}: BLAKE3 mismatch (the index is damaged)",
-                r.offset
-            ));
-        }
-        let batch = ipc_decode(bytes).map_err(|e| format!("sub-index at {}: {e}", r.offset))?;
-        if batch.num_rows() as u64 != r.rows {
-            return Err(format!(
-                "sub-index at {} has {} rows, manifest says {}",
-                r.offset,
-                batch.num_rows(),
-                r.rows
-            ));
-        }
+        let batch = read_sub_index(r, &mut read_at)?;
         match r.kind {
             SubIndexKind::Chunks => {
                 chunk_tables += 1;
@@ -212,60 +154,142 @@ pub fn read(
     Ok(index)
 }
 
+fn io(e: std::io::Error) -> String {
+    format!("read: {e}")
+}
+
+/// Checks header and footer, and reads the manifest the footer points at, checking
+/// its digest. Returns the manifest's offset and rows.
+fn read_manifest(
+    file_len: u64,
+    read_at: &mut impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Result<(u64, Vec<SubIndex>), String> {
+    if file_len < header::HEADER_LEN + MANIFEST_DIGEST_LEN + footer::FOOTER_LEN {
+        return Err(format!("only {file_len} bytes long"));
+    }
+    let head = read_at(0, header::HEADER_LEN as usize).map_err(io)?;
+    let head: [u8; 16] = head.try_into().map_err(|_| "short header read")?;
+    header::decode(&head).map_err(|p| format!("not a znippy archive: {p}"))?;
+    let foot = read_at(file_len - footer::FOOTER_LEN, footer::FOOTER_LEN as usize).map_err(io)?;
+    let foot: [u8; 16] = foot.try_into().map_err(|_| "short footer read")?;
+    let manifest_offset = footer::decode(&foot)?;
+    let manifest_end = file_len - footer::FOOTER_LEN - MANIFEST_DIGEST_LEN;
+    if manifest_offset < header::HEADER_LEN || manifest_offset >= manifest_end {
+        return Err(format!(
+            "manifest offset {manifest_offset} outside the file (length {file_len})"
+        ));
+    }
+    let bytes = read_at(manifest_offset, (manifest_end - manifest_offset) as usize).map_err(io)?;
+    let digest = read_at(manifest_end, MANIFEST_DIGEST_LEN as usize).map_err(io)?;
+    if crate::digest::hash(&bytes).as_slice() != digest.as_slice() {
+        return Err("manifest BLAKE3 mismatch (the index is damaged)".into());
+    }
+    let rows = manifest::from_batch(&ipc_decode(bytes).map_err(|e| format!("manifest: {e}"))?)
+        .map_err(|e| format!("manifest: {e}"))?;
+    Ok((manifest_offset, rows))
+}
+
+/// Where the blobs end: at the first sub-index. Sub-indexes must be disjoint, inside
+/// [HEADER_LEN, manifest_offset).
+fn blob_end(rows: &[SubIndex], manifest_offset: u64) -> Result<u64, String> {
+    let mut spans: Vec<(u64, u64)> = Vec::with_capacity(rows.len());
+    for r in rows {
+        let end = r
+            .offset
+            .checked_add(r.length)
+            .filter(|&end| r.offset >= header::HEADER_LEN && end <= manifest_offset)
+            .ok_or_else(|| {
+                format!(
+                    "sub-index at {} (+{}) lies outside the index region",
+                    r.offset, r.length
+                )
+            })?;
+        spans.push((r.offset, end));
+    }
+    spans.sort_unstable();
+    if spans.windows(2).any(|w| w[0].1 > w[1].0) {
+        return Err("sub-indexes overlap".into());
+    }
+    Ok(spans.first().map_or(manifest_offset, |s| s.0))
+}
+
+/// Reads one sub-index, checking its digest and row count against the manifest.
+fn read_sub_index(
+    r: &SubIndex,
+    read_at: &mut impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Result<RecordBatch, String> {
+    let bytes = read_at(r.offset, r.length as usize).map_err(io)?;
+    if crate::digest::hash(&bytes) != r.digest {
+        return Err(format!(
+            "sub-index at {}: BLAKE3 mismatch (the index is damaged)",
+            r.offset
+        ));
+    }
+    let batch = ipc_decode(bytes).map_err(|e| format!("sub-index at {}: {e}", r.offset))?;
+    if batch.num_rows() as u64 != r.rows {
+        return Err(format!(
+            "sub-index at {} has {} rows, manifest says {}",
+            r.offset,
+            batch.num_rows(),
+            r.rows
+        ));
+    }
+    Ok(batch)
+}
+
 /// Checks that chunks lie in the blob region and that every file's data location is
 /// consistent with the chunks, so readers can trust offsets and lengths.
 fn validate(index: &Index) -> Result<(), String> {
-    // Prefix sums of raw lengths: file spans are checked in O(1) each.
-    let mut cum = Vec::with_capacity(index.chunks.len() + 1);
-    cum.push(0u64);
-    for (i, c) in index.chunks.iter().enumerate() {
-        let in_region = c
-            .offset
-            .checked_add(c.stored_len)
-            .is_some_and(|end| c.offset >= header::HEADER_LEN && end <= index.blob_end);
-        if !in_region {
-            return Err(format!(
-                "chunk {i}: blob at {} (+{}) outside the blob region",
-                c.offset, c.stored_len
-            ));
-        }
-        if c.raw_len == 0 || c.raw_len > MAX_CHUNK_LEN {
-            return Err(format!("chunk {i}: uncompressed length {}", c.raw_len));
-        }
-        if c.codec == Codec::Stored && c.stored_len != c.raw_len {
-            return Err(format!(
-                "chunk {i}: stored blob length differs from its raw length"
-            ));
-        }
-        // A zstd frame is never longer than the bound for its content: this caps what
-        // a reader allocates for a blob whatever the archive claims.
-        let bound = zstd::zstd_safe::compress_bound(c.raw_len as usize) as u64;
-        if c.codec == Codec::Zstd && c.stored_len > bound {
-            return Err(format!(
-                "chunk {i}: zstd blob of {} bytes for {} raw bytes",
-                c.stored_len, c.raw_len
-            ));
-        }
-        let total = cum.last().copied().unwrap_or(0);
-        cum.push(total + c.raw_len); // ≤ 2^26 per chunk, cannot overflow in practice
-    }
-    // same_len_run[i]: how many chunks from i on share chunk i's raw length (O(1)
-    // uniformity checks, so hostile overlapping spans cost no quadratic time).
-    let mut same_len_run = vec![1usize; index.chunks.len()];
-    for i in (0..index.chunks.len().saturating_sub(1)).rev() {
-        if index.chunks[i].raw_len == index.chunks[i + 1].raw_len {
-            same_len_run[i] = same_len_run[i + 1] + 1;
-        }
-    }
+    let spans = Spans::of(index)?;
     for (t, row) in index.rows() {
-        let name = || String::from_utf8_lossy(t.path(row)).into_owned();
         if t.path(row).is_empty() {
             return Err("an entry has an empty path".into());
         }
-        let (Some(loc), EntryKind::File) = (t.location(row), t.kind(row)) else {
-            continue;
-        };
-        let size = t.size(row);
+        if let (Some(loc), EntryKind::File) = (t.location(row), t.kind(row)) {
+            let name = || String::from_utf8_lossy(t.path(row)).into_owned();
+            spans.check_file(index, loc, t.size(row), name)?;
+        }
+    }
+    Ok(())
+}
+
+/// The chunks' raw spans, for checking files against them in O(1) each.
+struct Spans {
+    /// Prefix sums of raw lengths: chunk `i` holds raw bytes `cum[i]..cum[i + 1]`.
+    cum: Vec<u64>,
+    /// `same_len_run[i]`: how many chunks from `i` on share chunk `i`'s raw length (so
+    /// that hostile overlapping spans cost no quadratic time).
+    same_len_run: Vec<usize>,
+}
+
+impl Spans {
+    /// Checks every chunk record and sums their lengths.
+    fn of(index: &Index) -> Result<Spans, String> {
+        let mut cum = Vec::with_capacity(index.chunks.len() + 1);
+        cum.push(0u64);
+        for (i, c) in index.chunks.iter().enumerate() {
+            check_chunk(i, c, index.blob_end)?;
+            let total = cum.last().copied().unwrap_or(0);
+            cum.push(total + c.raw_len); // ≤ 2^26 per chunk, cannot overflow in practice
+        }
+        let mut same_len_run = vec![1usize; index.chunks.len()];
+        for i in (0..index.chunks.len().saturating_sub(1)).rev() {
+            if index.chunks[i].raw_len == index.chunks[i + 1].raw_len {
+                same_len_run[i] = same_len_run[i + 1] + 1;
+            }
+        }
+        Ok(Spans { cum, same_len_run })
+    }
+
+    /// Checks that a file of `size` bytes at `loc` lies within its chunks, and that a
+    /// split file's pieces are BLAKE3 subtrees (see digest.rs).
+    fn check_file(
+        &self,
+        index: &Index,
+        loc: DataLocation,
+        size: u64,
+        name: impl Fn() -> String,
+    ) -> Result<(), String> {
         let n = index.chunks.len() as u64;
         if loc.first_chunk > loc.last_chunk || loc.last_chunk >= n {
             return Err(format!(
@@ -276,6 +300,7 @@ fn validate(index: &Index) -> Result<(), String> {
             ));
         }
         let (first, last) = (loc.first_chunk as usize, loc.last_chunk as usize);
+        let cum = &self.cum;
         let end = cum[first]
             .checked_add(loc.chunk_offset)
             .and_then(|start| start.checked_add(size));
@@ -289,10 +314,9 @@ fn validate(index: &Index) -> Result<(), String> {
                 loc.chunk_offset
             ));
         }
-        // A split file's pieces must be BLAKE3 subtrees (see digest.rs).
         if first != last {
             let piece = index.chunks[first].raw_len;
-            let uniform = same_len_run[first] >= last - first;
+            let uniform = self.same_len_run[first] >= last - first;
             if loc.chunk_offset != 0 || !piece.is_power_of_two() || piece < 1024 || !uniform {
                 return Err(format!(
                     "{}: split over chunks of unequal or odd lengths",
@@ -300,6 +324,39 @@ fn validate(index: &Index) -> Result<(), String> {
                 ));
             }
         }
+        Ok(())
+    }
+}
+
+/// Checks chunk record `i`: its blob inside the blob region (ending at `blob_end`), a
+/// sane raw length, and a blob length its codec allows.
+fn check_chunk(i: usize, c: &ChunkRecord, blob_end: u64) -> Result<(), String> {
+    let in_region = c
+        .offset
+        .checked_add(c.stored_len)
+        .is_some_and(|end| c.offset >= header::HEADER_LEN && end <= blob_end);
+    if !in_region {
+        return Err(format!(
+            "chunk {i}: blob at {} (+{}) outside the blob region",
+            c.offset, c.stored_len
+        ));
+    }
+    if c.raw_len == 0 || c.raw_len > MAX_CHUNK_LEN {
+        return Err(format!("chunk {i}: uncompressed length {}", c.raw_len));
+    }
+    if c.codec == Codec::Stored && c.stored_len != c.raw_len {
+        return Err(format!(
+            "chunk {i}: stored blob length differs from its raw length"
+        ));
+    }
+    // A zstd frame is never longer than the bound for its content: this caps what a
+    // reader allocates for a blob whatever the archive claims.
+    let bound = zstd::zstd_safe::compress_bound(c.raw_len as usize) as u64;
+    if c.codec == Codec::Zstd && c.stored_len > bound {
+        return Err(format!(
+            "chunk {i}: zstd blob of {} bytes for {} raw bytes",
+            c.stored_len, c.raw_len
+        ));
     }
     Ok(())
 }
