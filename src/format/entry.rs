@@ -30,6 +30,20 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    /// The kind a `kind` column value names.
+    pub fn from_name(name: &str) -> Option<EntryKind> {
+        Some(match name {
+            "file" => EntryKind::File,
+            "dir" => EntryKind::Dir,
+            "symlink" => EntryKind::Symlink,
+            "hardlink" => EntryKind::Hardlink,
+            "fifo" => EntryKind::Fifo,
+            "chardev" => EntryKind::CharDevice,
+            "blockdev" => EntryKind::BlockDevice,
+            _ => return None,
+        })
+    }
+
     /// The name used in the `kind` column.
     pub fn name(self) -> &'static str {
         match self {
@@ -284,7 +298,7 @@ pub struct Table {
 impl Table {
     /// Checks column types and, row by row, the fields each kind requires.
     pub fn new(batch: &RecordBatch) -> Result<Table, String> {
-        let t = Table {
+        let mut t = Table {
             path: column::<StringArray>(batch, "path", false)?.clone(),
             path_raw: column::<BinaryArray>(batch, "path_raw", true)?.clone(),
             kinds: Vec::with_capacity(batch.num_rows()),
@@ -298,75 +312,58 @@ impl Table {
             offset: column::<UInt64Array>(batch, "chunk_offset", true)?.clone(),
             digest: column::<FixedSizeBinaryArray>(batch, "blake3", true)?.clone(),
             link: column::<BinaryArray>(batch, "link_target", true)?.clone(),
-            xattrs: match batch.column_by_name("xattrs") {
-                Some(_) => Some(column::<BinaryArray>(batch, "xattrs", true)?.clone()),
-                None => None,
-            },
-            sparse: match batch.column_by_name("sparse") {
-                Some(_) => Some(column::<BooleanArray>(batch, "sparse", false)?.clone()),
-                None => None,
-            },
-            rdev: match batch.column_by_name("rdev") {
-                Some(_) => Some(column::<UInt64Array>(batch, "rdev", true)?.clone()),
-                None => None,
-            },
-            user: match batch.column_by_name("user") {
-                Some(_) => Some(column::<StringArray>(batch, "user", true)?.clone()),
-                None => None,
-            },
-            group: match batch.column_by_name("group") {
-                Some(_) => Some(column::<StringArray>(batch, "group", true)?.clone()),
-                None => None,
-            },
+            xattrs: optional::<BinaryArray>(batch, "xattrs", true)?,
+            sparse: optional::<BooleanArray>(batch, "sparse", false)?,
+            rdev: optional::<UInt64Array>(batch, "rdev", true)?,
+            user: optional::<StringArray>(batch, "user", true)?,
+            group: optional::<StringArray>(batch, "group", true)?,
         };
         if t.digest.value_length() != 32 {
             return Err("entries: blake3 column is not 32 bytes wide".into());
         }
         let kind = column::<StringArray>(batch, "kind", false)?;
-        let mut t = t;
         for i in 0..batch.num_rows() {
-            let name = || String::from_utf8_lossy(t.path(i)).into_owned();
-            let k = match kind.value(i) {
-                "file" => EntryKind::File,
-                "dir" => EntryKind::Dir,
-                "symlink" => EntryKind::Symlink,
-                "hardlink" => EntryKind::Hardlink,
-                "fifo" => EntryKind::Fifo,
-                "chardev" => EntryKind::CharDevice,
-                "blockdev" => EntryKind::BlockDevice,
-                other => return Err(format!("entry {:?}: unknown kind {other:?}", name())),
-            };
-            if let Some(x) = t.xattrs.as_ref().filter(|x| x.is_valid(i)) {
-                decode_xattrs(x.value(i)).map_err(|e| format!("entry {:?}: {e}", name()))?;
-            }
-            let located = [&t.first, &t.last, &t.offset].map(|c| c.is_valid(i));
-            if located.iter().any(|&v| v != located[0]) {
-                return Err(format!("entry {:?}: partial data location", name()));
-            }
-            let size = t.size.value(i);
-            match k {
-                EntryKind::File => {
-                    if !t.digest.is_valid(i) {
-                        return Err(format!("file {:?} has no blake3", name()));
-                    }
-                    if (size > 0) != located[0] {
-                        return Err(format!(
-                            "file {:?}: size {size} and location disagree",
-                            name()
-                        ));
-                    }
-                }
-                EntryKind::Symlink | EntryKind::Hardlink if !t.link.is_valid(i) => {
-                    return Err(format!("{} {:?} has no target", k.name(), name()));
-                }
-                _ if located[0] || size != 0 => {
-                    return Err(format!("{} {:?} carries file data", k.name(), name()));
-                }
-                _ => {}
-            }
+            let k = t.check_row(i, kind.value(i))?;
             t.kinds.push(k);
         }
         Ok(t)
+    }
+
+    /// Checks row `i`, of kind `kind`: its extended attributes decode, its data
+    /// location is all there or all absent, and its kind's fields are as required.
+    fn check_row(&self, i: usize, kind: &str) -> Result<EntryKind, String> {
+        let name = || String::from_utf8_lossy(self.path(i)).into_owned();
+        let k = EntryKind::from_name(kind)
+            .ok_or_else(|| format!("entry {:?}: unknown kind {kind:?}", name()))?;
+        if let Some(x) = self.xattrs.as_ref().filter(|x| x.is_valid(i)) {
+            decode_xattrs(x.value(i)).map_err(|e| format!("entry {:?}: {e}", name()))?;
+        }
+        let located = [&self.first, &self.last, &self.offset].map(|c| c.is_valid(i));
+        if located.iter().any(|&v| v != located[0]) {
+            return Err(format!("entry {:?}: partial data location", name()));
+        }
+        let size = self.size.value(i);
+        match k {
+            EntryKind::File => {
+                if !self.digest.is_valid(i) {
+                    return Err(format!("file {:?} has no blake3", name()));
+                }
+                if (size > 0) != located[0] {
+                    return Err(format!(
+                        "file {:?}: size {size} and location disagree",
+                        name()
+                    ));
+                }
+            }
+            EntryKind::Symlink | EntryKind::Hardlink if !self.link.is_valid(i) => {
+                return Err(format!("{} {:?} has no target", k.name(), name()));
+            }
+            _ if located[0] || size != 0 => {
+                return Err(format!("{} {:?} carries file data", k.name(), name()));
+            }
+            _ => {}
+        }
+        Ok(k)
     }
 
     /// Number of rows.
@@ -435,6 +432,19 @@ impl Table {
             user: name(self.user.as_ref(), i),
             group: name(self.group.as_ref(), i),
         }
+    }
+}
+
+/// A column that archives written before it existed lack: checked like [`column`]
+/// where present.
+fn optional<T: Array + Clone + 'static>(
+    batch: &RecordBatch,
+    name: &str,
+    nullable: bool,
+) -> Result<Option<T>, String> {
+    match batch.column_by_name(name) {
+        Some(_) => Ok(Some(column::<T>(batch, name, nullable)?.clone())),
+        None => Ok(None),
     }
 }
 
