@@ -223,27 +223,27 @@ impl<'a> Scan<'a> {
         self.warnings.push(vanished(full));
     }
 
-    /// The entry for what the lister found, or `None` (with a warning) for a socket or
-    /// something that vanished.
-    fn describe(&mut self, found: Found) -> Result<Option<Entry>> {
-        let Found {
-            path: rel,
-            meta,
-            link,
-            xattrs,
-        } = found;
-        let full = self.root.join(OsStr::from_bytes(&rel));
+    /// The kind of entry `meta` describes and its link target (a hard link's: the first
+    /// path seen of its inode), or `None` (with a warning) for a socket or a symlink
+    /// that vanished.
+    fn kind(
+        &mut self,
+        rel: &[u8],
+        meta: &fs::Metadata,
+        link: Option<io::Result<PathBuf>>,
+        full: &Path,
+    ) -> Result<Option<(EntryKind, Option<Vec<u8>>)>> {
         let ft = meta.file_type();
-        let (kind, link_target) = if ft.is_dir() {
+        let kind = if ft.is_dir() {
             (EntryKind::Dir, None)
         } else if ft.is_symlink() {
-            match link.unwrap_or_else(|| fs::read_link(&full)) {
+            match link.unwrap_or_else(|| fs::read_link(full)) {
                 Ok(t) => (EntryKind::Symlink, Some(t.into_os_string().into_vec())),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.vanished(&full);
+                    self.vanished(full);
                     return Ok(None);
                 }
-                Err(e) => return Err(Error::io(&full, "readlink", e)),
+                Err(e) => return Err(Error::io(full, "readlink", e)),
             }
         } else if ft.is_file() && meta.nlink() > 1 {
             match self.linked.entry((meta.dev(), meta.ino())) {
@@ -251,7 +251,7 @@ impl<'a> Scan<'a> {
                     (EntryKind::Hardlink, Some(first.get().clone()))
                 }
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(rel.clone());
+                    v.insert(rel.to_vec());
                     (EntryKind::File, None)
                 }
             }
@@ -266,6 +266,22 @@ impl<'a> Scan<'a> {
         } else {
             self.warnings
                 .push(format!("{}: socket not archived", full.display()));
+            return Ok(None);
+        };
+        Ok(Some(kind))
+    }
+
+    /// The entry for what the lister found, or `None` (with a warning) for a socket or
+    /// something that vanished.
+    fn describe(&mut self, found: Found) -> Result<Option<Entry>> {
+        let Found {
+            path: rel,
+            meta,
+            link,
+            xattrs,
+        } = found;
+        let full = self.root.join(OsStr::from_bytes(&rel));
+        let Some((kind, link_target)) = self.kind(&rel, &meta, link, &full)? else {
             return Ok(None);
         };
         let xattrs = match xattrs {
