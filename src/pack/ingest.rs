@@ -111,6 +111,36 @@ impl Ingest {
     }
 }
 
+/// Refuses an unsafe path, or one sent before.
+fn admit(path: &[u8], seen: &mut HashSet<Vec<u8>>) -> Result<()> {
+    let refuse = |problem: String| Error::Input {
+        path: String::from_utf8_lossy(path).into_owned().into(),
+        problem,
+    };
+    check_path(path).map_err(|why| refuse(format!("invalid entry path: {why}")))?;
+    if !seen.insert(path.to_vec()) {
+        return Err(refuse("path sent twice".into()));
+    }
+    Ok(())
+}
+
+impl IngestEntry {
+    /// The archive entry (a regular file of `size` bytes) and its group.
+    fn into_entry(self, size: u64) -> (Group, Entry) {
+        let group = Group {
+            pkg_type: self.pkg_type,
+            repo: self.repo,
+        };
+        let mode = 0o100000 | (self.mode.unwrap_or(0o644) & 0o7777);
+        let entry = Entry {
+            mtime_ns: self.mtime_ns,
+            size,
+            ..Entry::new(self.path, EntryKind::File, mode)
+        };
+        (group, entry)
+    }
+}
+
 fn run(
     rx: Receiver<IngestEntry>,
     output: Output,
@@ -122,20 +152,9 @@ fn run(
     let mut entries: Vec<(Group, Entry)> = Vec::new();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut failure = None;
-    for item in rx.iter() {
-        let name = String::from_utf8_lossy(&item.path).into_owned();
-        if let Err(why) = check_path(&item.path) {
-            failure = Some(Error::Input {
-                path: name.into(),
-                problem: format!("invalid entry path: {why}"),
-            });
-            break;
-        }
-        if !seen.insert(item.path.clone()) {
-            failure = Some(Error::Input {
-                path: name.into(),
-                problem: "path sent twice".into(),
-            });
+    for mut item in rx.iter() {
+        if let Err(e) = admit(&item.path, &mut seen) {
+            failure = Some(e);
             break;
         }
         let size = item.data.len() as u64;
@@ -144,7 +163,7 @@ fn run(
             && seg
                 .add(
                     entries.len(),
-                    Source::Memory(Arc::from(item.data)),
+                    Source::Memory(Arc::from(std::mem::take(&mut item.data))),
                     size,
                     store,
                 )
@@ -152,21 +171,7 @@ fn run(
         {
             break; // the pipeline failed; finishing it reports why
         }
-        entries.push((
-            Group {
-                pkg_type: item.pkg_type,
-                repo: item.repo,
-            },
-            Entry {
-                mtime_ns: item.mtime_ns,
-                size,
-                ..Entry::new(
-                    item.path,
-                    EntryKind::File,
-                    0o100000 | (item.mode.unwrap_or(0o644) & 0o7777),
-                )
-            },
-        ));
+        entries.push(item.into_entry(size));
     }
     if let Some(e) = failure {
         drop(rx);
