@@ -282,106 +282,157 @@ pub fn generate(corpus: Corpus, dir: &Path, scale: f64, seed: u64) -> Result<Sta
         fs::remove_dir_all(dir).map_err(|e| Error::io(dir, "remove", e))?;
     }
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, "mkdir", e))?;
-    let mut w = Writer {
-        root: dir,
-        stats: Stats::default(),
+    let mut g = Gen {
+        w: Writer {
+            root: dir,
+            stats: Stats::default(),
+        },
+        rng: Rng::new(seed, corpus as u64),
+        text: TextGen::new(seed, 100 + corpus as u64),
+        buf: Vec::new(),
+        scale,
     };
-    let mut rng = Rng::new(seed, corpus as u64);
-    let mut text = TextGen::new(seed, 100 + corpus as u64);
-    let mut buf = Vec::new();
     match corpus {
-        Corpus::Text => {
-            for i in 0..scaled(50.0, scale) {
-                buf.clear();
-                text.fill(&mut buf, (10.0 * MB) as usize);
-                w.file(&format!("books/vol{:02}/part{i:03}.txt", i / 10), &buf)?;
-            }
-        }
-        Corpus::Binary => {
-            for i in 0..scaled(16.0, scale) {
-                buf.clear();
-                binary_records(
-                    &mut rng,
-                    &mut buf,
-                    (16.0 * MB) as usize,
-                    i as u64 * 1_000_000,
-                );
-                w.file(&format!("records/shard{i:03}.dat"), &buf)?;
-            }
-        }
-        Corpus::Random => {
-            for i in 0..scaled(8.0, scale) {
-                buf.clear();
-                random_bytes(&mut rng, &mut buf, (32.0 * MB) as usize);
-                w.file(&format!("blobs/random{i:02}.bin"), &buf)?;
-            }
-        }
-        Corpus::Small => {
-            for i in 0..scaled(100_000.0, scale) {
-                buf.clear();
-                match i % 3 {
-                    0 => text.fill(&mut buf, 10 << 10),
-                    1 => source_code(&mut rng, &mut text, &mut buf, 10 << 10),
-                    _ => json_records(&mut rng, &mut text, &mut buf, 10 << 10),
-                }
-                let ext = ["txt", "c", "json"][i % 3];
-                w.file(&format!("d{:04}/f{i:06}.{ext}", i / 100), &buf)?;
-            }
-        }
-        Corpus::Mixed => {
-            for i in 0..scaled(40.0, scale) {
-                buf.clear();
-                let len = 1_000_000 + rng.below(4_000_000) as usize;
-                random_bytes(&mut rng, &mut buf, len);
-                w.file(&format!("libs/lib{i:02}-1.{}.jar", i % 7), &buf)?;
-            }
-            for i in 0..scaled(20.0, scale) {
-                buf.clear();
-                random_bytes(&mut rng, &mut buf, 4_000_000);
-                w.file(&format!("dist/release-{i:02}.tar.gz"), &buf)?;
-            }
-            for i in 0..scaled(2000.0, scale) {
-                buf.clear();
-                let len = 2_000 + rng.below(60_000) as usize;
-                source_code(&mut rng, &mut text, &mut buf, len);
-                w.file(&format!("src/module{:02}/File{i:04}.java", i / 100), &buf)?;
-            }
-            for i in 0..scaled(1000.0, scale) {
-                buf.clear();
-                let len = 5_000 + rng.below(45_000) as usize;
-                xml(&mut rng, &mut text, &mut buf, len);
-                w.file(&format!("modules/m{:03}/pom.xml", i), &buf)?;
-            }
-            for i in 0..scaled(500.0, scale) {
-                buf.clear();
-                let len = 1_000 + rng.below(20_000) as usize;
-                text.fill(&mut buf, len);
-                w.file(&format!("docs/page{i:03}.md"), &buf)?;
-            }
-        }
-        Corpus::Big => {
-            let path = dir.join("big.dat");
-            let f = fs::File::create(&path).map_err(|e| Error::io(&path, "create", e))?;
-            let mut out = BufWriter::with_capacity(4 << 20, f);
-            let blocks = scaled(2048.0, scale);
-            for i in 0..blocks {
-                buf.clear();
-                if i % 2 == 0 {
-                    text.fill(&mut buf, 1 << 20);
-                } else {
-                    binary_records(&mut rng, &mut buf, 1 << 20, i as u64 * 40_000);
-                }
-                out.write_all(&buf)
-                    .map_err(|e| Error::io(&path, "write", e))?;
-            }
-            out.flush().map_err(|e| Error::io(&path, "write", e))?;
-            w.stats = Stats {
-                files: 1,
-                bytes: (blocks as u64) << 20,
-            };
-        }
+        Corpus::Text => g.text()?,
+        Corpus::Binary => g.binary()?,
+        Corpus::Random => g.random()?,
+        Corpus::Small => g.small()?,
+        Corpus::Mixed => g.mixed()?,
+        Corpus::Big => g.big()?,
     }
-    Ok(w.stats)
+    Ok(g.w.stats)
+}
+
+/// A corpus being generated: one method per corpus.
+struct Gen<'a> {
+    w: Writer<'a>,
+    rng: Rng,
+    text: TextGen,
+    buf: Vec<u8>,
+    scale: f64,
+}
+
+impl Gen<'_> {
+    fn scaled(&self, n: f64) -> usize {
+        scaled(n, self.scale)
+    }
+
+    /// 50 books of 10 MB of text.
+    fn text(&mut self) -> Result<()> {
+        for i in 0..self.scaled(50.0) {
+            self.buf.clear();
+            self.text.fill(&mut self.buf, (10.0 * MB) as usize);
+            self.w
+                .file(&format!("books/vol{:02}/part{i:03}.txt", i / 10), &self.buf)?;
+        }
+        Ok(())
+    }
+
+    /// 16 shards of 16 MB of binary records.
+    fn binary(&mut self) -> Result<()> {
+        for i in 0..self.scaled(16.0) {
+            self.buf.clear();
+            binary_records(
+                &mut self.rng,
+                &mut self.buf,
+                (16.0 * MB) as usize,
+                i as u64 * 1_000_000,
+            );
+            self.w
+                .file(&format!("records/shard{i:03}.dat"), &self.buf)?;
+        }
+        Ok(())
+    }
+
+    /// 8 files of 32 MB of random bytes.
+    fn random(&mut self) -> Result<()> {
+        for i in 0..self.scaled(8.0) {
+            self.buf.clear();
+            random_bytes(&mut self.rng, &mut self.buf, (32.0 * MB) as usize);
+            self.w.file(&format!("blobs/random{i:02}.bin"), &self.buf)?;
+        }
+        Ok(())
+    }
+
+    /// 100,000 files of 10 KiB: text, source code and JSON.
+    fn small(&mut self) -> Result<()> {
+        for i in 0..self.scaled(100_000.0) {
+            self.buf.clear();
+            match i % 3 {
+                0 => self.text.fill(&mut self.buf, 10 << 10),
+                1 => source_code(&mut self.rng, &mut self.text, &mut self.buf, 10 << 10),
+                _ => json_records(&mut self.rng, &mut self.text, &mut self.buf, 10 << 10),
+            }
+            let ext = ["txt", "c", "json"][i % 3];
+            self.w
+                .file(&format!("d{:04}/f{i:06}.{ext}", i / 100), &self.buf)?;
+        }
+        Ok(())
+    }
+
+    /// A repository: jars and tarballs (incompressible), Java sources, XML and Markdown.
+    fn mixed(&mut self) -> Result<()> {
+        for i in 0..self.scaled(40.0) {
+            self.buf.clear();
+            let len = 1_000_000 + self.rng.below(4_000_000) as usize;
+            random_bytes(&mut self.rng, &mut self.buf, len);
+            self.w
+                .file(&format!("libs/lib{i:02}-1.{}.jar", i % 7), &self.buf)?;
+        }
+        for i in 0..self.scaled(20.0) {
+            self.buf.clear();
+            random_bytes(&mut self.rng, &mut self.buf, 4_000_000);
+            self.w
+                .file(&format!("dist/release-{i:02}.tar.gz"), &self.buf)?;
+        }
+        for i in 0..self.scaled(2000.0) {
+            self.buf.clear();
+            let len = 2_000 + self.rng.below(60_000) as usize;
+            source_code(&mut self.rng, &mut self.text, &mut self.buf, len);
+            self.w.file(
+                &format!("src/module{:02}/File{i:04}.java", i / 100),
+                &self.buf,
+            )?;
+        }
+        for i in 0..self.scaled(1000.0) {
+            self.buf.clear();
+            let len = 5_000 + self.rng.below(45_000) as usize;
+            xml(&mut self.rng, &mut self.text, &mut self.buf, len);
+            self.w
+                .file(&format!("modules/m{:03}/pom.xml", i), &self.buf)?;
+        }
+        for i in 0..self.scaled(500.0) {
+            self.buf.clear();
+            let len = 1_000 + self.rng.below(20_000) as usize;
+            self.text.fill(&mut self.buf, len);
+            self.w.file(&format!("docs/page{i:03}.md"), &self.buf)?;
+        }
+        Ok(())
+    }
+
+    /// One 2 GiB file of alternating text and binary blocks.
+    fn big(&mut self) -> Result<()> {
+        let path = self.w.root.join("big.dat");
+        let f = fs::File::create(&path).map_err(|e| Error::io(&path, "create", e))?;
+        let mut out = BufWriter::with_capacity(4 << 20, f);
+        let blocks = self.scaled(2048.0);
+        for i in 0..blocks {
+            self.buf.clear();
+            if i % 2 == 0 {
+                self.text.fill(&mut self.buf, 1 << 20);
+            } else {
+                binary_records(&mut self.rng, &mut self.buf, 1 << 20, i as u64 * 40_000);
+            }
+            out.write_all(&self.buf)
+                .map_err(|e| Error::io(&path, "write", e))?;
+        }
+        out.flush().map_err(|e| Error::io(&path, "write", e))?;
+        self.w.stats = Stats {
+            files: 1,
+            bytes: (blocks as u64) << 20,
+        };
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -248,19 +248,34 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(Step)) -> Result<Report
         drop_caches()?;
     }
     let peers_ok = opts.compare && {
-        let missing: Vec<String> = ["tar", "zstd"]
-            .into_iter()
-            .filter(|t| !measure::have(t))
-            .map(String::from)
-            .collect();
-        for m in &missing {
-            progress(Step::Note(&format!(
-                "peer tool {m} is not installed: comparison skipped"
-            )));
-        }
-        report.missing_peers = missing;
+        report.missing_peers = missing_peers(&mut progress);
         report.missing_peers.is_empty()
     };
+    let targets = targets(opts, &mut progress)?;
+    let sweep_jobs = if opts.threads.len() > 1 {
+        opts.threads.len() as u64
+    } else {
+        0
+    };
+    let per_repetition: u64 = plan(opts, Path::new(""), Path::new(""), peers_ok)
+        .iter()
+        .map(Jobs::per_repetition)
+        .sum::<u64>()
+        + sweep_jobs;
+    progress(Step::Total(
+        targets.len() as u64 * report.reps as u64 * per_repetition,
+    ));
+    for (name, dir) in targets {
+        report
+            .corpora
+            .push(run_corpus(opts, &name, &dir, peers_ok, &mut progress)?);
+    }
+    Ok(report)
+}
+
+/// The trees to run on: each corpus (generated unless a complete one is there), then
+/// each `--dir`.
+fn targets(opts: &BenchOptions, progress: &mut impl FnMut(Step)) -> Result<Vec<(String, PathBuf)>> {
     let mut targets: Vec<(String, PathBuf)> = Vec::new();
     for &c in &opts.corpora {
         let dir = opts.scratch.join(format!(
@@ -284,25 +299,31 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(Step)) -> Result<Report
     for d in &opts.dirs {
         targets.push((d.display().to_string(), d.clone()));
     }
-    let sweep_jobs = if opts.threads.len() > 1 {
-        opts.threads.len() as u64
-    } else {
-        0
-    };
-    let per_repetition: u64 = plan(opts, Path::new(""), Path::new(""), peers_ok)
-        .iter()
-        .map(Jobs::per_repetition)
-        .sum::<u64>()
-        + sweep_jobs;
-    progress(Step::Total(
-        targets.len() as u64 * report.reps as u64 * per_repetition,
-    ));
-    for (name, dir) in targets {
-        report
-            .corpora
-            .push(run_corpus(opts, &name, &dir, peers_ok, &mut progress)?);
+    Ok(targets)
+}
+
+/// The peer tools that are not installed, each said as a note.
+fn missing_peers(progress: &mut impl FnMut(Step)) -> Vec<String> {
+    let missing: Vec<String> = ["tar", "zstd"]
+        .into_iter()
+        .filter(|t| !measure::have(t))
+        .map(String::from)
+        .collect();
+    for m in &missing {
+        let note = format!("peer tool {m} is not installed: comparison skipped");
+        progress(Step::Note(&note));
     }
-    Ok(report)
+    missing
+}
+
+/// The timings of every job of a corpus, by tool (in the order of [`plan`]).
+struct Timings {
+    packs: Vec<Vec<Run>>,
+    unpacks: Vec<Vec<Run>>,
+    /// verify, list and cat seconds.
+    others: Vec<[Vec<f64>; 3]>,
+    /// The file the cat jobs read.
+    cat_path: String,
 }
 
 fn run_corpus(
@@ -323,109 +344,18 @@ fn run_corpus(
         .join("znippy-bench-work");
     remove(&work)?;
     fs::create_dir_all(&work).map_err(|e| Error::io(&work, "mkdir", e))?;
-    let log = work.join("stderr.log");
-    let ours = work.join("a.znippy");
-    let out = work.join("out");
     let jobs = plan(opts, dir, &work, peers);
-    let reps = opts.reps.max(1);
-    let mut packs: Vec<Vec<Run>> = vec![Vec::new(); jobs.len()];
-    let mut unpacks: Vec<Vec<Run>> = vec![Vec::new(); jobs.len()];
-    let mut others: Vec<[Vec<f64>; 3]> = vec![Default::default(); jobs.len()];
-    let mut cat_path = String::new();
-    let mut cats: Vec<Option<String>> = Vec::new();
-    for rep in 0..reps {
-        let mut job = |what: &str, tool: &str| {
-            progress(Step::Job(&format!(
-                "{name}: {what} {tool} ({}/{reps})",
-                rep + 1
-            )));
-        };
-        // Alternate the order so neither tool always runs on a cache the other warmed.
-        let order: Vec<usize> = if rep % 2 == 0 {
-            (0..jobs.len()).collect()
-        } else {
-            (0..jobs.len()).rev().collect()
-        };
-        for &j in &order {
-            remove(&jobs[j].archive)?;
-            job("pack", jobs[j].tool);
-            packs[j].push(timed(opts, &jobs[j].pack, &log)?);
-        }
-        if rep == 0 {
-            cat_path = pick_cat_path(&ours)?;
-            cats = jobs
-                .iter()
-                .map(|j| j.cat.as_ref().map(|cat| cat(&cat_path)))
-                .collect();
-        }
-        for &j in &order {
-            if let Some(cmd) = &jobs[j].unpack {
-                remove(&out)?;
-                fs::create_dir_all(&out).map_err(|e| Error::io(&out, "mkdir", e))?;
-                job("unpack", jobs[j].tool);
-                unpacks[j].push(timed(opts, cmd, &log)?);
-            }
-        }
-        remove(&out)?;
-        for &j in &order {
-            let (tool, commands) = (jobs[j].tool, [&jobs[j].verify, &jobs[j].list, &cats[j]]);
-            for (k, (cmd, what)) in commands
-                .into_iter()
-                .zip(["verify", "list", "cat"])
-                .enumerate()
-            {
-                if let Some(cmd) = cmd {
-                    job(what, tool);
-                    others[j][k].push(timed(opts, cmd, &log)?.secs);
-                }
-            }
-        }
-    }
+    let t = time_jobs(opts, name, &jobs, &work, progress)?;
     let mut result = CorpusResult {
         corpus: name.to_string(),
         files: stats.files,
         bytes: stats.bytes,
-        cat_path,
         ..CorpusResult::default()
     };
-    let mb = stats.bytes as f64 / 1e6;
     for (j, job) in jobs.iter().enumerate() {
-        let size = fs::metadata(&job.archive).map(|m| m.len()).unwrap_or(0);
-        let pack_runs: Vec<f64> = packs[j].iter().map(|r| r.secs).collect();
-        let unpack_runs: Vec<f64> = unpacks[j].iter().map(|r| r.secs).collect();
-        let pack_s = median(&pack_runs);
-        let some = |v: &[f64]| (!v.is_empty()).then(|| median(v));
-        let verify_s = some(&others[j][0]);
-        let unpack_s = some(&unpack_runs);
-        result.tools.push(ToolResult {
-            tool: job.tool.to_string(),
-            archive_bytes: size,
-            ratio: stats.bytes as f64 / size.max(1) as f64,
-            pack_s,
-            pack_mb_s: mb / pack_s.max(1e-9),
-            pack_files_s: stats.files as f64 / pack_s.max(1e-9),
-            pack_rss_mib: packs[j]
-                .iter()
-                .map(|r| mib(r.max_rss_kib))
-                .fold(0.0, f64::max),
-            unpack_s,
-            unpack_mb_s: unpack_s.map(|s| mb / s.max(1e-9)),
-            unpack_rss_mib: (!unpacks[j].is_empty()).then(|| {
-                unpacks[j]
-                    .iter()
-                    .map(|r| mib(r.max_rss_kib))
-                    .fold(0.0, f64::max)
-            }),
-            verify_s,
-            verify_mb_s: verify_s.map(|s| mb / s.max(1e-9)),
-            list_ms: some(&others[j][1]).map(|s| s * 1000.0),
-            cat_ms: some(&others[j][2]).map(|s| s * 1000.0),
-            pack_runs,
-            unpack_runs,
-            pack_stages: ours_only(job, &work.join(PACK_JSON)),
-            unpack_stages: ours_only(job, &work.join(UNPACK_JSON)),
-        });
+        result.tools.push(tool_result(job, &stats, &t, j, &work));
     }
+    result.cat_path = t.cat_path;
     if let [us, tz, tar, ..] = result.tools.as_slice() {
         result.pack_speedup = Some(tz.pack_s / us.pack_s.max(1e-9));
         result.unpack_speedup = match (tz.unpack_s, us.unpack_s) {
@@ -440,6 +370,115 @@ fn run_corpus(
     }
     remove(&work)?;
     Ok(result)
+}
+
+/// Runs every job of every tool `opts.reps` times: all packs, then all unpacks, then
+/// verify, list and cat, the tools in alternating order from one repetition to the
+/// next so that neither always runs on a cache the other warmed.
+fn time_jobs(
+    opts: &BenchOptions,
+    name: &str,
+    jobs: &[Jobs],
+    work: &Path,
+    progress: &mut impl FnMut(Step),
+) -> Result<Timings> {
+    let (log, ours, out) = (
+        work.join("stderr.log"),
+        work.join("a.znippy"),
+        work.join("out"),
+    );
+    let reps = opts.reps.max(1);
+    let mut t = Timings {
+        packs: vec![Vec::new(); jobs.len()],
+        unpacks: vec![Vec::new(); jobs.len()],
+        others: vec![Default::default(); jobs.len()],
+        cat_path: String::new(),
+    };
+    let mut cats: Vec<Option<String>> = Vec::new();
+    for rep in 0..reps {
+        let mut job = |what: &str, tool: &str| {
+            let step = format!("{name}: {what} {tool} ({}/{reps})", rep + 1);
+            progress(Step::Job(&step));
+        };
+        let order: Vec<usize> = if rep % 2 == 0 {
+            (0..jobs.len()).collect()
+        } else {
+            (0..jobs.len()).rev().collect()
+        };
+        for &j in &order {
+            remove(&jobs[j].archive)?;
+            job("pack", jobs[j].tool);
+            t.packs[j].push(timed(opts, &jobs[j].pack, &log)?);
+        }
+        if rep == 0 {
+            t.cat_path = pick_cat_path(&ours)?;
+            let cat = |j: &Jobs| j.cat.as_ref().map(|cat| cat(&t.cat_path));
+            cats = jobs.iter().map(cat).collect();
+        }
+        for &j in &order {
+            if let Some(cmd) = &jobs[j].unpack {
+                remove(&out)?;
+                fs::create_dir_all(&out).map_err(|e| Error::io(&out, "mkdir", e))?;
+                job("unpack", jobs[j].tool);
+                t.unpacks[j].push(timed(opts, cmd, &log)?);
+            }
+        }
+        remove(&out)?;
+        for &j in &order {
+            let commands = [&jobs[j].verify, &jobs[j].list, &cats[j]];
+            for (k, (cmd, what)) in commands
+                .into_iter()
+                .zip(["verify", "list", "cat"])
+                .enumerate()
+            {
+                if let Some(cmd) = cmd {
+                    job(what, jobs[j].tool);
+                    t.others[j][k].push(timed(opts, cmd, &log)?.secs);
+                }
+            }
+        }
+    }
+    Ok(t)
+}
+
+/// Medians and peaks of tool `j`'s jobs on a corpus of `stats`.
+fn tool_result(
+    job: &Jobs,
+    stats: &corpus::Stats,
+    t: &Timings,
+    j: usize,
+    work: &Path,
+) -> ToolResult {
+    let mb = stats.bytes as f64 / 1e6;
+    let size = fs::metadata(&job.archive).map(|m| m.len()).unwrap_or(0);
+    let (packs, unpacks, others) = (&t.packs[j], &t.unpacks[j], &t.others[j]);
+    let pack_runs: Vec<f64> = packs.iter().map(|r| r.secs).collect();
+    let unpack_runs: Vec<f64> = unpacks.iter().map(|r| r.secs).collect();
+    let pack_s = median(&pack_runs);
+    let some = |v: &[f64]| (!v.is_empty()).then(|| median(v));
+    let peak = |runs: &[Run]| runs.iter().map(|r| mib(r.max_rss_kib)).fold(0.0, f64::max);
+    let verify_s = some(&others[0]);
+    let unpack_s = some(&unpack_runs);
+    ToolResult {
+        tool: job.tool.to_string(),
+        archive_bytes: size,
+        ratio: stats.bytes as f64 / size.max(1) as f64,
+        pack_s,
+        pack_mb_s: mb / pack_s.max(1e-9),
+        pack_files_s: stats.files as f64 / pack_s.max(1e-9),
+        pack_rss_mib: peak(packs),
+        unpack_s,
+        unpack_mb_s: unpack_s.map(|s| mb / s.max(1e-9)),
+        unpack_rss_mib: (!unpacks.is_empty()).then(|| peak(unpacks)),
+        verify_s,
+        verify_mb_s: verify_s.map(|s| mb / s.max(1e-9)),
+        list_ms: some(&others[1]).map(|s| s * 1000.0),
+        cat_ms: some(&others[2]).map(|s| s * 1000.0),
+        pack_runs,
+        unpack_runs,
+        pack_stages: ours_only(job, &work.join(PACK_JSON)),
+        unpack_stages: ours_only(job, &work.join(UNPACK_JSON)),
+    }
 }
 
 /// Our stages, from the report our job left at `path`; none for a peer.
