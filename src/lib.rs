@@ -57,7 +57,7 @@ pub use pack::{
 };
 pub use progress::Progress;
 pub use read::export;
-pub use read::{Archive, UnpackOptions, UnpackReport, VerifyReport};
+pub use read::{Archive, CacheStats, ChunkCache, UnpackOptions, UnpackReport, VerifyReport};
 pub use stages::{Part, Stage};
 pub use xattr::{Xattr, XattrPolicy};
 

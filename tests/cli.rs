@@ -81,6 +81,30 @@ fn every_json_report_follows_the_documented_schema() {
     assert_eq!(index["format"], "csv");
     assert_eq!(index["rows"], info["entries"]);
 
+    // mount: its report comes once it is unmounted (where /dev/fuse can be used).
+    if Path::new("/dev/fuse").exists() && is_root() {
+        let mnt = s.path("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let child = Command::new(bin())
+            .args([os("mount"), a, mnt.as_os_str(), os("--json")])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mounts = || std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let start = std::time::Instant::now();
+        while !mounts().contains(&*mnt.to_string_lossy()) {
+            assert!(start.elapsed().as_secs() < 20, "not mounted");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(std::fs::read_dir(&mnt).unwrap().count(), 20); // d00..d19
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = child.wait_with_output().unwrap();
+        let report = json_of(&out.stdout);
+        check(&report);
+        assert_eq!(report["entries"], info["entries"]);
+    }
+
     // Damage: the report says which file and which chunk, and the exit status is 1.
     let mut bytes = std::fs::read(&archive).unwrap();
     bytes[40] ^= 0xff;

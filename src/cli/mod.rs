@@ -10,6 +10,7 @@ mod index;
 mod info;
 mod list;
 mod man;
+mod mount;
 mod pack;
 mod progress;
 mod report;
@@ -79,6 +80,8 @@ pub enum Command {
     Info(info::Args),
     /// Write the index as one table for pyarrow, Polars, DuckDB (docs/QUERY.md).
     Index(index::Args),
+    /// Mount an archive read-only on a directory (FUSE), until Ctrl-C or umount.
+    Mount(mount::Args),
     /// Benchmark pack/unpack/verify/list/cat on standard corpora or a tree, optionally
     /// side by side with tar | zstd -T0.
     Bench(bench::Args),
@@ -103,6 +106,7 @@ pub fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         Command::Cat(a) => cat::run(a, out),
         Command::Info(a) => info::run(a, out),
         Command::Index(a) => index::run(a, out),
+        Command::Mount(a) => mount::run(a, out),
         Command::Bench(a) => bench::run(a, out),
         Command::Completions(a) => completions::run(a),
         Command::Man => man::run(),

@@ -133,6 +133,17 @@ impl Entry {
     pub fn display_path(&self) -> String {
         String::from_utf8_lossy(&self.path).into_owned()
     }
+
+    /// Whether the path (and a hard link's target) is safe to create beneath a
+    /// directory: relative, of normal components (no empty, `.` or `..` one), with no
+    /// NUL byte. Returns why not. Unpacking and mounting refuse entries that fail it.
+    pub fn check_path(&self) -> std::result::Result<(), &'static str> {
+        check_path(&self.path)?;
+        match (self.kind, &self.link_target) {
+            (EntryKind::Hardlink, Some(target)) => check_path(target),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The entries table's schema.

@@ -320,6 +320,21 @@ impl Archive {
         Ok(data)
     }
 
+    /// Like [`Archive::load_chunk`], but the chunk's bytes are handed over in a buffer
+    /// of their own (the reader makes itself a new one).
+    pub(crate) fn take_chunk(&self, id: u64, r: &mut ChunkReader) -> Result<Vec<u8>, String> {
+        self.load_chunk(id, r)?;
+        let stored = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.index.chunks.get(i))
+            .is_some_and(|c| c.codec == Codec::Stored);
+        Ok(std::mem::take(if stored {
+            &mut r.blob
+        } else {
+            &mut r.raw
+        }))
+    }
+
     /// Writes the file at `path` to `out`, reading only its chunks. Each chunk is
     /// checked before any of its bytes are written, and the file's BLAKE3 at the end.
     /// Returns the number of bytes written.

@@ -3,6 +3,7 @@
 
 mod archive;
 mod beneath;
+mod cache;
 pub mod export;
 mod layout;
 mod unpack;
@@ -10,5 +11,6 @@ mod verify;
 mod visit;
 
 pub use archive::Archive;
+pub use cache::{CacheStats, ChunkCache};
 pub use unpack::{UnpackOptions, UnpackReport};
 pub use verify::VerifyReport;

@@ -1,0 +1,354 @@
+//! A bounded cache of decompressed, verified chunks, shared by threads: what a server
+//! of random reads (the read-only mount, or a program's own) puts in front of an
+//! [`Archive`].
+//!
+//! - Every chunk is checked against its BLAKE3 before any byte of it is served; a
+//!   damaged chunk's error is remembered like a chunk, so it is not decoded again.
+//! - Readers of one chunk that is not cached wait for one decompression (a
+//!   `OnceLock` per chunk), not one each.
+//! - Least recently used chunks are dropped once the cache holds more than its size
+//!   in raw bytes; a reader still copying from a dropped chunk keeps it alive until it
+//!   is done, so memory stays within the size plus one chunk per reader.
+//! - Reads that miss on chunk after chunk in order (a sequential reader, such as `tar`
+//!   or `cp -r` through the mount) get the next chunk decompressed ahead by a
+//!   prefetch thread.
+
+use super::archive::{Archive, ChunkReader};
+use crate::error::{Error, Result};
+use crate::format::entry::EntryKind;
+use crossbeam_channel::{Sender, TrySendError, bounded};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+/// A chunk as decoded: its bytes, or what is wrong with it.
+type Decoded = std::result::Result<Arc<Vec<u8>>, String>;
+
+/// Counters of a [`ChunkCache`], for reports and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Chunk lookups answered from the cache (including waits for a decode under way).
+    pub hits: u64,
+    /// Chunks decoded (read, decompressed and checked) for a reader.
+    pub misses: u64,
+    /// Chunks decoded ahead by the prefetch thread.
+    pub prefetched: u64,
+    /// Chunks dropped to stay within the size.
+    pub evicted: u64,
+    /// Raw bytes held now.
+    pub bytes: u64,
+}
+
+/// A shared, thread-safe reader of an archive's files with a bounded cache of
+/// decompressed chunks.
+///
+/// ```
+/// use std::sync::Arc;
+/// use znippy_uring::{Archive, ChunkCache};
+/// # let tmp = std::env::temp_dir().join(format!("doc-cache-{}", std::process::id()));
+/// # std::fs::create_dir_all(tmp.join("src/etc"))?;
+/// # std::fs::write(tmp.join("src/etc/hosts"), "127.0.0.1 localhost\n")?;
+/// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+/// let archive = Arc::new(Archive::open(&tmp.join("a.znippy"))?);
+/// let cache = Arc::new(ChunkCache::new(archive.clone(), 64 << 20));
+/// let hosts = archive.find(b"etc/hosts").expect("archived");
+/// let mut buf = [0u8; 9];
+/// // Any thread may read any file at any offset; the chunk is decoded once.
+/// let n = cache.read_at(hosts, 0, &mut buf)?;
+/// assert_eq!(&buf[..n], b"127.0.0.1");
+/// let n = cache.read_at(hosts, 10, &mut buf)?;
+/// assert_eq!(&buf[..n], b"localhost");
+/// assert_eq!(cache.stats().misses, 1);
+/// # std::fs::remove_dir_all(&tmp)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ChunkCache {
+    inner: Arc<Inner>,
+    prefetch: Option<Sender<u64>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Inner {
+    archive: Arc<Archive>,
+    capacity: u64,
+    lru: Mutex<Lru>,
+    /// The last chunk a reader had to decode: the next miss one past it is sequential.
+    last_miss: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    prefetched: AtomicU64,
+}
+
+/// The cached chunks and their recency.
+#[derive(Default)]
+struct Lru {
+    slots: HashMap<u64, Slot>,
+    /// Recency tick → chunk, oldest first.
+    order: BTreeMap<u64, u64>,
+    tick: u64,
+    bytes: u64,
+    evicted: u64,
+}
+
+struct Slot {
+    tick: u64,
+    bytes: u64,
+    chunk: Arc<OnceLock<Decoded>>,
+}
+
+impl ChunkCache {
+    /// A cache of at most `capacity` bytes of decompressed chunks in front of
+    /// `archive` (at least one chunk is always held while it is read), with one
+    /// prefetch thread.
+    pub fn new(archive: Arc<Archive>, capacity: usize) -> ChunkCache {
+        let inner = Arc::new(Inner {
+            archive,
+            capacity: capacity as u64,
+            lru: Mutex::new(Lru::default()),
+            last_miss: AtomicU64::new(u64::MAX),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            prefetched: AtomicU64::new(0),
+        });
+        // A few chunks ahead at most: prefetching further than the reader only evicts.
+        let (tx, rx) = bounded::<u64>(2);
+        let weak = Arc::downgrade(&inner);
+        let thread = std::thread::Builder::new()
+            .name("znippy-prefetch".into())
+            .spawn(move || {
+                for id in rx {
+                    let Some(inner) = weak.upgrade() else { break };
+                    if inner.fetch(id, Fetch::Ahead).is_ok() {
+                        inner.prefetched.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .ok();
+        ChunkCache {
+            inner,
+            prefetch: thread.is_some().then_some(tx),
+            thread,
+        }
+    }
+
+    /// The archive read.
+    pub fn archive(&self) -> &Archive {
+        &self.inner.archive
+    }
+
+    /// Chunk `id`, decompressed and checked; the error says what is wrong with it.
+    pub fn chunk(&self, id: u64) -> std::result::Result<Arc<Vec<u8>>, String> {
+        let decoded = self.inner.fetch(id, Fetch::Read)?;
+        let inner = &self.inner;
+        let previous = inner.last_miss.load(Ordering::Relaxed);
+        if decoded.1 && previous.wrapping_add(1) == id {
+            // Sequential misses: decode the next chunk while this one is read.
+            let next = id + 1;
+            if next < inner.archive.chunks().len() as u64
+                && let Some(tx) = &self.prefetch
+                && let Err(TrySendError::Disconnected(_)) = tx.try_send(next)
+            {
+                log::debug!("prefetch thread gone");
+            }
+        }
+        if decoded.1 {
+            inner.last_miss.store(id, Ordering::Relaxed);
+        }
+        Ok(decoded.0)
+    }
+
+    /// Reads up to `buf.len()` bytes of entry `entry` (a file, or a hard link to one)
+    /// from `offset`; fewer only at the end of the file. Only the chunks the range
+    /// touches are decoded, each checked before its bytes are copied.
+    pub fn read_at(&self, entry: usize, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let archive = self.archive();
+        let e = file_entry(archive, entry)?;
+        let name = || e.display_path();
+        let Some(loc) = e.location else {
+            return Ok(0); // an empty file
+        };
+        let mut done = 0usize;
+        while done < buf.len() && offset + (done as u64) < e.size {
+            let pos = loc.chunk_offset + offset + done as u64; // within the file's chunks
+            let (id, within) = locate(archive, loc.first_chunk, loc.last_chunk, pos)
+                .ok_or_else(|| Error::corrupt(archive.path(), format!("{}: short", name())))?;
+            let data = self.chunk(id).map_err(|problem| Error::Damaged {
+                archive: archive.path().into(),
+                damaged: vec![(name(), problem)],
+            })?;
+            let left_in_file = (e.size - offset - done as u64) as usize;
+            let want = (buf.len() - done).min(left_in_file);
+            let part = data
+                .get(within..)
+                .map(|d| &d[..d.len().min(want)])
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| Error::corrupt(archive.path(), format!("{}: short", name())))?;
+            buf[done..done + part.len()].copy_from_slice(part);
+            done += part.len();
+        }
+        Ok(done)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CacheStats {
+        let inner = &self.inner;
+        let lru = inner.lru.lock().unwrap_or_else(|p| p.into_inner());
+        CacheStats {
+            hits: inner.hits.load(Ordering::Relaxed),
+            misses: inner.misses.load(Ordering::Relaxed),
+            prefetched: inner.prefetched.load(Ordering::Relaxed),
+            evicted: lru.evicted,
+            bytes: lru.bytes,
+        }
+    }
+}
+
+impl Drop for ChunkCache {
+    fn drop(&mut self) {
+        self.prefetch = None; // the thread's channel closes
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for ChunkCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkCache")
+            .field("archive", &self.archive().path())
+            .field("capacity", &self.inner.capacity)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Who asks for a chunk: a reader (counted as hit or miss), or the prefetch thread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    Read,
+    Ahead,
+}
+
+impl Inner {
+    /// The chunk, from the cache or decoded now (by this thread, or by the one already
+    /// decoding it); with whether this call decoded it.
+    fn fetch(&self, id: u64, who: Fetch) -> std::result::Result<(Arc<Vec<u8>>, bool), String> {
+        let bytes = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.archive.chunks().get(i))
+            .map(|c| c.raw_len)
+            .ok_or_else(|| format!("chunk {id} does not exist"))?;
+        let (slot, fresh) = self.slot(id, bytes);
+        if !fresh && who == Fetch::Ahead {
+            return Err("already cached or being decoded".into());
+        }
+        let mut decoded_here = false;
+        let decoded = slot.get_or_init(|| {
+            decoded_here = true;
+            decode(&self.archive, id)
+        });
+        if who == Fetch::Read {
+            let counter = if decoded_here {
+                &self.misses
+            } else {
+                &self.hits
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        decoded.clone().map(|d| (d, decoded_here))
+    }
+
+    /// The slot of chunk `id` (`bytes` raw bytes), made most recent; a new one is
+    /// added (evicting the least recent beyond the capacity) if there is none.
+    fn slot(&self, id: u64, bytes: u64) -> (Arc<OnceLock<Decoded>>, bool) {
+        let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
+        let lru = &mut *lru;
+        lru.tick += 1;
+        let tick = lru.tick;
+        if let Some(slot) = lru.slots.get_mut(&id) {
+            lru.order.remove(&slot.tick);
+            slot.tick = tick;
+            lru.order.insert(tick, id);
+            return (slot.chunk.clone(), false);
+        }
+        let chunk = Arc::new(OnceLock::new());
+        lru.slots.insert(
+            id,
+            Slot {
+                tick,
+                bytes,
+                chunk: chunk.clone(),
+            },
+        );
+        lru.order.insert(tick, id);
+        lru.bytes += bytes;
+        while lru.bytes > self.capacity {
+            let Some((&oldest, &victim)) = lru.order.first_key_value() else {
+                break;
+            };
+            if victim == id {
+                break; // the one asked for stays, whatever its size
+            }
+            lru.order.remove(&oldest);
+            if let Some(gone) = lru.slots.remove(&victim) {
+                lru.bytes -= gone.bytes;
+                lru.evicted += 1;
+            }
+        }
+        (chunk, true)
+    }
+}
+
+thread_local! {
+    /// Each thread's zstd context and buffers.
+    static READER: RefCell<Option<ChunkReader>> = const { RefCell::new(None) };
+}
+
+/// Reads, decompresses and checks chunk `id` into a buffer of its own.
+fn decode(archive: &Archive, id: u64) -> Decoded {
+    READER.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.is_none() {
+            *r = Some(ChunkReader::new().map_err(|e| e.to_string())?);
+        }
+        let reader = r.as_mut().ok_or("no chunk reader")?;
+        archive.take_chunk(id, reader).map(Arc::new)
+    })
+}
+
+/// Entry `entry` if it is a file, or the file a hard link names.
+fn file_entry(archive: &Archive, entry: usize) -> Result<&crate::Entry> {
+    let e = archive
+        .entries()
+        .get(entry)
+        .ok_or_else(|| Error::Invalid(format!("entry {entry} does not exist")))?;
+    let e = match (e.kind, &e.link_target) {
+        (EntryKind::Hardlink, Some(target)) => archive
+            .find(target)
+            .and_then(|i| archive.entries().get(i))
+            .ok_or_else(|| {
+                let problem = format!("{}: hard link to a missing file", e.display_path());
+                Error::corrupt(archive.path(), problem)
+            })?,
+        _ => e,
+    };
+    if e.kind != EntryKind::File {
+        return Err(Error::Invalid(format!(
+            "{}: is a {}, not a file",
+            e.display_path(),
+            e.kind.name()
+        )));
+    }
+    Ok(e)
+}
+
+/// The chunk holding byte `pos` of the run of chunks `first..=last`, and where in it.
+/// A file over several chunks has them all of one length (checked when the archive
+/// was opened), so this is a division, not a walk.
+fn locate(archive: &Archive, first: u64, last: u64, pos: u64) -> Option<(u64, usize)> {
+    let len = archive.chunks().get(usize::try_from(first).ok()?)?.raw_len;
+    let id = first.checked_add(pos / len.max(1))?;
+    (id <= last).then_some((id, (pos % len.max(1)) as usize))
+}

@@ -1,0 +1,374 @@
+//! The read-only mount, checked through independent tools: `diff -r`, a `find -printf`
+//! listing of type, size, mode, owner, mtime and link count, `getfattr -d`, 16
+//! concurrent readers, a damaged chunk (EIO for exactly its files), writes (EROFS),
+//! and unmounting by signal.
+//!
+//! They need /dev/fuse (and root, or fusermount3). Where it is missing they print
+//! SKIPPED, unless ZNIPPY_REQUIRE_FUSE is set (as `.ci/run` does where /dev/fuse is).
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether the mount tests can run here; panics where they are required but cannot.
+fn fuse_available() -> bool {
+    let ok = Path::new("/dev/fuse").exists() && is_root();
+    if !ok {
+        assert!(
+            std::env::var_os("ZNIPPY_REQUIRE_FUSE").is_none(),
+            "ZNIPPY_REQUIRE_FUSE is set but /dev/fuse (as root) is not usable"
+        );
+        eprintln!("SKIPPED: mount tests need /dev/fuse and root");
+    }
+    ok
+}
+
+/// A mounted archive, unmounted (by SIGTERM) on drop.
+struct Mounted {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let dir = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(dir.as_str()))
+}
+
+impl Mounted {
+    fn new(archive: &Path, dir: &Path, extra: &[&str]) -> Mounted {
+        fs::create_dir_all(dir).unwrap();
+        let child = Command::new(bin())
+            .arg("mount")
+            .arg(archive)
+            .arg(dir)
+            .args(extra)
+            .arg("-q")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let m = Mounted {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+        };
+        let start = Instant::now();
+        while !is_mounted(dir) {
+            assert!(start.elapsed() < Duration::from_secs(20), "not mounted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+
+    /// Sends `signal`, waits for the process, and returns its stderr and status.
+    fn stop(mut self, signal: i32) -> (String, std::process::ExitStatus) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (err, status)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+/// A tree with every kind of entry the mount shows.
+fn tree(root: &Path) {
+    awkward_tree(root, 64 << 10);
+    small_files(&root.join("small"), 300);
+    write(root, "links/original.txt", b"one inode, two names\n");
+    fs::hard_link(
+        root.join("links/original.txt"),
+        root.join("links/second.txt"),
+    )
+    .unwrap();
+    symlink("original.txt", root.join("links/soft")).unwrap();
+    let fifo = std::ffi::CString::new(root.join("links/fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
+    let tagged = root.join("links/original.txt");
+    let ok = Command::new("setfattr")
+        .args(["-n", "user.tag", "-v", "kept"])
+        .arg(&tagged)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok || std::env::var_os("ZNIPPY_REQUIRE_FUSE").is_none(),
+        "setfattr missing"
+    );
+}
+
+/// `find -printf` of type, size (files), mode, owner, mtime, link count and path.
+fn listing(root: &Path) -> String {
+    let out = Command::new("find")
+        .arg(root)
+        .args(["-mindepth", "1", "-printf", "%y %m %U %G %T@ %n %P\n"])
+        .output()
+        .unwrap();
+    let files = Command::new("find")
+        .arg(root)
+        .args(["-type", "f", "-printf", "%s %P\n"])
+        .output()
+        .unwrap();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&files.stdout).lines())
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// `getfattr -R -d` of the tree, paths relative.
+fn xattrs(root: &Path) -> Option<String> {
+    let out = Command::new("getfattr")
+        .args(["-R", "-d", "--absolute-names", "-h"])
+        .arg(root)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).replace(&*root.to_string_lossy(), "ROOT");
+    Some(text)
+}
+
+/// BLAKE3 of every regular file under `root`, by relative path.
+fn contents(root: &Path) -> BTreeMap<PathBuf, [u8; 32]> {
+    let mut all = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+                all.insert(rel, *blake3::hash(&fs::read(e.path()).unwrap()).as_bytes());
+            }
+        }
+    }
+    all
+}
+
+fn pack(src: &Path, archive: &Path, extra: &[&str]) {
+    let mut args = vec![
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        archive.as_os_str(),
+        os("-q"),
+    ];
+    args.extend(extra.iter().map(os));
+    ok(&args);
+}
+
+#[test]
+fn the_mounted_tree_is_the_packed_tree() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-tree");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    tree(&src);
+    pack(&src, &archive, &["--chunk-size", "64K", "--xattrs", "all"]);
+    let m = Mounted::new(&archive, &mnt, &[]);
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(src.join("sizes"))
+        .arg(mnt.join("sizes"))
+        .status()
+        .unwrap();
+    assert!(diff.success(), "diff -r differs");
+    assert_eq!(listing(&src), listing(&mnt));
+    assert_eq!(contents(&src), contents(&mnt));
+    if let (Some(a), Some(b)) = (xattrs(&src), xattrs(&mnt)) {
+        assert!(a.contains("user.tag=\"kept\""), "{a}");
+        assert_eq!(a, b);
+    }
+    // One inode for a hard link's names; du counts the data.
+    let (a, b) = (
+        fs::metadata(mnt.join("links/original.txt")).unwrap(),
+        fs::metadata(mnt.join("links/second.txt")).unwrap(),
+    );
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+    let many = fs::metadata(mnt.join("sizes/many.txt")).unwrap();
+    assert_eq!(many.blocks(), many.size().div_ceil(512));
+    // A missing attribute is ENODATA.
+    let missing = Command::new("getfattr")
+        .args(["-n", "user.absent"])
+        .arg(mnt.join("links/original.txt"))
+        .output();
+    if let Ok(out) = missing {
+        assert!(String::from_utf8_lossy(&out.stderr).contains("No such attribute"));
+    }
+    // statfs: read-only, one inode per name.
+    let stat = Command::new("stat")
+        .args(["-f", "-c", "%c %b"])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&stat.stdout);
+    let inodes: u64 = text.split(' ').next().unwrap().parse().unwrap();
+    assert!(inodes > 300, "{text}");
+    let opts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = opts
+        .lines()
+        .find(|l| l.contains(&*mnt.to_string_lossy()))
+        .unwrap();
+    assert!(
+        line.split(' ')
+            .nth(3)
+            .unwrap()
+            .split(',')
+            .any(|o| o == "ro"),
+        "{line}"
+    );
+    drop(m);
+}
+
+#[test]
+fn sixteen_readers_read_what_was_packed() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-readers");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    small_files(&src, 2000);
+    write(&src, "big/split.bin", &bytes(3, 3 << 20, false));
+    pack(&src, &archive, &["--chunk-size", "256K"]);
+    // A cache of two chunks: readers keep evicting each other's chunks.
+    let _m = Mounted::new(&archive, &mnt, &["--cache-size", "512K", "--threads", "4"]);
+    let expected = contents(&src);
+    let paths: Vec<PathBuf> = expected.keys().cloned().collect();
+    std::thread::scope(|scope| {
+        for t in 0..16usize {
+            let (paths, expected, mnt) = (&paths, &expected, &mnt);
+            scope.spawn(move || {
+                // Each reader in its own order.
+                let n = paths.len();
+                for k in 0..n {
+                    let p = &paths[(k * 7 + t * 131) % n];
+                    let data = fs::read(mnt.join(p)).unwrap();
+                    assert_eq!(blake3::hash(&data).as_bytes(), &expected[p], "{p:?}");
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_damaged_chunk_fails_exactly_its_files_and_writes_fail() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-damage");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    small_files(&src, 200);
+    pack(&src, &archive, &["--chunk-size", "64K"]);
+    let a = znippy_uring::Archive::open(&archive).unwrap();
+    let victim = 1u64;
+    let rec = a.chunks()[victim as usize].clone();
+    let in_victim: Vec<String> = a
+        .entries()
+        .iter()
+        .filter(|e| {
+            e.location
+                .is_some_and(|l| (l.first_chunk..=l.last_chunk).contains(&victim))
+        })
+        .map(|e| e.display_path())
+        .collect();
+    assert!(!in_victim.is_empty());
+    let mut bytes = fs::read(&archive).unwrap();
+    bytes[(rec.offset + rec.stored_len / 2) as usize] ^= 0x55;
+    fs::write(&archive, bytes).unwrap();
+    drop(a);
+    let m = Mounted::new(&archive, &mnt, &[]);
+    for e in znippy_uring::Archive::open(&archive).unwrap().entries() {
+        if e.kind != znippy_uring::EntryKind::File {
+            continue;
+        }
+        let path = e.display_path();
+        let read = fs::read(mnt.join(&path));
+        if in_victim.contains(&path) {
+            let err = read.expect_err(&path);
+            assert_eq!(err.raw_os_error(), Some(libc::EIO), "{path}");
+        } else {
+            assert_eq!(read.unwrap(), fs::read(src.join(&path)).unwrap(), "{path}");
+        }
+    }
+    // Nothing changes a mounted archive.
+    let erofs = |r: std::io::Result<()>| {
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EROFS));
+    };
+    let first = mnt.join(&in_victim[0]);
+    erofs(fs::write(mnt.join("new.txt"), b"x"));
+    erofs(fs::OpenOptions::new().append(true).open(&first).map(drop));
+    erofs(fs::create_dir(mnt.join("newdir")));
+    erofs(fs::remove_file(&first));
+    erofs(fs::rename(&first, mnt.join("moved")));
+    erofs(fs::set_permissions(
+        &first,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    ));
+    erofs(symlink("x", mnt.join("sym")));
+    // The damaged files were named in the log.
+    let (err, status) = m.stop(libc::SIGTERM);
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains(&in_victim[0]) && err.contains("BLAKE3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_interrupt_unmounts_and_leaves_no_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-signal");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    small_files(&src, 10);
+    pack(&src, &archive, &[]);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let m = Mounted::new(&archive, &mnt, &[]);
+        assert!(mnt.join("d00").is_dir());
+        let (err, status) = m.stop(signal);
+        assert!(status.success(), "signal {signal}: {err}");
+        assert!(!is_mounted(&mnt), "still mounted after signal {signal}");
+    }
+    // Unmounted from outside, the command ends by itself.
+    let mut m = Mounted::new(&archive, &mnt, &[]);
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    let mut child = m.child.take().unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(10), "still serving");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
