@@ -1,0 +1,130 @@
+//! The library's shared chunk cache (what `mount` serves from): reads at any offset
+//! equal the packed bytes, concurrent readers of one chunk decode it once, the cache
+//! stays within its size, a sequential reader gets the next chunk decoded ahead, and a
+//! damaged chunk fails the files in it by name.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use znippy_uring::{Archive, ChunkCache, EntryKind, Error, PackOptions, pack};
+
+const CHUNK: usize = 64 << 10;
+
+fn packed(name: &str) -> (Scratch, Arc<Archive>) {
+    let s = Scratch::new(name);
+    let src = s.path("src");
+    small_files(&src, 200);
+    write(&src, "big/split.bin", &bytes(5, 10 * CHUNK + 123, false));
+    let opts = PackOptions {
+        chunk_size: CHUNK,
+        threads: 2,
+        ..PackOptions::default()
+    };
+    pack(&src, &s.path("a.znippy"), &opts).unwrap();
+    let a = Arc::new(Archive::open(&s.path("a.znippy")).unwrap());
+    (s, a)
+}
+
+#[test]
+fn reads_at_any_offset_are_the_packed_bytes() {
+    let (s, a) = packed("cache-offsets");
+    let cache = ChunkCache::new(a.clone(), 4 * CHUNK);
+    for (i, e) in a.entries().iter().enumerate() {
+        if e.kind != EntryKind::File {
+            continue;
+        }
+        let want = std::fs::read(s.path("src").join(e.display_path())).unwrap();
+        let size = want.len() as u64;
+        for (offset, len) in [(0, 1), (0, want.len() + 10), (size / 2, 7777), (size, 5)] {
+            let mut buf = vec![0u8; len];
+            let n = cache.read_at(i, offset, &mut buf).unwrap();
+            let from = (offset as usize).min(want.len());
+            let expect = &want[from..(from + len).min(want.len())];
+            assert_eq!(&buf[..n], expect, "{} at {offset}+{len}", e.display_path());
+        }
+    }
+    // Not a file: refused by name.
+    let dir = a
+        .entries()
+        .iter()
+        .position(|e| e.kind == EntryKind::Dir)
+        .unwrap();
+    let err = cache.read_at(dir, 0, &mut [0u8; 4]).unwrap_err();
+    assert!(err.to_string().contains("not a file"), "{err}");
+}
+
+#[test]
+fn concurrent_readers_decode_a_chunk_once_and_the_cache_stays_bounded() {
+    let (_s, a) = packed("cache-bounded");
+    let cache = Arc::new(ChunkCache::new(a.clone(), 2 * CHUNK));
+    let barrier = std::sync::Barrier::new(16);
+    std::thread::scope(|scope| {
+        for _ in 0..16 {
+            scope.spawn(|| {
+                barrier.wait();
+                cache.chunk(3).unwrap();
+            });
+        }
+    });
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.hits), (1, 15), "{stats:?}");
+    let chunks = a.chunks().len() as u64;
+    for id in 0..chunks {
+        cache.chunk(id).unwrap();
+        let held = cache.stats().bytes;
+        assert!(held <= 2 * CHUNK as u64 + CHUNK as u64, "{held} bytes held");
+    }
+    assert!(cache.stats().evicted >= chunks - 3, "{:?}", cache.stats());
+}
+
+#[test]
+fn a_sequential_reader_gets_the_next_chunk_decoded_ahead() {
+    let (_s, a) = packed("cache-prefetch");
+    let cache = ChunkCache::new(a.clone(), 16 * CHUNK);
+    cache.chunk(0).unwrap();
+    cache.chunk(1).unwrap(); // two misses in order: chunk 2 is decoded ahead
+    let start = Instant::now();
+    while cache.stats().prefetched == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "no prefetch");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cache.chunk(2).unwrap();
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.misses, stats.hits, stats.prefetched),
+        (2, 1, 1),
+        "{stats:?}"
+    );
+    // Random order: nothing ahead.
+    cache.chunk(9).unwrap();
+    cache.chunk(5).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(cache.stats().prefetched, 1);
+}
+
+#[test]
+fn a_damaged_chunk_fails_the_files_in_it_by_name() {
+    let (s, a) = packed("cache-damage");
+    let rec = a.chunks()[0].clone();
+    let path = s.path("a.znippy");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(rec.offset + 3) as usize] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let a = Arc::new(Archive::open(&path).unwrap());
+    let cache = ChunkCache::new(a.clone(), 4 * CHUNK);
+    let (i, e) = (a.entries().iter().enumerate())
+        .find(|(_, e)| e.location.is_some_and(|l| l.first_chunk == 0))
+        .unwrap();
+    match cache.read_at(i, 0, &mut [0u8; 16]) {
+        Err(Error::Damaged { damaged, .. }) => {
+            assert_eq!(damaged[0].0, e.display_path());
+            assert!(damaged[0].1.contains("chunk 0"), "{damaged:?}");
+        }
+        other => panic!("expected damage, got {other:?}"),
+    }
+    // Another chunk still reads.
+    let last = a.chunks().len() as u64 - 1;
+    assert!(cache.chunk(last).is_ok());
+}
