@@ -5,8 +5,8 @@
 use super::tree::Tree;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    INodeNo, InitFlags, KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -27,6 +27,8 @@ pub struct ArchiveFs {
     /// Owner, mode and mtime of the root and of directories without an entry: the
     /// archive file's.
     default: (u32, u32, SystemTime),
+    /// The kernel opens files without asking (FUSE_NO_OPEN_SUPPORT).
+    no_open: bool,
 }
 
 impl ArchiveFs {
@@ -43,6 +45,7 @@ impl ArchiveFs {
             tree,
             cache,
             default,
+            no_open: false,
         }
     }
 
@@ -118,6 +121,24 @@ impl ArchiveFs {
 impl Filesystem for ArchiveFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_readahead(MAX_READ);
+        // Fewer round trips per file, each asked for alone so that a kernel without
+        // one still gets the others: listings carry attributes (no lookup per name),
+        // opens and closes need no message, symlinks are cached, reads run in
+        // parallel and may be large.
+        for cap in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_NO_OPEN_SUPPORT,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_ASYNC_READ,
+            InitFlags::FUSE_MAX_PAGES,
+        ] {
+            if config.add_capabilities(cap).is_err() {
+                log::debug!("mount: the kernel lacks {cap:?}");
+            } else if cap == InitFlags::FUSE_NO_OPEN_SUPPORT {
+                self.no_open = true;
+            }
+        }
         Ok(())
     }
 
@@ -154,6 +175,10 @@ impl Filesystem for ArchiveFs {
             return reply.error(Errno::EROFS);
         }
         match self.tree.get(ino.0) {
+            // ENOSYS tells a kernel with zero-message opens to stop asking (and to
+            // stop sending releases); the mount is read-only, so the kernel itself
+            // refuses opens for writing.
+            Some(_) if self.no_open => reply.error(Errno::ENOSYS),
             // The archive never changes: pages read once stay valid for every open.
             Some(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             None => reply.error(Errno::ENOENT),
@@ -185,7 +210,8 @@ impl Filesystem for ArchiveFs {
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok(); // nothing was written
+        // Nothing was written: ENOSYS makes the kernel stop sending flushes.
+        reply.error(Errno::ENOSYS);
     }
 
     fn fsync(
@@ -219,6 +245,38 @@ impl Filesystem for ArchiveFs {
         });
         for (k, (child, name, kind)) in dots.chain(children).enumerate().skip(offset as usize) {
             if reply.add(INodeNo(child), k as u64 + 1, kind, OsStr::from_bytes(name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let Some(node) = self.tree.get(ino.0).filter(|n| n.dir) else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        let dots = [(ino.0, &b"."[..]), (node.parent, &b".."[..])].into_iter();
+        let children = node.children.iter().map(|(name, i)| (*i, &name[..]));
+        for (k, (child, name)) in dots.chain(children).enumerate().skip(offset as usize) {
+            let Some(attr) = self.attr(child) else {
+                continue;
+            };
+            let name = OsStr::from_bytes(name);
+            if reply.add(
+                INodeNo(child),
+                k as u64 + 1,
+                name,
+                &TTL,
+                &attr,
+                Generation(0),
+            ) {
                 break;
             }
         }
