@@ -1,5 +1,6 @@
-//! `znippy-uring index`: the index as one table (entries or chunks) in Arrow IPC, CSV
-//! or JSON lines, for pyarrow, Polars and DuckDB (docs/QUERY.md).
+//! `znippy-uring index`: the index as one table (entries or chunks) in Arrow IPC, CSV,
+//! JSON lines or Parquet, for pyarrow, Polars, DuckDB and the other query engines
+//! (docs/QUERY.md).
 
 use super::report::{Output, Report, Stream, lossy_opt};
 use super::stdio::{open_archive, to_stdout};
@@ -16,7 +17,8 @@ pub struct Args {
     /// Output file (default: standard output).
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
-    /// arrow (an Arrow IPC file), csv or json (JSON lines); default: from the
+    /// arrow (an Arrow IPC file), csv, json (JSON lines) or parquet (signed
+    /// integers, microsecond mtime plus mtime_ns; docs/QUERY.md); default: from the
     /// output's extension, else arrow.
     #[arg(long)]
     format: Option<Format>,

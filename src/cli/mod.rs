@@ -5,6 +5,7 @@
 mod args;
 mod bench;
 mod cat;
+mod catalog;
 mod completions;
 mod index;
 mod info;
@@ -16,6 +17,7 @@ mod progress;
 mod report;
 mod stdio;
 mod unpack;
+mod utc;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -82,6 +84,9 @@ pub enum Command {
     Index(index::Args),
     /// Mount an archive read-only on a directory (FUSE), until Ctrl-C or umount.
     Mount(mount::Args),
+    /// Write a Parquet catalog of many archives, hive-partitioned, for DuckDB,
+    /// Polars, DataFusion and Spark (docs/QUERY.md).
+    Catalog(catalog::Args),
     /// Benchmark pack/unpack/verify/list/cat on standard corpora or a tree, optionally
     /// side by side with tar | zstd -T0.
     Bench(bench::Args),
@@ -107,6 +112,7 @@ pub fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         Command::Info(a) => info::run(a, out),
         Command::Index(a) => index::run(a, out),
         Command::Mount(a) => mount::run(a, out),
+        Command::Catalog(a) => catalog::run(a, out),
         Command::Bench(a) => bench::run(a, out),
         Command::Completions(a) => completions::run(a),
         Command::Man => man::run(),

@@ -29,6 +29,9 @@ pub struct Index {
     pub chunks: Vec<ChunkRecord>,
     /// End of the blob region (where the index begins).
     pub blob_end: u64,
+    /// The manifest's BLAKE3, as stored: it covers every sub-index, and through the
+    /// chunks table every chunk's digest, so it names the archive's content.
+    pub manifest_digest: [u8; 32],
 }
 
 impl Index {
@@ -124,9 +127,10 @@ pub fn read(
     file_len: u64,
     mut read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
 ) -> Result<Index, String> {
-    let (manifest_offset, rows) = read_manifest(file_len, &mut read_at)?;
+    let (manifest_offset, rows, manifest_digest) = read_manifest(file_len, &mut read_at)?;
     let mut index = Index {
         blob_end: blob_end(&rows, manifest_offset)?,
+        manifest_digest,
         ..Index::default()
     };
     let mut chunk_tables = 0;
@@ -159,11 +163,11 @@ fn io(e: std::io::Error) -> String {
 }
 
 /// Checks header and footer, and reads the manifest the footer points at, checking
-/// its digest. Returns the manifest's offset and rows.
+/// its digest. Returns the manifest's offset, rows and digest.
 fn read_manifest(
     file_len: u64,
     read_at: &mut impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
-) -> Result<(u64, Vec<SubIndex>), String> {
+) -> Result<(u64, Vec<SubIndex>, [u8; 32]), String> {
     if file_len < header::HEADER_LEN + MANIFEST_DIGEST_LEN + footer::FOOTER_LEN {
         return Err(format!("only {file_len} bytes long"));
     }
@@ -181,12 +185,13 @@ fn read_manifest(
     }
     let bytes = read_at(manifest_offset, (manifest_end - manifest_offset) as usize).map_err(io)?;
     let digest = read_at(manifest_end, MANIFEST_DIGEST_LEN as usize).map_err(io)?;
-    if crate::digest::hash(&bytes).as_slice() != digest.as_slice() {
+    let manifest_digest = crate::digest::hash(&bytes);
+    if manifest_digest.as_slice() != digest.as_slice() {
         return Err("manifest BLAKE3 mismatch (the index is damaged)".into());
     }
     let rows = manifest::from_batch(&ipc_decode(bytes).map_err(|e| format!("manifest: {e}"))?)
         .map_err(|e| format!("manifest: {e}"))?;
-    Ok((manifest_offset, rows))
+    Ok((manifest_offset, rows, manifest_digest))
 }
 
 /// Where the blobs end: at the first sub-index. Sub-indexes must be disjoint, inside

@@ -267,6 +267,14 @@ impl Archive {
         self.index.position(path)
     }
 
+    /// A stable id of the archive's content: the first 16 bytes, in hex, of the BLAKE3
+    /// of its manifest, which covers the whole index and through it every chunk's
+    /// digest. The same archive has the same id wherever it is copied; archives with
+    /// different contents have different ids.
+    pub fn id(&self) -> String {
+        crate::read::export::hex(&self.index.manifest_digest[..16])
+    }
+
     /// Reads chunk `id`, decompressed and checked against its BLAKE3; the error is the
     /// problem, for the caller to attach to the files concerned.
     pub(crate) fn load_chunk<'r>(

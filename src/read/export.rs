@@ -1,6 +1,6 @@
 //! The index as one flat table for other tools (`znippy-uring index`): every entry of
-//! every group in one table, or the chunks table, written as an Arrow IPC file, CSV or
-//! JSON lines. Columns are plain types (paths and link targets as text, digests as hex
+//! every group in one table, or the chunks table, written as an Arrow IPC file, CSV,
+//! JSON lines or Parquet. Columns are plain types (paths and link targets as text, digests as hex
 //! as `b3sum` prints them), so that pyarrow, Polars, DuckDB and spreadsheets read it as
 //! it is. The schema is documented in docs/QUERY.md and only grows.
 
@@ -47,6 +47,9 @@ pub enum Format {
     Csv,
     /// JSON lines: one object per row.
     Json,
+    /// Parquet (zstd, statistics on), in types every query engine reads: signed
+    /// integers, `mtime` in microseconds plus `mtime_ns`.
+    Parquet,
 }
 
 impl std::str::FromStr for Format {
@@ -56,8 +59,9 @@ impl std::str::FromStr for Format {
             "arrow" => Ok(Format::Arrow),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
+            "parquet" => Ok(Format::Parquet),
             other => Err(Error::Invalid(format!(
-                "unknown format {other:?} (expected arrow, csv or json)"
+                "unknown format {other:?} (expected arrow, csv, json or parquet)"
             ))),
         }
     }
@@ -70,6 +74,7 @@ impl Format {
             Format::Arrow => "arrow",
             Format::Csv => "csv",
             Format::Json => "json",
+            Format::Parquet => "parquet",
         }
     }
 
@@ -79,6 +84,7 @@ impl Format {
             "arrow" | "feather" | "ipc" | "arrows" => Some(Format::Arrow),
             "csv" => Some(Format::Csv),
             "json" | "jsonl" | "ndjson" => Some(Format::Json),
+            "parquet" | "pq" => Some(Format::Parquet),
             _ => None,
         }
     }
@@ -229,6 +235,32 @@ fn chunks_batch(archive: &Archive) -> RecordBatch {
         .unwrap_or_else(|e| unreachable!("export chunks batch: {e}"))
 }
 
+/// The entries table of `archive` for a catalog of many archives: its rows led by
+/// `archive_id` ([`Archive::id`]) and `archive` (`shown`, the archive's path), so that
+/// a query's answer names the archive to `cat` or `extract` from.
+pub fn catalog_batch(archive: &Archive, shown: &str) -> RecordBatch {
+    let entries = entries_batch(archive);
+    let rows = entries.num_rows();
+    let id = archive.id();
+    let mut fields = vec![
+        Field::new("archive_id", DataType::Utf8, false),
+        Field::new("archive", DataType::Utf8, false),
+    ];
+    fields.extend(entries.schema().fields().iter().map(|f| f.as_ref().clone()));
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            id.as_str(),
+            rows,
+        ))),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            shown, rows,
+        ))),
+    ];
+    columns.extend(entries.columns().iter().cloned());
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .unwrap_or_else(|e| unreachable!("catalog batch: {e}"))
+}
+
 /// Writes `table` of `archive` to `out` in `format`; `name` is `out`'s name for messages.
 ///
 /// ```
@@ -258,7 +290,17 @@ pub fn export(
     out: impl Write,
     name: &std::path::Path,
 ) -> Result<()> {
-    let batch = batch(archive, table);
+    write(&batch(archive, table), format, out, name)
+}
+
+/// Writes a table made by [`batch`] (with columns added or not) to `out` in `format`;
+/// `name` is `out`'s name for messages.
+pub fn write(
+    batch: &RecordBatch,
+    format: Format,
+    out: impl Write,
+    name: &std::path::Path,
+) -> Result<()> {
     let fail = |e: arrow_schema::ArrowError| match e {
         arrow_schema::ArrowError::IoError(_, io) => Error::io(name, "write", io),
         other => Error::Invalid(format!("export: {other}")),
@@ -267,20 +309,21 @@ pub fn export(
         Format::Arrow => {
             let mut w =
                 arrow_ipc::writer::FileWriter::try_new(out, &batch.schema()).map_err(fail)?;
-            w.write(&batch).map_err(fail)?;
+            w.write(batch).map_err(fail)?;
             w.finish().map_err(fail)
         }
         Format::Csv => {
             let mut w = arrow_csv::WriterBuilder::new().with_header(true).build(out);
-            w.write(&batch).map_err(fail)
+            w.write(batch).map_err(fail)
         }
         Format::Json => {
             // Every key on every row, null or not: stable keys for scripts.
             let mut w = arrow_json::WriterBuilder::new()
                 .with_explicit_nulls(true)
                 .build::<_, arrow_json::writer::LineDelimited>(out);
-            w.write(&batch).map_err(fail)?;
+            w.write(batch).map_err(fail)?;
             w.finish().map_err(fail)
         }
+        Format::Parquet => super::parquet::write(batch, out, name),
     }
 }

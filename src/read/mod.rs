@@ -6,6 +6,7 @@ mod beneath;
 mod cache;
 pub mod export;
 mod layout;
+mod parquet;
 mod unpack;
 mod verify;
 mod visit;
