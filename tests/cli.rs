@@ -81,6 +81,15 @@ fn every_json_report_follows_the_documented_schema() {
     assert_eq!(index["format"], "csv");
     assert_eq!(index["rows"], info["entries"]);
 
+    let dir = s.path("catalog");
+    let catalog = ok(&[os("catalog"), a, os("-o"), dir.as_os_str(), os("--json")]);
+    let report = json_of(&catalog.stdout);
+    check(&report);
+    assert_eq!(
+        (report["archives"].as_u64(), report["rows"].clone()),
+        (Some(1), info["entries"].clone())
+    );
+
     // mount: its report comes once it is unmounted (where /dev/fuse can be used).
     if Path::new("/dev/fuse").exists() && is_root() {
         let mnt = s.path("mnt");

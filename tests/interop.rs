@@ -110,14 +110,72 @@ fn pyarrow_reads_the_index_and_it_matches_the_tree() {
     assert_eq!(out.trim(), format!("ok: {on_disk} entries match"));
 }
 
+/// A fleet of two hosts over two days, catalogued into `work/catalog`; returns the
+/// archives that hold the nginx.conf whose digest is in `work/wanted.b3`.
+fn fleet(s: &Scratch, work: &Path) -> Vec<PathBuf> {
+    let mut holding = Vec::new();
+    let mut archives = Vec::new();
+    for (host, date, conf) in [
+        ("web1", "2026-11-29", "worker_processes 4;\n"),
+        ("web1", "2026-11-30", "worker_processes 8;\n"),
+        ("web2", "2026-11-29", "worker_processes 4;\n"),
+        ("web2", "2026-11-30", "worker_processes 4;\n"),
+    ] {
+        let tree = s.path(&format!("fleet/{host}/{date}"));
+        write(&tree, "etc/nginx/nginx.conf", conf.as_bytes());
+        small_files(&tree.join("var"), 5);
+        let archive = s.path(&format!("backups/{host}/{date}.znippy"));
+        std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
+        ok(&[
+            os("pack"),
+            tree.as_os_str(),
+            os("-o"),
+            archive.as_os_str(),
+            os("-q"),
+        ]);
+        if conf.contains('4') {
+            holding.push(std::fs::canonicalize(&archive).unwrap());
+        }
+        archives.push(archive);
+    }
+    let wanted = blake3::hash(b"worker_processes 4;\n").to_hex();
+    std::fs::write(
+        work.join("wanted.b3"),
+        format!("{wanted}  /etc/nginx/nginx.conf\n"),
+    )
+    .unwrap();
+    let catalog = work.join("catalog");
+    let mut args = vec![os("catalog")];
+    args.extend(archives.iter().map(|a| a.as_os_str()));
+    args.extend([
+        os("-o"),
+        catalog.as_os_str(),
+        os("--partition"),
+        os("host={parent}"),
+    ]);
+    args.extend([os("--partition"), os("date={stem}"), os("--json")]);
+    let report: serde_json::Value = serde_json::from_slice(&ok(&args).stdout).unwrap();
+    assert_eq!(report["archives"], 4);
+    // Catalogued again: each archive's file is replaced, not added.
+    ok(&args);
+    let files = Command::new("find")
+        .arg(&catalog)
+        .args(["-name", "*.parquet"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&files.stdout).lines().count(), 4);
+    holding
+}
+
 #[test]
 fn every_python_example_in_query_md_runs() {
-    if !required_or_skip(&["pyarrow", "duckdb", "polars"]) {
+    if !required_or_skip(&["pyarrow", "duckdb", "polars", "datafusion"]) {
         return;
     }
     let s = Scratch::new("interop-query");
     let (_, archive) = packed(&s);
     let work = s.path("work");
+    let holding = fleet(&s, &work);
     // A damaged copy for the verification example: chunk 1 flipped.
     let damaged = s.path("damaged.znippy");
     let a = znippy_uring::Archive::open(&archive).unwrap();
@@ -161,5 +219,29 @@ fn every_python_example_in_query_md_runs() {
         damaged_files.iter().all(|p| outputs[3].contains(p)),
         "{damaged_files:?} not all in\n{}",
         outputs[3]
+    );
+    // The fleet: the digest's three archives (DuckDB), bytes per host and day, two
+    // versions of nginx.conf (Polars), the same three by DataFusion.
+    let (digest, per_day, versions, fusion) = (&outputs[4], &outputs[5], &outputs[6], &outputs[7]);
+    for a in &holding {
+        assert!(
+            digest.contains(&*a.to_string_lossy()),
+            "{a:?} not in\n{digest}"
+        );
+    }
+    assert_eq!(digest.lines().count(), 3, "{digest}");
+    assert!(
+        digest.contains("web1 2026-11-29 etc/nginx/nginx.conf"),
+        "{digest}"
+    );
+    assert!(
+        per_day.contains("web2") && per_day.contains("2026-11-30"),
+        "{per_day}"
+    );
+    assert!(versions.contains("distinct versions: 2"), "{versions}");
+    assert_eq!(fusion.lines().count(), 3, "{fusion}");
+    assert!(
+        fusion.contains("web2 2026-11-30 etc/nginx/nginx.conf"),
+        "{fusion}"
     );
 }
