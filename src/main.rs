@@ -21,8 +21,16 @@ fn main() -> ExitCode {
         1 => log::LevelFilter::Info,
         _ => log::LevelFilter::Debug,
     };
+    let fuser_level = if cli.global.verbose >= 2 {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Error
+    };
     env_logger::Builder::new()
         .filter_level(level)
+        // fuser warns of every request a read-only file system leaves to the kernel's
+        // defaults (ioctl, lseek, locks); those are answered, not errors.
+        .filter_module("fuser", fuser_level)
         .format_timestamp(None)
         .format_target(false)
         .init();
