@@ -2,6 +2,7 @@
 //! from the [`Tree`], file bytes through the library's shared [`ChunkCache`]. Every
 //! request that would change anything fails with EROFS.
 
+use super::ahead::Ahead;
 use super::tree::Tree;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -29,11 +30,13 @@ pub struct ArchiveFs {
     default: (u32, u32, SystemTime),
     /// The kernel opens files without asking (FUSE_NO_OPEN_SUPPORT).
     no_open: bool,
+    /// Whole small files pushed into the kernel's cache ahead of a sequential reader.
+    ahead: Ahead,
 }
 
 impl ArchiveFs {
     /// The file system of `cache`'s archive, with `tree` built from it.
-    pub fn new(tree: Tree, cache: Arc<ChunkCache>) -> ArchiveFs {
+    pub fn new(tree: Tree, cache: Arc<ChunkCache>, ahead: Ahead) -> ArchiveFs {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(cache.archive().path()).ok();
         let default = (
@@ -46,6 +49,7 @@ impl ArchiveFs {
             cache,
             default,
             no_open: false,
+            ahead,
         }
     }
 
@@ -102,6 +106,9 @@ impl ArchiveFs {
         match self.cache.read_at(entry, offset, &mut buf) {
             Ok(n) => {
                 buf.truncate(n);
+                if offset == 0 {
+                    self.ahead.read_from_start(entry);
+                }
                 Ok(buf)
             }
             Err(Error::Damaged { archive, damaged }) => {

@@ -4,6 +4,7 @@
 //! As root the file system is mounted with mount(2); other users need the setuid
 //! `fusermount3` helper (the fuse3 package). Either way `/dev/fuse` must exist.
 
+mod ahead;
 mod fs;
 mod tree;
 
@@ -79,11 +80,14 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     // by `wait_for_stop`, which then unmounts.
     let signals = block_stop_signals();
     let cache = Arc::new(ChunkCache::new(archive.clone(), args.cache_size));
-    let fs = fs::ArchiveFs::new(tree, cache.clone());
+    let ahead = ahead::Ahead::start(cache.clone(), tree::ino_of);
+    let notifier = ahead.notifier.clone();
+    let fs = fs::ArchiveFs::new(tree, cache.clone(), ahead);
     let session = fuser::Session::new(fs, &args.mountpoint, &args.config(&archive))
         .with_context(|| format!("{}: mount", args.mountpoint.display()))?
         .spawn()
         .with_context(|| format!("{}: serve", args.mountpoint.display()))?;
+    let _ = notifier.set(session.notifier());
     if !out.quiet && !out.json {
         eprintln!(
             "mounted {} on {} ({} entries); stop with Ctrl-C or umount",

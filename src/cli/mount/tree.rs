@@ -205,7 +205,7 @@ impl Node {
 }
 
 /// Entry `i`'s inode number.
-fn ino_of(i: usize) -> u64 {
+pub fn ino_of(i: usize) -> u64 {
     i as u64 + 2
 }
 
