@@ -11,7 +11,9 @@ pub fn run() -> Result<()> {
         .render(&mut w)
         .context("writing the manual page")?;
     for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
-        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let about = (sub.get_long_about().or(sub.get_about()))
+            .map(|a| a.to_string().replace("\n\n", "\n.PP\n"))
+            .unwrap_or_default();
         writeln!(
             w,
             ".SH \"{} COMMAND\"\n{about}",

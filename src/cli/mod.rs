@@ -83,9 +83,21 @@ pub enum Command {
     /// Write the index as one table for pyarrow, Polars, DuckDB (docs/QUERY.md).
     Index(index::Args),
     /// Mount an archive read-only on a directory (FUSE), until Ctrl-C or umount.
+    ///
+    /// Every entry appears with its metadata; reads decode only the chunks they
+    /// touch, each checked against its BLAKE3 first (a damaged chunk gives EIO for its
+    /// files, logged by name); every change fails with EROFS. As root the file system
+    /// is mounted with mount(2); other users need the fusermount3 helper (the fuse3
+    /// package), and --allow-other needs user_allow_other in /etc/fuse.conf. It stays
+    /// in the foreground and unmounts on SIGINT, SIGTERM or SIGHUP, or ends when
+    /// unmounted with umount or fusermount3 -u.
     Mount(mount::Args),
     /// Write a Parquet catalog of many archives, hive-partitioned, for DuckDB,
     /// Polars, DataFusion and Spark (docs/QUERY.md).
+    ///
+    /// One file per archive, named by the archive's id, under KEY=VALUE directories
+    /// (--partition); each row is an entry led by archive_id and archive.
+    /// Cataloguing an archive again replaces its file.
     Catalog(catalog::Args),
     /// Benchmark pack/unpack/verify/list/cat on standard corpora or a tree, optionally
     /// side by side with tar | zstd -T0.

@@ -5,9 +5,10 @@
 //! in the other formats. zstd-compressed, with column statistics.
 
 use crate::error::{Error, Result};
+use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{
-    Array, ArrayRef, Int64Array, RecordBatch, TimestampMicrosecondArray, TimestampNanosecondArray,
-    UInt16Array, UInt32Array, UInt64Array,
+    ArrayRef, ArrowPrimitiveType, Int64Array, PrimitiveArray, RecordBatch,
+    TimestampMicrosecondArray, TimestampNanosecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -22,30 +23,19 @@ pub fn convert(batch: &RecordBatch) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = Vec::new();
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
         let any = column.as_any();
-        let signed = |values: Vec<Option<i64>>| -> ArrayRef { Arc::new(Int64Array::from(values)) };
         let int64 = |f: &Field| Field::new(f.name(), DataType::Int64, f.is_nullable());
         match field.data_type() {
+            // Sizes, offsets and device numbers: far below 2^63.
             DataType::UInt16 => {
-                let a = any
-                    .downcast_ref::<UInt16Array>()
-                    .ok_or_else(|| mistyped(field))?;
-                columns.push(signed(a.iter().map(|v| v.map(i64::from)).collect()));
+                columns.push(widen::<UInt16Type>(column, field)?);
                 fields.push(int64(field));
             }
             DataType::UInt32 => {
-                let a = any
-                    .downcast_ref::<UInt32Array>()
-                    .ok_or_else(|| mistyped(field))?;
-                columns.push(signed(a.iter().map(|v| v.map(i64::from)).collect()));
+                columns.push(widen::<UInt32Type>(column, field)?);
                 fields.push(int64(field));
             }
             DataType::UInt64 => {
-                // Sizes, offsets and device numbers: far below 2^63.
-                let a = any
-                    .downcast_ref::<UInt64Array>()
-                    .ok_or_else(|| mistyped(field))?;
-                let values = a.iter().map(|v| v.and_then(|v| i64::try_from(v).ok()));
-                columns.push(signed(values.collect()));
+                columns.push(widen::<UInt64Type>(column, field)?);
                 fields.push(int64(field));
             }
             DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
@@ -57,7 +47,7 @@ pub fn convert(batch: &RecordBatch) -> Result<RecordBatch> {
                 let unit = DataType::Timestamp(TimeUnit::Microsecond, tz.clone());
                 columns.push(Arc::new(micros.with_timezone_opt(tz.clone())));
                 fields.push(Field::new(field.name(), unit, field.is_nullable()));
-                columns.push(signed(a.iter().collect()));
+                columns.push(Arc::new(a.iter().collect::<Int64Array>()));
                 let exact = format!("{}_ns", field.name());
                 fields.push(Field::new(exact, DataType::Int64, field.is_nullable()));
             }
@@ -69,6 +59,16 @@ pub fn convert(batch: &RecordBatch) -> Result<RecordBatch> {
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| Error::Invalid(format!("parquet export: {e}")))
+}
+
+/// An unsigned column as Int64 (a value beyond `i64::MAX` would become null).
+fn widen<T: ArrowPrimitiveType>(column: &ArrayRef, field: &Field) -> Result<ArrayRef>
+where
+    T::Native: TryInto<i64>,
+{
+    let a = (column.as_any().downcast_ref::<PrimitiveArray<T>>()).ok_or_else(|| mistyped(field))?;
+    let values = a.iter().map(|v| v.and_then(|v| v.try_into().ok()));
+    Ok(Arc::new(values.collect::<Int64Array>()))
 }
 
 fn mistyped(field: &Field) -> Error {
@@ -102,6 +102,7 @@ pub fn write(batch: &RecordBatch, out: impl Write, name: &std::path::Path) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::{Array, UInt16Array, UInt32Array, UInt64Array};
 
     #[test]
     fn unsigned_become_int64_and_mtime_is_kept_twice() {
