@@ -113,6 +113,14 @@ fn tree(root: &Path) {
     let fifo = std::ffi::CString::new(root.join("links/fifo").to_str().unwrap()).unwrap();
     // SAFETY: a valid C string.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
+    // A character device (as `/dev/null`), and a directory too big for one listing.
+    let null = std::ffi::CString::new(root.join("links/null").to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    let made = unsafe { libc::mknod(null.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 3)) };
+    assert_eq!(made, 0, "mknod");
+    for i in 0..3000 {
+        write(root, &format!("many/entry-{i:05}"), b"");
+    }
     let tagged = root.join("links/original.txt");
     let ok = Command::new("setfattr")
         .args(["-n", "user.tag", "-v", "kept"])
@@ -217,6 +225,9 @@ fn the_mounted_tree_is_the_packed_tree() {
         fs::metadata(mnt.join("links/second.txt")).unwrap(),
     );
     assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+    let null = fs::symlink_metadata(mnt.join("links/null")).unwrap();
+    assert_eq!((libc::major(null.rdev()), libc::minor(null.rdev())), (1, 3));
+    assert_eq!(fs::read_dir(mnt.join("many")).unwrap().count(), 3000);
     let many = fs::metadata(mnt.join("sizes/many.txt")).unwrap();
     assert_eq!(many.blocks(), many.size().div_ceil(512));
     // A missing attribute is ENODATA.
