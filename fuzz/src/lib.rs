@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use znippy_uring::testing::format::{header, index};
 use znippy_uring::{
-    Archive, ChunkRecord, Codec, DataLocation, Entry, EntryKind, Group, UnpackOptions,
+    Archive, ChunkCache, ChunkRecord, Codec, DataLocation, Entry, EntryKind, Group, UnpackOptions,
 };
 
 /// A per-process, per-thread scratch directory, on tmpfs where possible.
@@ -52,6 +52,22 @@ pub fn exercise(data: &[u8]) {
             ..UnpackOptions::default()
         };
         let _ = archive.unpack(&dir.join("out"), &opts);
+        // The mount's reads: any entry, any offset, through the shared cache; never
+        // more than the file holds.
+        let archive = std::sync::Arc::new(archive);
+        let cache = ChunkCache::new(archive.clone(), 1 << 20);
+        let mut buf = [0u8; 4096];
+        for (i, e) in archive.entries().iter().enumerate() {
+            for offset in [0, e.size / 2, e.size.saturating_sub(1)] {
+                if let Ok(n) = cache.read_at(i, offset, &mut buf) {
+                    let left = e.size.saturating_sub(offset);
+                    assert!(
+                        n as u64 <= left || e.kind == EntryKind::Hardlink,
+                        "read past the end"
+                    );
+                }
+            }
+        }
     }
     // Nothing may appear beside the archive and the target directory.
     let mut names: Vec<String> = fs::read_dir(&dir)

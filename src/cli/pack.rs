@@ -69,6 +69,10 @@ pub struct Args {
     /// (`*.log`, `build/`, `/top-only`, `!keep.log`); repeatable.
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
+    /// Do not flush the archive to stable storage before reporting success (scratch
+    /// work: after a power cut it may be missing or empty).
+    #[arg(long)]
+    no_sync: bool,
 }
 
 /// `pack --json`: the library's report and what only the command line knows.
@@ -165,6 +169,7 @@ impl Args {
             xattrs: self.xattrs,
             progress: None,
             exclude: self.exclude.clone(),
+            sync: !self.no_sync,
         }
     }
 }

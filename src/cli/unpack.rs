@@ -39,6 +39,10 @@ struct Job {
     /// Threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Flush everything written to stable storage before reporting success (one
+    /// syncfs of the target's file system).
+    #[arg(long)]
+    sync: bool,
     #[command(flatten)]
     restore: Restore,
 }
@@ -96,6 +100,7 @@ impl Restore {
             xattrs: self.xattrs,
             devices: pick(self.devices, self.no_devices, d.devices),
             memory: self.memory,
+            sync: false,
         }
     }
 }
@@ -150,7 +155,11 @@ impl Job {
         let start = Instant::now();
         let bar = Bar::start(out, command);
         let a = open_archive(&self.archive)?.with_progress(bar.counters());
-        let r = restore(&a, &self.dir, &self.restore.options(self.threads));
+        let opts = UnpackOptions {
+            sync: self.sync,
+            ..self.restore.options(self.threads)
+        };
+        let r = restore(&a, &self.dir, &opts);
         drop(bar);
         report(out, command, &self.archive, &self.dir, &r?, start);
         Ok(())

@@ -93,6 +93,10 @@ pub struct PackOptions {
     /// Paths to leave out: gitignore-style patterns, relative to the pack root (`*.log`,
     /// `build/`, `/top-only`, `!keep.log`). An excluded directory is not descended.
     pub exclude: Vec<String>,
+    /// Flush the archive to stable storage before reporting success (default): its
+    /// data before it is renamed into place, its directory after. Off (`--no-sync`)
+    /// for scratch work: the archive may then be lost or empty after a power cut.
+    pub sync: bool,
 }
 
 /// What to do when a file's size or mtime changed between the walk and the end of its
@@ -146,6 +150,7 @@ impl Default for PackOptions {
             xattrs: crate::XattrPolicy::User,
             progress: None,
             exclude: Vec::new(),
+            sync: true,
         }
     }
 }
@@ -330,7 +335,7 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
     let root = Arc::new(Root::open(src)?);
     let exclude = exclusions(src, &opts.exclude)?;
     let mut clock = Clock::start();
-    let output = Output::open(dest)?;
+    let output = Output::open(dest, opts.sync)?;
     let pipeline = Pipeline::start(opts.config(budget, Some(root.clone())), &output)?;
     clock.work("setup");
     let mut seg = Segmenter::new(opts.chunk_size, pipeline.plans());

@@ -1,7 +1,12 @@
-//! The archive being written. To a path: a temporary file beside the target, renamed
-//! into place only when complete, and removed if dropped before that. To a stream (a
-//! pipe, standard output): written strictly in order, header to footer; what has been
-//! written stays if the pack fails, and readers refuse it (it has no footer).
+//! The archive being written. To a path: a temporary file beside the target, flushed
+//! to stable storage and renamed into place only when complete (then the directory is
+//! flushed too), and removed if dropped before that. To a stream (a pipe, standard
+//! output): written strictly in order, header to footer; what has been written stays
+//! if the pack fails, and readers refuse it (it has no footer).
+//!
+//! A pack killed outright (SIGKILL, a crash) leaves its temporary file behind, named
+//! `.TARGET.tmp-znippy-PID-N`. The next pack to the same target removes those whose
+//! process is gone and whose content starts like an archive (or is empty), and says so.
 
 use crate::error::{Error, Result};
 use crate::format::header;
@@ -34,7 +39,16 @@ pub struct Output {
     /// The open file (temporary file or stream).
     pub file: Arc<File>,
     kind: Kind,
+    /// Flush to stable storage when committing.
+    sync: bool,
 }
+
+/// What temporary file names carry after the target's name: `.NAME` + this + `PID-N`.
+const TMP_MARK: &str = ".tmp-znippy-";
+
+/// Numbers the temporary files of this process (one pack per target at a time, but a
+/// program may pack to the same target twice).
+static TMP_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 enum Kind {
     Temporary {
@@ -50,23 +64,25 @@ enum Kind {
 }
 
 impl Output {
-    /// Opens `dest` and writes the header.
-    pub fn open(dest: Destination) -> Result<Output> {
+    /// Opens `dest` and writes the header; `sync` makes [`Output::commit`] flush.
+    pub fn open(dest: Destination, sync: bool) -> Result<Output> {
         let out = match dest {
-            Destination::Path(target) => Output::create(&target)?,
+            Destination::Path(target) => Output::create(&target, sync)?,
             Destination::Stream(file) => Output {
                 file: Arc::new(file),
                 kind: Kind::Stream {
                     name: PathBuf::from("<archive stream>"),
                 },
+                sync,
             },
         };
         out.write_at(&header::encode(), 0)?;
         Ok(out)
     }
 
-    /// Creates the temporary file beside `target`.
-    fn create(target: &Path) -> Result<Output> {
+    /// Creates the temporary file beside `target`, first removing those that killed
+    /// packs to the same target left.
+    fn create(target: &Path, sync: bool) -> Result<Output> {
         let name = target
             .file_name()
             .ok_or_else(|| Error::Invalid(format!("{}: not a file name", target.display())))?;
@@ -80,17 +96,26 @@ impl Output {
                 problem: "is a directory".into(),
             });
         }
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".{}.tmp", std::process::id()));
-        let tmp = dir.join(tmp_name);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(|e| Error::io(&tmp, "create", e))?;
+        remove_leftovers(&dir, name);
+        let (tmp, file) = loop {
+            let serial = TMP_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut tmp_name = std::ffi::OsString::from(".");
+            tmp_name.push(name);
+            tmp_name.push(format!("{TMP_MARK}{}-{serial}", std::process::id()));
+            let tmp = dir.join(tmp_name);
+            let opened = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&tmp);
+            match opened {
+                Ok(file) => break (tmp, file),
+                // Left by a killed process that had our number: take the next one.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(&tmp, "create", e)),
+            }
+        };
         Ok(Output {
             file: Arc::new(file),
             kind: Kind::Temporary {
@@ -99,6 +124,7 @@ impl Output {
                 target: target.into(),
                 committed: false,
             },
+            sync,
         })
     }
 
@@ -131,23 +157,42 @@ impl Output {
         r.map_err(|e| Error::io(self.path(), "write", e))
     }
 
-    /// Writes the tail (index and footer) at `offset`; a file is trimmed there and
-    /// renamed to the target. Returns the archive's length.
+    /// Writes the tail (index and footer) at `offset`; a file is trimmed there,
+    /// flushed, and renamed to the target, and its directory flushed. Returns the
+    /// archive's length.
     pub fn commit(mut self, tail: &[u8], offset: u64) -> Result<u64> {
         self.write_at(tail, offset)?;
         let len = offset + tail.len() as u64;
-        if let Kind::Temporary {
-            tmp,
-            target,
-            committed,
-            ..
-        } = &mut self.kind
-        {
-            self.file
-                .set_len(len)
-                .map_err(|e| Error::io(tmp.as_path(), "truncate", e))?;
-            fs::rename(&tmp, &target).map_err(|e| Error::io(target.as_path(), "rename", e))?;
-            *committed = true;
+        let sync = self.sync;
+        match &mut self.kind {
+            Kind::Temporary {
+                tmp,
+                target,
+                committed,
+                ..
+            } => {
+                (self.file.set_len(len)).map_err(|e| Error::io(tmp.as_path(), "truncate", e))?;
+                // The data reaches the disk before the name does: a crash leaves the old
+                // archive or the new one under the target's name, never a partial file.
+                if sync {
+                    (self.file.sync_data())
+                        .map_err(|e| Error::io(tmp.as_path(), "fdatasync", e))?;
+                }
+                fs::rename(&tmp, &target).map_err(|e| Error::io(target.as_path(), "rename", e))?;
+                *committed = true;
+                if sync {
+                    sync_directory_of(target)?;
+                }
+            }
+            Kind::Stream { name } => {
+                // A stream that is a file (`-o - > a.znippy`) is flushed too; a pipe's
+                // reader owns durability.
+                let is_file = self.file.metadata().is_ok_and(|m| m.is_file());
+                if sync && is_file {
+                    (self.file.sync_data())
+                        .map_err(|e| Error::io(name.as_path(), "fdatasync", e))?;
+                }
+            }
         }
         Ok(len)
     }
@@ -164,4 +209,75 @@ impl Drop for Output {
             let _ = fs::remove_file(tmp);
         }
     }
+}
+
+/// Flushes the directory holding `path`, so that a rename into it is on disk.
+fn sync_directory_of(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, "fsync directory", e))
+}
+
+/// Removes, from `dir`, the temporary files of packs to `name` whose process is gone
+/// (killed before they could clean up), when they hold nothing but the start of an
+/// archive. Files of live packs, and anything that is not ours, stay.
+fn remove_leftovers(dir: &Path, name: &std::ffi::OsStr) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.extend_from_slice(TMP_MARK.as_bytes());
+    let Ok(listing) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in listing.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.as_bytes().strip_prefix(prefix.as_slice()) else {
+            continue;
+        };
+        let pid = std::str::from_utf8(rest)
+            .ok()
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(pid, serial)| serial.parse::<u64>().ok().and(pid.parse::<i32>().ok()));
+        let Some(pid) = pid.filter(|&p| p > 0 && p != std::process::id() as i32) else {
+            continue;
+        };
+        if process_alive(pid) || !starts_like_an_archive(&entry.path()) {
+            continue;
+        }
+        if fs::remove_file(entry.path()).is_ok() {
+            log::warn!(
+                "removed {}, left by a pack (process {pid}) that was killed",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+/// Whether process `pid` exists (signal 0 checks without sending anything).
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for the process.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Whether the file at `path` is empty or begins with an archive header's magic.
+fn starts_like_an_archive(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return false,
+        }
+    }
+    n == 0 || (n == head.len() && head == header::MAGIC)
 }

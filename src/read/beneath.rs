@@ -24,6 +24,11 @@ fn os(p: &[u8]) -> &OsStr {
 }
 
 impl Beneath {
+    /// Flushes the file system holding the target directory to stable storage.
+    pub fn sync_fs(&self) -> io::Result<()> {
+        rustix::fs::syncfs(&self.root).map_err(io::Error::from)
+    }
+
     /// Opens (creating if needed) the target directory.
     pub fn open(dest: &Path) -> io::Result<Beneath> {
         std::fs::create_dir_all(dest)?;

@@ -52,6 +52,9 @@ pub struct UnpackOptions {
     /// decompressed bytes): fewer threads run when it cannot give each thread that
     /// for the archive's largest chunk (default [`crate::DEFAULT_MEMORY`]).
     pub memory: usize,
+    /// Flush everything written to stable storage before reporting success: one
+    /// syncfs(2) of the target's file system (`--sync`). Off by default, as for tar.
+    pub sync: bool,
 }
 
 impl Default for UnpackOptions {
@@ -65,6 +68,7 @@ impl Default for UnpackOptions {
             xattrs: crate::XattrPolicy::User,
             devices: root,
             memory: crate::pack::DEFAULT_MEMORY,
+            sync: false,
         }
     }
 }
@@ -295,6 +299,10 @@ impl Archive {
         report.symlinks = job.symlinks()?;
         report.dirs = job.directory_metadata()?;
         finish.work("links and metadata");
+        if opts.sync && damaged.is_empty() {
+            job.root.sync_fs().map_err(job.root.err(b"", "syncfs"))?;
+            finish.work("sync");
+        }
         report.stages = vec![
             Stage::of("prepare", &[prepare]),
             Stage::of("data", &clocks),
