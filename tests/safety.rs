@@ -28,8 +28,8 @@ fn entry(path: &[u8], kind: EntryKind, link: Option<&[u8]>) -> Entry {
 
 /// Writes an archive holding exactly `entries` (no file data).
 fn craft(path: &Path, entries: &[Entry]) {
-    let mut bytes = header::encode().to_vec();
-    let tail = index::encode(&[(Group::default(), entries)], &[], header::HEADER_LEN);
+    let mut bytes = header::encode(0).to_vec();
+    let tail = index::encode(&[(Group::default(), entries)], &[], &[], header::HEADER_LEN);
     bytes.extend(tail);
     fs::write(path, bytes).unwrap();
 }
@@ -153,7 +153,7 @@ fn chunk_lengths_beyond_what_zstd_can_produce_are_refused_before_any_allocation(
     use znippy_uring::{ChunkRecord, Codec};
     let s = Scratch::new("biglen");
     let a = s.path("a.znippy");
-    let mut bytes = header::encode().to_vec();
+    let mut bytes = header::encode(0).to_vec();
     bytes.extend(vec![0u8; 1 << 20]); // a 1 MiB "blob"
     let lying = ChunkRecord {
         offset: header::HEADER_LEN,
@@ -166,6 +166,7 @@ fn chunk_lengths_beyond_what_zstd_can_produce_are_refused_before_any_allocation(
     bytes.extend(index::encode(
         &[(Group::default(), &[])],
         &[lying],
+        &[],
         blob_end,
     ));
     fs::write(&a, bytes).unwrap();

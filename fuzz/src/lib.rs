@@ -131,7 +131,7 @@ pub fn rewrite_index(
         return None;
     }
     let groups = [(Group::default(), entries.as_slice())];
-    out.extend(index::encode(&groups, &chunks, blob_end));
+    out.extend(index::encode(&groups, &chunks, &[], blob_end));
     Some(out)
 }
 
@@ -186,6 +186,7 @@ fn mutate(entries: &mut Vec<Entry>, chunks: &mut [ChunkRecord], seed: u32) {
                     first_chunk: rng.below(c + 2),
                     last_chunk: rng.below(c + 2),
                     chunk_offset: small(&mut rng),
+                    base: None,
                 });
             }
             4 if n > 0 => {

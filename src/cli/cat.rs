@@ -1,7 +1,7 @@
 //! `znippy-uring cat`: one file to standard output, reading only its chunks.
 
 use super::report::{Output, Report, Stream, lossy};
-use super::stdio::open_archive;
+use super::stdio::open_archive_with;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::ffi::OsString;
@@ -16,6 +16,10 @@ pub struct Args {
     archive: PathBuf,
     /// Path inside the archive.
     path: OsString,
+    /// An archive this incremental archive builds on, when not beside it under its
+    /// recorded name (repeatable).
+    #[arg(long = "base", value_name = "ARCHIVE")]
+    bases: Vec<PathBuf>,
 }
 
 /// `cat --json`, on stderr (standard output carries the file).
@@ -36,7 +40,7 @@ impl Report for CatJson<'_> {
 
 pub fn run(args: Args, out: &Output) -> Result<()> {
     let start = Instant::now();
-    let a = open_archive(&args.archive)?;
+    let a = open_archive_with(&args.archive, &args.bases)?;
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     let bytes = a.read_file(args.path.as_bytes(), &mut w)?;

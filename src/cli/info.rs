@@ -37,6 +37,16 @@ struct Info<'a> {
     blob_bytes: u64,
     ratio: f64,
     groups: Vec<Group<'a>>,
+    generation: u32,
+    bases: Vec<BaseJson>,
+}
+
+/// An archive an incremental archive builds on.
+#[derive(Serialize)]
+struct BaseJson {
+    id: String,
+    name: String,
+    generation: u32,
 }
 
 #[derive(Serialize)]
@@ -77,6 +87,14 @@ impl<'a> Info<'a> {
                     entries: range.len(),
                 })
                 .collect(),
+            generation: a.generation(),
+            bases: (a.bases().into_iter())
+                .map(|(id, name, generation)| BaseJson {
+                    id,
+                    name,
+                    generation,
+                })
+                .collect(),
         }
     }
 
@@ -103,6 +121,12 @@ impl<'a> Info<'a> {
             self.blob_bytes,
             self.data_bytes as f64 / self.blob_bytes.max(1) as f64
         );
+        if !self.bases.is_empty() {
+            let _ = writeln!(s, "incremental:    generation {}, on", self.generation);
+            for b in &self.bases {
+                let _ = writeln!(s, "  {} {} (generation {})", b.id, b.name, b.generation);
+            }
+        }
         let _ = writeln!(s, "groups:         {}", self.groups.len());
         for g in &self.groups {
             let pkg = g.pkg_type.map_or("-".to_string(), |p| p.to_string());

@@ -69,6 +69,15 @@ pub struct Args {
     /// (`*.log`, `build/`, `/top-only`, `!keep.log`); repeatable.
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
+    /// Pack incrementally: files unchanged since PREVIOUS (size, mtime, ctime, mode,
+    /// owner), or only renamed, are not read again; the new archive describes the
+    /// whole tree but keeps their data where it already lies, and reading it needs
+    /// those archives (found beside it, or named with --base).
+    #[arg(long, value_name = "PREVIOUS")]
+    since: Option<PathBuf>,
+    /// With --since: a changed device or inode number counts as a change too.
+    #[arg(long, requires = "since")]
+    check_inode: bool,
     /// Do not flush the archive to stable storage before reporting success (scratch
     /// work: after a power cut it may be missing or empty).
     #[arg(long)]
@@ -170,6 +179,8 @@ impl Args {
             progress: None,
             exclude: self.exclude.clone(),
             sync: !self.no_sync,
+            since: self.since.clone(),
+            check_inode: self.check_inode,
         }
     }
 }

@@ -57,8 +57,14 @@ pub fn stdout_for_archive() -> Result<File> {
 /// it is a regular file (`< a.znippy`), else read into an unnamed temporary file first
 /// (the index is at the end). Refused on a terminal.
 pub fn open_archive(path: &Path) -> Result<Archive> {
+    open_archive_with(path, &[])
+}
+
+/// [`open_archive`], for an incremental archive also looking for its bases among
+/// `bases` (`--base`), besides next to it.
+pub fn open_archive_with(path: &Path, bases: &[std::path::PathBuf]) -> Result<Archive> {
     if path.as_os_str() != "-" {
-        return Ok(Archive::open(path)?);
+        return Ok(Archive::open(path)?.with_bases(bases)?);
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
@@ -71,11 +77,12 @@ pub fn open_archive(path: &Path) -> Result<Archive> {
             .context("-: duplicating standard input")?,
     );
     let name = Path::new("standard input");
-    Ok(if file.metadata().is_ok_and(|m| m.is_file()) {
+    let archive = if file.metadata().is_ok_and(|m| m.is_file()) {
         Archive::from_file(file, name)?
     } else {
         Archive::from_stream(file, name)?
-    })
+    };
+    Ok(archive.with_bases(bases)?)
 }
 
 /// Runs `write` on buffered standard output, then flushes it.

@@ -4,7 +4,7 @@
 use super::args::{parse_size, threads};
 use super::progress::Bar;
 use super::report::{Output, Report, Stream, Timing, lossy};
-use super::stdio::open_archive;
+use super::stdio::open_archive_with;
 use anyhow::Result;
 use serde::Serialize;
 use std::ffi::OsString;
@@ -43,6 +43,10 @@ struct Job {
     /// syncfs of the target's file system).
     #[arg(long)]
     sync: bool,
+    /// An archive this incremental archive builds on, when not beside it under its
+    /// recorded name (repeatable).
+    #[arg(long = "base", value_name = "ARCHIVE")]
+    bases: Vec<PathBuf>,
     #[command(flatten)]
     restore: Restore,
 }
@@ -154,7 +158,7 @@ impl Job {
     ) -> Result<()> {
         let start = Instant::now();
         let bar = Bar::start(out, command);
-        let a = open_archive(&self.archive)?.with_progress(bar.counters());
+        let a = open_archive_with(&self.archive, &self.bases)?.with_progress(bar.counters());
         let opts = UnpackOptions {
             sync: self.sync,
             ..self.restore.options(self.threads)

@@ -3,7 +3,7 @@
 use super::args::threads;
 use super::progress::Bar;
 use super::report::{Output, Report, Stream, Timing};
-use super::stdio::open_archive;
+use super::stdio::open_archive_with;
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -17,6 +17,10 @@ pub struct Args {
     /// Threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// An archive this incremental archive builds on, when not beside it under its
+    /// recorded name (repeatable).
+    #[arg(long = "base", value_name = "ARCHIVE")]
+    bases: Vec<PathBuf>,
 }
 
 /// `verify --json`.
@@ -44,7 +48,7 @@ impl Report for VerifyJson {
 pub fn run(args: Args, out: &Output) -> Result<()> {
     let start = Instant::now();
     let bar = Bar::start(out, "verify");
-    let a = open_archive(&args.archive)?.with_progress(bar.counters());
+    let a = open_archive_with(&args.archive, &args.bases)?.with_progress(bar.counters());
     let r = a.verify(threads(args.threads));
     drop(bar);
     let r = r?;

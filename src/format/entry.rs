@@ -4,7 +4,8 @@ use super::column;
 use crate::xattr::Xattr;
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, RecordBatch, StringArray,
-    TimestampNanosecondArray, UInt32Array, UInt64Array, builder::FixedSizeBinaryBuilder,
+    TimestampNanosecondArray, UInt16Array, UInt32Array, UInt64Array,
+    builder::FixedSizeBinaryBuilder,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use std::sync::Arc;
@@ -68,6 +69,10 @@ pub struct DataLocation {
     pub last_chunk: u64,
     /// Offset of the first byte inside `first_chunk`.
     pub chunk_offset: u64,
+    /// The archive holding those chunks: `None` for this one, or a position in this
+    /// archive's bases (an incremental archive's data left where an earlier one
+    /// stored it; docs/FORMAT.md). Chunk numbers are then that archive's.
+    pub base: Option<u16>,
 }
 
 /// One entry of the archive.
@@ -104,6 +109,12 @@ pub struct Entry {
     pub sparse: bool,
     /// Device number (character and block devices).
     pub rdev: Option<u64>,
+    /// Status change time, nanoseconds since the Unix epoch, when packed from a file
+    /// system (what `pack --since` compares, with size and mtime).
+    pub ctime_ns: Option<i64>,
+    /// (device, inode) when packed from a file system: how `pack --since` finds a
+    /// file that was renamed or moved.
+    pub inode: Option<(u64, u64)>,
 }
 
 impl Entry {
@@ -126,6 +137,8 @@ impl Entry {
             xattrs: Vec::new(),
             sparse: false,
             rdev: None,
+            ctime_ns: None,
+            inode: None,
         }
     }
 
@@ -171,6 +184,14 @@ pub fn schema() -> Arc<Schema> {
         Field::new("rdev", DataType::UInt64, true),
         Field::new("user", DataType::Utf8, true),
         Field::new("group", DataType::Utf8, true),
+        Field::new(
+            "ctime",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("dev", DataType::UInt64, true),
+        Field::new("ino", DataType::UInt64, true),
+        Field::new("base", DataType::UInt16, true),
     ]))
 }
 
@@ -272,7 +293,22 @@ pub fn to_batch<'a>(entries: impl Iterator<Item = &'a Entry> + Clone) -> RecordB
         Arc::new(StringArray::from_iter(
             entries.clone().map(|e| e.user.as_deref()),
         )),
-        Arc::new(StringArray::from_iter(entries.map(|e| e.group.as_deref()))),
+        Arc::new(StringArray::from_iter(
+            entries.clone().map(|e| e.group.as_deref()),
+        )),
+        Arc::new(
+            TimestampNanosecondArray::from_iter(entries.clone().map(|e| e.ctime_ns))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(UInt64Array::from_iter(
+            entries.clone().map(|e| e.inode.map(|i| i.0)),
+        )),
+        Arc::new(UInt64Array::from_iter(
+            entries.clone().map(|e| e.inode.map(|i| i.1)),
+        )),
+        Arc::new(UInt16Array::from_iter(
+            entries.map(|e| e.location.and_then(|l| l.base)),
+        )),
     ];
     RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("entries batch: {e}"))
 }
@@ -304,6 +340,11 @@ pub struct Table {
     user: Option<StringArray>,
     /// Absent in archives written before the column existed.
     group: Option<StringArray>,
+    /// Absent in archives written before the column existed (and the next three).
+    ctime: Option<TimestampNanosecondArray>,
+    dev: Option<UInt64Array>,
+    ino: Option<UInt64Array>,
+    base: Option<UInt16Array>,
 }
 
 impl Table {
@@ -328,6 +369,10 @@ impl Table {
             rdev: optional::<UInt64Array>(batch, "rdev", true)?,
             user: optional::<StringArray>(batch, "user", true)?,
             group: optional::<StringArray>(batch, "group", true)?,
+            ctime: optional::<TimestampNanosecondArray>(batch, "ctime", true)?,
+            dev: optional::<UInt64Array>(batch, "dev", true)?,
+            ino: optional::<UInt64Array>(batch, "ino", true)?,
+            base: optional::<UInt16Array>(batch, "base", true)?,
         };
         if t.digest.value_length() != 32 {
             return Err("entries: blake3 column is not 32 bytes wide".into());
@@ -407,6 +452,7 @@ impl Table {
             first_chunk: self.first.value(i),
             last_chunk: self.last.value(i),
             chunk_offset: self.offset.value(i),
+            base: valid(self.base.as_ref(), i),
         })
     }
 
@@ -435,15 +481,21 @@ impl Table {
                 .and_then(|x| decode_xattrs(x.value(i)).ok())
                 .unwrap_or_default(),
             sparse: self.sparse.as_ref().is_some_and(|s| s.value(i)),
-            rdev: self
-                .rdev
-                .as_ref()
-                .filter(|r| r.is_valid(i))
-                .map(|r| r.value(i)),
+            rdev: valid(self.rdev.as_ref(), i),
             user: name(self.user.as_ref(), i),
             group: name(self.group.as_ref(), i),
+            ctime_ns: valid(self.ctime.as_ref(), i),
+            inode: valid(self.dev.as_ref(), i).zip(valid(self.ino.as_ref(), i)),
         }
     }
+}
+
+/// Row `i` of an optional column of numbers, if present and not null.
+fn valid<T: arrow_array::ArrowPrimitiveType>(
+    column: Option<&arrow_array::PrimitiveArray<T>>,
+    i: usize,
+) -> Option<T::Native> {
+    column.filter(|c| c.is_valid(i)).map(|c| c.value(i))
 }
 
 /// A column that archives written before it existed lack: checked like [`column`]
@@ -542,6 +594,7 @@ mod tests {
                 first_chunk: 0,
                 last_chunk: 0,
                 chunk_offset: 5,
+                base: Some(2),
             }),
             digest: Some([7; 32]),
             link_target: None,
@@ -550,6 +603,8 @@ mod tests {
             rdev: None,
             user: Some("alice".into()),
             group: None,
+            ctime_ns: Some(1_700_000_001_000_000_007),
+            inode: Some((2049, 77)),
         };
         let l = Entry {
             path: b"link".to_vec(),
@@ -567,6 +622,8 @@ mod tests {
             rdev: Some(0x0103),
             user: Some("root".into()),
             group: Some("root".into()),
+            ctime_ns: None,
+            inode: None,
         };
         let batch = to_batch([e.clone(), l.clone()].iter());
         let t = Table::new(&batch).unwrap();

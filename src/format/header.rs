@@ -6,12 +6,17 @@ pub const MAGIC: [u8; 8] = *b"ZNPYURNG";
 pub const VERSION: u32 = 1;
 /// Length of the header; the first blob starts here.
 pub const HEADER_LEN: u64 = 16;
+/// Header flag: the archive is incremental; some of its files' data lies in the
+/// archives its bases table names. Readers that do not know the flag refuse the
+/// archive rather than read those files from the wrong one.
+pub const FLAG_BASES: u32 = 1;
 
-/// The header bytes: magic, version (u32 LE), flags (u32 LE, zero).
-pub fn encode() -> [u8; HEADER_LEN as usize] {
+/// The header bytes: magic, version (u32 LE), flags (u32 LE).
+pub fn encode(flags: u32) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     h[..8].copy_from_slice(&MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&flags.to_le_bytes());
     h
 }
 
@@ -28,7 +33,7 @@ pub fn decode(h: &[u8; HEADER_LEN as usize]) -> Result<u32, String> {
         ));
     }
     let flags = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-    if flags != 0 {
+    if flags & !FLAG_BASES != 0 {
         return Err(format!("unknown header flags {flags:#x}"));
     }
     Ok(version)
@@ -40,12 +45,14 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejects() {
-        assert_eq!(decode(&encode()), Ok(VERSION));
-        let mut bad = encode();
+        assert_eq!(decode(&encode(0)), Ok(VERSION));
+        assert_eq!(decode(&encode(FLAG_BASES)), Ok(VERSION));
+        let mut bad = encode(0);
         bad[0] ^= 1;
         assert!(decode(&bad).unwrap_err().contains("magic"));
-        let mut v2 = encode();
+        let mut v2 = encode(0);
         v2[8] = 2;
         assert!(decode(&v2).unwrap_err().contains("version 2"));
+        assert!(decode(&encode(2)).unwrap_err().contains("flags"));
     }
 }

@@ -1,6 +1,7 @@
 //! The index: entries sub-indexes per group, the chunks table and the manifest, written
 //! after the blobs; and reading them back with every field checked against the file.
 
+use super::base::{self, Base};
 use super::chunk::{self, ChunkRecord, Codec};
 use super::entry::{self, DataLocation, Entry, EntryKind};
 use super::manifest::{self, Group, SubIndex, SubIndexKind};
@@ -32,6 +33,8 @@ pub struct Index {
     /// The manifest's BLAKE3, as stored: it covers every sub-index, and through the
     /// chunks table every chunk's digest, so it names the archive's content.
     pub manifest_digest: [u8; 32],
+    /// The archives an incremental archive's data also lies in (empty otherwise).
+    pub bases: Vec<Base>,
 }
 
 impl Index {
@@ -81,7 +84,12 @@ impl Index {
 
 /// Encodes the index that follows the blobs ending at `blob_end`: sub-index streams,
 /// the manifest and the footer, as bytes to append at `blob_end`.
-pub fn encode(groups: &[(Group, &[Entry])], chunks: &[ChunkRecord], blob_end: u64) -> Vec<u8> {
+pub fn encode(
+    groups: &[(Group, &[Entry])],
+    chunks: &[ChunkRecord],
+    bases: &[Base],
+    blob_end: u64,
+) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rows = Vec::new();
     let mut push = |out: &mut Vec<u8>, kind, group: Group, bytes: Vec<u8>, n: usize| {
@@ -113,6 +121,16 @@ pub fn encode(groups: &[(Group, &[Entry])], chunks: &[ChunkRecord], blob_end: u6
         bytes,
         chunks.len(),
     );
+    if !bases.is_empty() {
+        let bytes = ipc_encode(&base::to_batch(bases));
+        push(
+            &mut out,
+            SubIndexKind::Bases,
+            Group::default(),
+            bytes,
+            bases.len(),
+        );
+    }
     let manifest_offset = blob_end + out.len() as u64;
     let manifest = ipc_encode(&manifest::to_batch(&rows));
     out.extend_from_slice(&manifest);
@@ -140,6 +158,12 @@ pub fn read(
             SubIndexKind::Chunks => {
                 chunk_tables += 1;
                 index.chunks = chunk::from_batch(&batch)?;
+            }
+            SubIndexKind::Bases => {
+                if !index.bases.is_empty() {
+                    return Err("two bases tables".into());
+                }
+                index.bases = base::from_batch(&batch)?;
             }
             SubIndexKind::Entries => {
                 let table = entry::Table::new(&batch)?;
@@ -252,7 +276,22 @@ fn validate(index: &Index) -> Result<(), String> {
         }
         if let (Some(loc), EntryKind::File) = (t.location(row), t.kind(row)) {
             let name = || String::from_utf8_lossy(t.path(row)).into_owned();
-            spans.check_file(index, loc, t.size(row), name)?;
+            match loc.base {
+                None => spans.check_file(&index.chunks, loc, t.size(row), name)?,
+                // Checked against the base's chunks once it is opened; here, only that
+                // it names a base and lies within its number of chunks.
+                Some(b) => {
+                    let chunks = index.bases.get(usize::from(b)).map(|b| b.chunks);
+                    if !chunks
+                        .is_some_and(|n| loc.first_chunk <= loc.last_chunk && loc.last_chunk < n)
+                    {
+                        return Err(format!(
+                            "{}: data in base {b}, which does not hold it",
+                            name()
+                        ));
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -270,32 +309,39 @@ struct Spans {
 impl Spans {
     /// Checks every chunk record and sums their lengths.
     fn of(index: &Index) -> Result<Spans, String> {
-        let mut cum = Vec::with_capacity(index.chunks.len() + 1);
-        cum.push(0u64);
         for (i, c) in index.chunks.iter().enumerate() {
             check_chunk(i, c, index.blob_end)?;
+        }
+        Ok(Spans::new(&index.chunks))
+    }
+
+    /// The spans of `chunks` (already checked).
+    fn new(chunks: &[ChunkRecord]) -> Spans {
+        let mut cum = Vec::with_capacity(chunks.len() + 1);
+        cum.push(0u64);
+        for c in chunks {
             let total = cum.last().copied().unwrap_or(0);
             cum.push(total + c.raw_len); // ≤ 2^26 per chunk, cannot overflow in practice
         }
-        let mut same_len_run = vec![1usize; index.chunks.len()];
-        for i in (0..index.chunks.len().saturating_sub(1)).rev() {
-            if index.chunks[i].raw_len == index.chunks[i + 1].raw_len {
+        let mut same_len_run = vec![1usize; chunks.len()];
+        for i in (0..chunks.len().saturating_sub(1)).rev() {
+            if chunks[i].raw_len == chunks[i + 1].raw_len {
                 same_len_run[i] = same_len_run[i + 1] + 1;
             }
         }
-        Ok(Spans { cum, same_len_run })
+        Spans { cum, same_len_run }
     }
 
     /// Checks that a file of `size` bytes at `loc` lies within its chunks, and that a
     /// split file's pieces are BLAKE3 subtrees (see digest.rs).
     fn check_file(
         &self,
-        index: &Index,
+        chunks: &[ChunkRecord],
         loc: DataLocation,
         size: u64,
         name: impl Fn() -> String,
     ) -> Result<(), String> {
-        let n = index.chunks.len() as u64;
+        let n = chunks.len() as u64;
         if loc.first_chunk > loc.last_chunk || loc.last_chunk >= n {
             return Err(format!(
                 "{}: chunks {}..={} out of range ({n} chunks)",
@@ -309,7 +355,7 @@ impl Spans {
         let end = cum[first]
             .checked_add(loc.chunk_offset)
             .and_then(|start| start.checked_add(size));
-        let fits = loc.chunk_offset < index.chunks[first].raw_len
+        let fits = loc.chunk_offset < chunks[first].raw_len
             && end.is_some_and(|end| end > cum[last] && end <= cum[last + 1]);
         if !fits {
             return Err(format!(
@@ -320,7 +366,7 @@ impl Spans {
             ));
         }
         if first != last {
-            let piece = index.chunks[first].raw_len;
+            let piece = chunks[first].raw_len;
             let uniform = self.same_len_run[first] >= last - first;
             if loc.chunk_offset != 0 || !piece.is_power_of_two() || piece < 1024 || !uniform {
                 return Err(format!(
@@ -331,6 +377,21 @@ impl Spans {
         }
         Ok(())
     }
+}
+
+/// Checks the files whose data lies in base `base` of `index` against that base's
+/// chunks (`chunks`, from the base archive, which checked them when it was opened).
+pub fn check_based(index: &Index, base: u16, chunks: &[ChunkRecord]) -> Result<(), String> {
+    let spans = Spans::new(chunks);
+    for (t, row) in index.rows() {
+        if let (Some(loc), EntryKind::File) = (t.location(row), t.kind(row))
+            && loc.base == Some(base)
+        {
+            let name = || String::from_utf8_lossy(t.path(row)).into_owned();
+            spans.check_file(chunks, loc, t.size(row), name)?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks chunk record `i`: its blob inside the blob region (ending at `blob_end`), a

@@ -24,6 +24,8 @@ pub enum SubIndexKind {
     Entries,
     /// The chunks table (exactly one per archive).
     Chunks,
+    /// The bases table (at most one; incremental archives only).
+    Bases,
 }
 
 /// One manifest row.
@@ -70,6 +72,7 @@ pub fn to_batch(rows: &[SubIndex]) -> RecordBatch {
             |r| match r.kind {
                 SubIndexKind::Entries => "entries",
                 SubIndexKind::Chunks => "chunks",
+                SubIndexKind::Bases => "bases",
             },
         ))),
         Arc::new(UInt16Array::from_iter(
@@ -107,6 +110,7 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<SubIndex>, String> {
         let kind = match kind.value(i) {
             "entries" => SubIndexKind::Entries,
             "chunks" => SubIndexKind::Chunks,
+            "bases" => SubIndexKind::Bases,
             other => return Err(format!("manifest row {i}: unknown kind {other:?}")),
         };
         out.push(SubIndex {

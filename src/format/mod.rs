@@ -4,6 +4,7 @@
 //! header (16) | blob ... blob | sub-index streams (Arrow IPC) | manifest (Arrow IPC) | footer (16)
 //! ```
 
+pub mod base;
 pub mod chunk;
 pub mod entry;
 pub mod footer;

@@ -82,7 +82,7 @@ impl Ingest {
     /// Starts writing an archive to `dest`, a file or a stream.
     pub fn start(dest: Destination, opts: &PackOptions) -> Result<Ingest> {
         let budget = opts.budget()?;
-        let output = Output::open(dest, opts.sync)?;
+        let output = Output::open(dest, opts.sync, 0)?;
         let pipeline = Pipeline::start(opts.config(budget, None), &output)?;
         let name = output.path().to_path_buf();
         let (tx, rx) = bounded::<IngestEntry>(64);
@@ -188,6 +188,7 @@ fn run(
         stage: "ingest",
         clocks: vec![clock],
         started,
+        bases: Vec::new(),
     };
     finish(output, pipeline, fed, opts, None)
 }

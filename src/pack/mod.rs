@@ -14,6 +14,7 @@ mod reread;
 mod ring;
 mod scanner;
 mod segmenter;
+mod since;
 mod writer;
 
 pub use budget::{Budget, DEFAULT_MEMORY};
@@ -25,8 +26,8 @@ use crate::digest;
 use crate::error::{Error, Result};
 use crate::format::chunk::ChunkRecord;
 use crate::format::entry::{DataLocation, Entry, EntryKind};
-use crate::format::index;
 use crate::format::manifest::Group;
+use crate::format::{header, index};
 use crate::io::{Backend, IoMode};
 use crate::skip;
 use crate::stages::{self, Clock, Stage};
@@ -36,6 +37,7 @@ use pipeline::{Config, Pipeline};
 use segmenter::{Segmenter, Source};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,6 +95,12 @@ pub struct PackOptions {
     /// Paths to leave out: gitignore-style patterns, relative to the pack root (`*.log`,
     /// `build/`, `/top-only`, `!keep.log`). An excluded directory is not descended.
     pub exclude: Vec<String>,
+    /// Pack incrementally on this earlier archive (`--since`): files unchanged since
+    /// it (or only renamed) are not read again; the new archive points at the data
+    /// where it already lies, and readers need those archives (docs/FORMAT.md).
+    pub since: Option<PathBuf>,
+    /// With `since`: a file whose device or inode changed counts as changed too.
+    pub check_inode: bool,
     /// Flush the archive to stable storage before reporting success (default): its
     /// data before it is renamed into place, its directory after. Off (`--no-sync`)
     /// for scratch work: the archive may then be lost or empty after a power cut.
@@ -150,6 +158,8 @@ impl Default for PackOptions {
             xattrs: crate::XattrPolicy::User,
             progress: None,
             exclude: Vec::new(),
+            since: None,
+            check_inode: false,
             sync: true,
         }
     }
@@ -246,6 +256,10 @@ pub struct PackReport {
     pub chunks: u64,
     /// Chunks stored without compression.
     pub stored_chunks: u64,
+    /// Files not read again (`since`): unchanged, or renamed, since the earlier archive.
+    pub reused_files: u64,
+    /// Their bytes (not in `bytes_in`).
+    pub reused_bytes: u64,
     /// The I/O backend that ran.
     pub backend: Backend,
     /// Why the portable backend was used instead of io_uring, if it was.
@@ -335,18 +349,43 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
     let root = Arc::new(Root::open(src)?);
     let exclude = exclusions(src, &opts.exclude)?;
     let mut clock = Clock::start();
-    let output = Output::open(dest, opts.sync)?;
+    let mut since = match &opts.since {
+        Some(p) => {
+            if let Destination::Path(target) = &dest
+                && fs::canonicalize(p).ok() == fs::canonicalize(target).ok()
+            {
+                return Err(Error::Invalid(format!(
+                    "{}: cannot be replaced by an archive that builds on it (--since)",
+                    target.display()
+                )));
+            }
+            Some(since::Since::open(p, opts.check_inode)?)
+        }
+        None => None,
+    };
+    let flags = if since.is_some() {
+        header::FLAG_BASES
+    } else {
+        0
+    };
+    let output = Output::open(dest, opts.sync, flags)?;
     let pipeline = Pipeline::start(opts.config(budget, Some(root.clone())), &output)?;
     clock.work("setup");
     let mut seg = Segmenter::new(opts.chunk_size, pipeline.plans());
     let mut entries: Vec<(Group, Entry)> = Vec::new();
     let group = opts.group();
     let mut stopped = false;
-    let visit = |e: Entry| {
+    let visit = |mut e: Entry| {
         if let Some(p) = &opts.progress {
             p.add_entry(if e.kind == EntryKind::File { e.size } else { 0 });
         }
-        if e.kind == EntryKind::File && e.size > 0 {
+        let reused = since.as_mut().and_then(|s| s.reuse(&e));
+        if let Some((location, digest)) = reused {
+            (e.location, e.digest) = (Some(location), Some(digest));
+            if let Some(p) = &opts.progress {
+                p.add_bytes(e.size);
+            }
+        } else if e.kind == EntryKind::File && e.size > 0 {
             let store = opts.stores(&e.path);
             let source = Source::File {
                 rel: Arc::from(Path::new(OsStr::from_bytes(&e.path))),
@@ -394,6 +433,7 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
         stage: "walk",
         clocks: listers,
         started,
+        bases: since.map(|s| s.bases).unwrap_or_default(),
     };
     finish(output, pipeline, fed, opts, Some(&root))
 }
@@ -431,6 +471,8 @@ struct Fed {
     clocks: Vec<Clock>,
     /// When the pack started, for the stages' utilization.
     started: Instant,
+    /// The archives that hold data of reused files (`since`).
+    bases: Vec<crate::format::base::Base>,
 }
 
 /// The matcher of `--exclude` patterns.
@@ -474,6 +516,7 @@ fn finish(
         locations: locations
             .map_err(|_| Error::Invalid("pipeline stopped without an error".into()))?,
         warnings,
+        bases: fed.bases,
     };
     let dropped = match root {
         Some(root) if !written.changes.reread.is_empty() => {
@@ -503,6 +546,7 @@ struct Data {
     blob_end: u64,
     locations: Vec<Option<DataLocation>>,
     warnings: Vec<String>,
+    bases: Vec<crate::format::base::Base>,
 }
 
 impl Data {
@@ -574,7 +618,7 @@ impl Data {
             .iter()
             .map(|(g, e)| (g.clone(), e.as_slice()))
             .collect();
-        let tail = index::encode(&refs, &self.chunks, self.blob_end);
+        let tail = index::encode(&refs, &self.chunks, &self.bases, self.blob_end);
         clock.work("encode");
         let archive_len = output.commit(&tail, self.blob_end)?;
         clock.work("commit");
@@ -642,6 +686,8 @@ fn assemble(
         archive_len: 0,
         chunks: 0,
         stored_chunks: 0,
+        reused_files: 0,
+        reused_bytes: 0,
         backend: Backend::Portable,
         fallback: None,
         warnings: Vec::new(),
@@ -659,8 +705,16 @@ fn assemble(
         match e.kind {
             EntryKind::File => {
                 report.files += 1;
-                report.bytes_in += e.size;
-                if e.size > 0 {
+                let reused = e.location.is_some_and(|l| l.base.is_some());
+                if reused {
+                    report.reused_files += 1;
+                    report.reused_bytes += e.size;
+                } else {
+                    report.bytes_in += e.size;
+                }
+                if reused {
+                    // Location and digest came from the earlier archive.
+                } else if e.size > 0 {
                     e.location = locations.get(i).copied().flatten();
                     e.digest = whole.get(i).copied().flatten();
                 } else {

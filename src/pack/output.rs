@@ -64,8 +64,9 @@ enum Kind {
 }
 
 impl Output {
-    /// Opens `dest` and writes the header; `sync` makes [`Output::commit`] flush.
-    pub fn open(dest: Destination, sync: bool) -> Result<Output> {
+    /// Opens `dest` and writes the header (with `flags`); `sync` makes
+    /// [`Output::commit`] flush.
+    pub fn open(dest: Destination, sync: bool, flags: u32) -> Result<Output> {
         let out = match dest {
             Destination::Path(target) => Output::create(&target, sync)?,
             Destination::Stream(file) => Output {
@@ -76,7 +77,7 @@ impl Output {
                 sync,
             },
         };
-        out.write_at(&header::encode(), 0)?;
+        out.write_at(&header::encode(flags), 0)?;
         Ok(out)
     }
 

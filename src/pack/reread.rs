@@ -109,6 +109,7 @@ impl<'a> Rereader<'a> {
                         first_chunk: mark_len as u64,
                         last_chunk: chunks.len() as u64 - 1,
                         chunk_offset: 0,
+                        base: None,
                     });
                     return Ok(Outcome::Kept(Version {
                         size: before.0,

@@ -314,6 +314,8 @@ impl<'a> Scan<'a> {
             sparse: kind == EntryKind::File && meta.blocks().saturating_mul(512) < meta.size(),
             rdev: matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice)
                 .then(|| meta.rdev()),
+            ctime_ns: Some(meta.ctime() * 1_000_000_000 + meta.ctime_nsec()),
+            inode: Some((meta.dev(), meta.ino())),
         }))
     }
 }

@@ -119,6 +119,7 @@ impl Segmenter {
                 first_chunk: first,
                 last_chunk: first + n - 1,
                 chunk_offset: 0,
+                base: None,
             });
             for i in 0..n {
                 let len = (size - i * cs).min(cs) as usize;
@@ -171,6 +172,7 @@ impl Segmenter {
                 first_chunk: seq,
                 last_chunk: seq,
                 chunk_offset: p.chunk_offset as u64,
+                base: None,
             });
         }
         self.emit(solid.len, bin == 1, solid.pieces)

@@ -37,6 +37,8 @@ pub struct Archive {
     len: u64,
     index: index::Index,
     progress: Option<std::sync::Arc<crate::Progress>>,
+    /// An incremental archive joined with its bases (None for a full archive).
+    chain: Option<super::chain::Chain>,
 }
 
 /// A read-write file in `dir` with no name: O_TMPFILE, or where the file system lacks
@@ -134,13 +136,67 @@ impl Archive {
             file.read_exact_at(&mut buf, offset).map(|()| buf)
         })
         .map_err(|p| Error::corrupt(path, p))?;
+        let chain = if index.bases.is_empty() {
+            None
+        } else {
+            Some(super::chain::Chain::join(&index, path, &file, &[])?)
+        };
         Ok(Archive {
             path: path.into(),
             file,
             len,
             index,
             progress: None,
+            chain,
         })
+    }
+
+    /// Looks for this incremental archive's bases among `paths` too (besides next to
+    /// it, under the names they had when it was packed). A full archive has none.
+    pub fn with_bases(mut self, paths: &[PathBuf]) -> Result<Archive> {
+        if !self.index.bases.is_empty() {
+            let chain = super::chain::Chain::join(&self.index, &self.path, &self.file, paths)?;
+            self.chain = Some(chain);
+        }
+        Ok(self)
+    }
+
+    /// Fails, naming the archive, if a base that holds some of this archive's data is
+    /// missing or is not the one recorded. Listing works without them; reading the
+    /// files whose data lies there does not.
+    pub fn require_bases(&self) -> Result<()> {
+        let missing: Vec<&str> = self.chain.iter().flat_map(|c| c.missing()).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Input {
+            path: self.path.clone(),
+            problem: format!("incremental archive: {}", missing.join("; ")),
+        })
+    }
+
+    /// The entries with their data locations in [`Archive::data_chunks`]' numbering
+    /// (those of an incremental archive moved into its joined chunk table).
+    pub(crate) fn data_entries(&self) -> &[Entry] {
+        self.chain
+            .as_ref()
+            .map_or_else(|| self.index.entries(), |c| &c.entries)
+    }
+
+    /// Entry `i` as [`Archive::data_entries`] has it, without building them all for a
+    /// full archive.
+    fn data_entry(&self, i: usize) -> Option<Entry> {
+        match &self.chain {
+            Some(c) => c.entries.get(i).cloned(),
+            None => self.index.entry(i),
+        }
+    }
+
+    /// The chunks data is read from: this archive's, then its bases'.
+    pub(crate) fn data_chunks(&self) -> &[ChunkRecord] {
+        self.chain
+            .as_ref()
+            .map_or(&self.index.chunks, |c| &c.chunks)
     }
 
     /// Reads the archive coming from `stream` (a pipe, say) into an unnamed temporary
@@ -267,6 +323,31 @@ impl Archive {
         self.index.position(path)
     }
 
+    /// The BLAKE3 of the manifest, as stored.
+    pub(crate) fn manifest_digest(&self) -> [u8; 32] {
+        self.index.manifest_digest
+    }
+
+    /// The archives this (incremental) archive's data also lies in, as recorded.
+    pub(crate) fn index_bases(&self) -> &[crate::format::base::Base] {
+        &self.index.bases
+    }
+
+    /// An incremental archive's bases, in order: each one's id (as [`Archive::id`]
+    /// gives it), its file name when this archive was packed, and its generation (0
+    /// for a full archive). Empty for a full archive.
+    pub fn bases(&self) -> Vec<(String, String, u32)> {
+        (self.index.bases.iter())
+            .map(|b| (super::export::hex(&b.manifest_digest[..16]), b.name.clone(), b.generation))
+            .collect()
+    }
+
+    /// Where this archive sits in its chain: 0 for a full archive, else one more than
+    /// its bases' highest generation.
+    pub fn generation(&self) -> u32 {
+        self.index.bases.iter().map(|b| b.generation + 1).max().unwrap_or(0)
+    }
+
     /// A stable id of the archive's content: the first 16 bytes, in hex, of the BLAKE3
     /// of its manifest, which covers the whole index and through it every chunk's
     /// digest. The same archive has the same id wherever it is copied; archives with
@@ -284,13 +365,23 @@ impl Archive {
     ) -> Result<&'r [u8], String> {
         let rec = usize::try_from(id)
             .ok()
-            .and_then(|i| self.index.chunks.get(i))
+            .and_then(|i| self.data_chunks().get(i))
             .ok_or_else(|| format!("chunk {id} does not exist"))?;
         // Lengths were validated against the file and MAX_CHUNK_LEN when opening.
         r.blob.resize(rec.stored_len as usize, 0);
-        self.file
-            .read_exact_at(&mut r.blob, rec.offset)
-            .map_err(|e| format!("chunk {id}: read: {e}"))?;
+        let (file, from) = match &self.chain {
+            Some(chain) => chain
+                .source(id)
+                .ok_or_else(|| format!("chunk {id} has no file"))?,
+            None => (&self.file, self.path.as_path()),
+        };
+        // A base's chunk is named by its archive, so damage there is found where it is.
+        let chunk = match from == self.path {
+            true => format!("chunk {id}"),
+            false => format!("chunk {id} (in base {})", from.display()),
+        };
+        file.read_exact_at(&mut r.blob, rec.offset)
+            .map_err(|e| format!("{chunk}: read: {e}"))?;
         r.clock.work("read");
         let data: &[u8] = match rec.codec {
             Codec::Stored => &r.blob,
@@ -300,7 +391,7 @@ impl Archive {
                     Ok(Some(n)) if n == rec.raw_len => {}
                     _ => {
                         return Err(format!(
-                            "chunk {id}: zstd frame does not declare {} bytes",
+                            "{chunk}: zstd frame does not declare {} bytes",
                             rec.raw_len
                         ));
                     }
@@ -309,10 +400,10 @@ impl Archive {
                 let n = r
                     .dec
                     .decompress_to_buffer(&r.blob, &mut r.raw[..])
-                    .map_err(|e| format!("chunk {id}: zstd: {e}"))?;
+                    .map_err(|e| format!("{chunk}: zstd: {e}"))?;
                 if n as u64 != rec.raw_len {
                     return Err(format!(
-                        "chunk {id}: decompressed to {n} bytes, expected {}",
+                        "{chunk}: decompressed to {n} bytes, expected {}",
                         rec.raw_len
                     ));
                 }
@@ -323,7 +414,7 @@ impl Archive {
         let same = digest::hash(data) == rec.digest;
         r.clock.work("verify");
         if !same {
-            return Err(format!("chunk {id}: BLAKE3 mismatch"));
+            return Err(format!("{chunk}: BLAKE3 mismatch"));
         }
         Ok(data)
     }
@@ -334,7 +425,7 @@ impl Archive {
         self.load_chunk(id, r)?;
         let stored = usize::try_from(id)
             .ok()
-            .and_then(|i| self.index.chunks.get(i))
+            .and_then(|i| self.data_chunks().get(i))
             .is_some_and(|c| c.codec == Codec::Stored);
         Ok(std::mem::take(if stored {
             &mut r.blob
@@ -367,17 +458,18 @@ impl Archive {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
+        self.require_bases()?;
         let name = String::from_utf8_lossy(path).into_owned();
         let mut entry = self
             .find(path)
-            .and_then(|i| self.index.entry(i))
+            .and_then(|i| self.data_entry(i))
             .ok_or_else(|| Error::Invalid(format!("{name}: not in {}", self.path.display())))?;
         // A hard link reads as the file it names (one level: links never chain).
         if entry.kind == EntryKind::Hardlink {
             let target = entry.link_target.clone().unwrap_or_default();
             entry = self
                 .find(&target)
-                .and_then(|i| self.index.entry(i))
+                .and_then(|i| self.data_entry(i))
                 .filter(|t| t.kind == EntryKind::File)
                 .ok_or_else(|| {
                     Error::corrupt(&self.path, format!("{name}: hard link to a missing file"))

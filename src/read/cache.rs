@@ -146,7 +146,7 @@ impl ChunkCache {
         if decoded.1 && previous.wrapping_add(1) == id {
             // Sequential misses: decode the next chunk while this one is read.
             let next = id + 1;
-            if next < inner.archive.chunks().len() as u64
+            if next < inner.archive.data_chunks().len() as u64
                 && let Some(tx) = &self.prefetch
                 && let Err(TrySendError::Disconnected(_)) = tx.try_send(next)
             {
@@ -237,7 +237,7 @@ impl Inner {
     fn fetch(&self, id: u64, who: Fetch) -> std::result::Result<(Arc<Vec<u8>>, bool), String> {
         let bytes = usize::try_from(id)
             .ok()
-            .and_then(|i| self.archive.chunks().get(i))
+            .and_then(|i| self.archive.data_chunks().get(i))
             .map(|c| c.raw_len)
             .ok_or_else(|| format!("chunk {id} does not exist"))?;
         let (slot, fresh) = self.slot(id, bytes);
@@ -327,7 +327,7 @@ fn file_entry(archive: &Archive, entry: usize) -> Result<&crate::Entry> {
     let e = match (e.kind, &e.link_target) {
         (EntryKind::Hardlink, Some(target)) => archive
             .find(target)
-            .and_then(|i| archive.entries().get(i))
+            .and_then(|i| archive.data_entries().get(i))
             .ok_or_else(|| {
                 let problem = format!("{}: hard link to a missing file", e.display_path());
                 Error::corrupt(archive.path(), problem)
@@ -348,7 +348,10 @@ fn file_entry(archive: &Archive, entry: usize) -> Result<&crate::Entry> {
 /// A file over several chunks has them all of one length (checked when the archive
 /// was opened), so this is a division, not a walk.
 fn locate(archive: &Archive, first: u64, last: u64, pos: u64) -> Option<(u64, usize)> {
-    let len = archive.chunks().get(usize::try_from(first).ok()?)?.raw_len;
+    let len = archive
+        .data_chunks()
+        .get(usize::try_from(first).ok()?)?
+        .raw_len;
     let id = first.checked_add(pos / len.max(1))?;
     (id <= last).then_some((id, (pos % len.max(1)) as usize))
 }

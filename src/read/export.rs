@@ -126,6 +126,7 @@ pub fn entries_schema() -> Arc<Schema> {
         Field::new("xattrs", DataType::UInt32, false),
         nullable("pkg_type", DataType::UInt16),
         nullable("repo", DataType::Utf8),
+        nullable("data_archive_id", DataType::Utf8),
     ]))
 }
 
@@ -206,6 +207,11 @@ fn entries_batch(archive: &Archive) -> RecordBatch {
         )),
         Arc::new(pkg_type.finish()),
         Arc::new(repo.finish()),
+        Arc::new(StringArray::from_iter(entries.iter().map(|e| {
+            let base = e.location.and_then(|l| l.base)?;
+            let b = archive.index_bases().get(usize::from(base))?;
+            Some(hex(&b.manifest_digest[..16]))
+        }))),
     ];
     RecordBatch::try_new(entries_schema(), columns)
         .unwrap_or_else(|e| unreachable!("export entries batch: {e}"))

@@ -4,6 +4,7 @@
 mod archive;
 mod beneath;
 mod cache;
+mod chain;
 pub mod export;
 mod layout;
 mod parquet;

@@ -201,7 +201,7 @@ impl Archive {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn unpack(&self, dest: &Path, opts: &UnpackOptions) -> Result<UnpackReport> {
-        let all: Vec<usize> = (0..self.entries().len()).collect();
+        let all: Vec<usize> = (0..self.data_entries().len()).collect();
         self.unpack_selected(&all, dest, opts)
     }
 
@@ -236,7 +236,7 @@ impl Archive {
         for p in paths {
             let p = p.strip_suffix(b"/").unwrap_or(p);
             let before = selected.len();
-            for (i, e) in self.entries().iter().enumerate() {
+            for (i, e) in self.data_entries().iter().enumerate() {
                 let under = e.path.len() > p.len()
                     && e.path.starts_with(p)
                     && e.path.get(p.len()) == Some(&b'/');
@@ -244,7 +244,7 @@ impl Archive {
                     selected.insert(i);
                 }
             }
-            if selected.len() == before && !self.entries().iter().any(|e| e.path == p) {
+            if selected.len() == before && !self.data_entries().iter().any(|e| e.path == p) {
                 return Err(Error::Invalid(format!(
                     "{}: not in {}",
                     String::from_utf8_lossy(p),
@@ -255,7 +255,7 @@ impl Archive {
         // A selected hard link needs the file it names.
         let targets: Vec<usize> = selected
             .iter()
-            .filter_map(|&i| self.entries().get(i))
+            .filter_map(|&i| self.data_entries().get(i))
             .filter(|e| e.kind == EntryKind::Hardlink)
             .filter_map(|e| e.link_target.as_deref().and_then(|t| self.find(t)))
             .collect();
@@ -271,9 +271,10 @@ impl Archive {
         opts: &UnpackOptions,
     ) -> Result<UnpackReport> {
         let (started, mut prepare) = (std::time::Instant::now(), Clock::start());
+        self.require_bases()?;
         self.check_selected(selected)?;
         let root = Beneath::open(dest).map_err(|e| Error::io(dest, "open target directory", e))?;
-        let entries = self.entries();
+        let entries = self.data_entries();
         let job = Job {
             archive: self,
             entries,
@@ -330,7 +331,7 @@ impl Archive {
             why,
         };
         let mut seen = HashSet::new();
-        for e in selected.iter().filter_map(|&i| self.entries().get(i)) {
+        for e in selected.iter().filter_map(|&i| self.data_entries().get(i)) {
             check_path(&e.path).map_err(|why| unsafe_path(&e.path, why))?;
             if let (EntryKind::Hardlink, Some(target)) = (e.kind, &e.link_target) {
                 check_path(target).map_err(|why| unsafe_path(target, why))?;
@@ -418,8 +419,12 @@ impl<'a> Job<'a> {
             .filter(|&&i| self.entries.get(i).is_some_and(Self::is_split))
             .map(|&i| (i, Mutex::new(())))
             .collect();
-        let layout = Layout::new(self.entries, self.archive.chunks(), self.selected);
-        let threads = threads_within(self.opts.memory, self.opts.threads, self.archive.chunks());
+        let layout = Layout::new(self.entries, self.archive.data_chunks(), self.selected);
+        let threads = threads_within(
+            self.opts.memory,
+            self.opts.threads,
+            self.archive.data_chunks(),
+        );
         visit::chunks(
             self.archive,
             &layout.chunks,

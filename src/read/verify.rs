@@ -93,8 +93,8 @@ pub(crate) fn conclude(
     selected: &[usize],
     tallies: Vec<Tally>,
 ) -> BTreeMap<usize, String> {
-    let entries = archive.entries();
-    let chunks = archive.chunks();
+    let entries = archive.data_entries();
+    let chunks = archive.data_chunks();
     let mut pieces = Vec::new();
     let mut bad: BTreeMap<u64, String> = BTreeMap::new();
     for t in tallies {
@@ -152,10 +152,11 @@ impl Archive {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn verify(&self, threads: usize) -> Result<VerifyReport> {
-        let all: Vec<usize> = (0..self.entries().len()).collect();
-        let layout = Layout::new(self.entries(), self.chunks(), &all);
+        self.require_bases()?;
+        let all: Vec<usize> = (0..self.data_entries().len()).collect();
+        let layout = Layout::new(self.data_entries(), self.data_chunks(), &all);
         // Every chunk is checked, including any that no file refers to.
-        let ids: Vec<u64> = (0..self.chunks().len() as u64).collect();
+        let ids: Vec<u64> = (0..self.data_chunks().len() as u64).collect();
         let (tallies, _) = visit::chunks(
             self,
             &ids,
@@ -184,7 +185,7 @@ impl Archive {
         bad_chunks.sort();
         let mut damaged: Vec<(String, String)> = conclude(self, &all, tallies)
             .into_iter()
-            .filter_map(|(i, why)| self.entries().get(i).map(|e| (e.display_path(), why)))
+            .filter_map(|(i, why)| self.data_entries().get(i).map(|e| (e.display_path(), why)))
             .collect();
         // A damaged chunk that no file refers to is still damage.
         for (id, why) in &bad_chunks {

@@ -19,7 +19,7 @@ pub fn chunks<S: Send>(
     visit: impl Fn(&mut S, usize, std::result::Result<&[u8], String>) -> Result<()> + Sync,
 ) -> Result<(Vec<S>, Vec<Clock>)> {
     if let Some(p) = archive.progress() {
-        let chunks = archive.chunks();
+        let chunks = archive.data_chunks();
         let total = ids
             .iter()
             .filter_map(|&id| chunks.get(id as usize))

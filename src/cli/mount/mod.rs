@@ -42,6 +42,10 @@ pub struct Args {
     /// nosuid, nodev, noatime, fsname=NAME, allow_other, ...).
     #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
     options: Vec<String>,
+    /// An archive this incremental archive builds on, when not beside it under its
+    /// recorded name (repeatable).
+    #[arg(long = "base", value_name = "ARCHIVE")]
+    bases: Vec<PathBuf>,
 }
 
 /// `mount --json`, printed once unmounted.
@@ -73,7 +77,9 @@ impl Report for MountJson<'_> {
 pub fn run(args: Args, out: &Output) -> Result<()> {
     check_can_mount()?;
     let start = Instant::now();
-    let archive = Arc::new(Archive::open(&args.archive)?);
+    let archive = Archive::open(&args.archive)?.with_bases(&args.bases)?;
+    archive.require_bases()?;
+    let archive = Arc::new(archive);
     let tree = tree::Tree::build(&archive)?;
     let inodes = tree.len();
     // Every thread started from here on inherits the blocked signals: they are taken
