@@ -108,6 +108,9 @@ fn change(src: &Path, g: usize) {
                 .args(["-n", "user.gen", "-v", "2"])
                 .arg(p("new/added.txt"))
                 .status();
+            if is_root() {
+                std::os::unix::fs::chown(p("keep/modified.txt"), Some(4242), Some(4243)).unwrap();
+            }
             fs::remove_file(p("links/gained")).unwrap();
             fs::remove_dir_all(p("types/file-to-dir")).unwrap();
             write(src, "types/file-to-dir", b"a file again\n");

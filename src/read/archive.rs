@@ -338,14 +338,25 @@ impl Archive {
     /// for a full archive). Empty for a full archive.
     pub fn bases(&self) -> Vec<(String, String, u32)> {
         (self.index.bases.iter())
-            .map(|b| (super::export::hex(&b.manifest_digest[..16]), b.name.clone(), b.generation))
+            .map(|b| {
+                (
+                    super::export::hex(&b.manifest_digest[..16]),
+                    b.name.clone(),
+                    b.generation,
+                )
+            })
             .collect()
     }
 
     /// Where this archive sits in its chain: 0 for a full archive, else one more than
     /// its bases' highest generation.
     pub fn generation(&self) -> u32 {
-        self.index.bases.iter().map(|b| b.generation + 1).max().unwrap_or(0)
+        self.index
+            .bases
+            .iter()
+            .map(|b| b.generation + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     /// A stable id of the archive's content: the first 16 bytes, in hex, of the BLAKE3
