@@ -46,7 +46,12 @@ impl Chain {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         for (b, base) in index.bases.iter().enumerate() {
-            let beside = dir.join(&base.name);
+            // A recorded name is a plain file name: anything else is looked for nowhere.
+            let plain = !base.name.is_empty()
+                && !base.name.contains('/')
+                && base.name != "."
+                && base.name != "..";
+            let beside = if plain { dir.join(&base.name) } else { PathBuf::new() };
             let (mut found, mut mismatch) = (None, None);
             for c in candidates.iter().chain(std::iter::once(&beside)) {
                 match open_if(c, base) {
