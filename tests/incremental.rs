@@ -179,6 +179,21 @@ fn chain_on(io: &str) {
     for g in 0..=4 {
         ok(&[os("verify"), archive(g).as_os_str(), os("-q")]);
     }
+    // The shared chunk cache (what `mount` reads through) sees the same bytes.
+    let last = std::sync::Arc::new(znippy_uring::Archive::open(&archive(4)).unwrap());
+    let cache = znippy_uring::ChunkCache::new(last.clone(), 1 << 20);
+    for (i, e) in last.entries().iter().enumerate() {
+        if e.kind == znippy_uring::EntryKind::File {
+            let mut buf = vec![0u8; e.size as usize];
+            assert_eq!(cache.read_at(i, 0, &mut buf).unwrap(), buf.len());
+            assert_eq!(
+                buf,
+                fs::read(src.join(e.display_path())).unwrap(),
+                "{}",
+                e.display_path()
+            );
+        }
+    }
 }
 
 #[test]

@@ -383,3 +383,36 @@ fn an_interrupt_unmounts_and_leaves_no_mount() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_incremental_archive_mounts_with_its_base() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-incremental");
+    let (src, full, inc, mnt) = (
+        s.path("src"),
+        s.path("full.znippy"),
+        s.path("inc.znippy"),
+        s.path("mnt"),
+    );
+    small_files(&src, 300);
+    pack(&src, &full, &["--chunk-size", "64K"]);
+    write(&src, "d07/f00007.txt", b"changed since the full pack\n");
+    fs::remove_file(src.join("d08/f00008.txt")).unwrap();
+    let since = ["--chunk-size", "64K", "--since", full.to_str().unwrap()];
+    pack(&src, &inc, &since);
+    let m = Mounted::new(&inc, &mnt, &[]);
+    assert_eq!(contents(&src), contents(&mnt));
+    drop(m);
+    // Without its base it does not mount, and says which archive is missing.
+    fs::rename(&full, s.path("moved.znippy")).unwrap();
+    let out = Command::new(bin())
+        .arg("mount")
+        .arg(&inc)
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("full.znippy"));
+}

@@ -321,7 +321,7 @@ fn decode(archive: &Archive, id: u64) -> Decoded {
 /// Entry `entry` if it is a file, or the file a hard link names.
 fn file_entry(archive: &Archive, entry: usize) -> Result<&crate::Entry> {
     let e = archive
-        .entries()
+        .data_entries()
         .get(entry)
         .ok_or_else(|| Error::Invalid(format!("entry {entry} does not exist")))?;
     let e = match (e.kind, &e.link_target) {

@@ -51,7 +51,11 @@ impl Chain {
                 && !base.name.contains('/')
                 && base.name != "."
                 && base.name != "..";
-            let beside = if plain { dir.join(&base.name) } else { PathBuf::new() };
+            let beside = if plain {
+                dir.join(&base.name)
+            } else {
+                PathBuf::new()
+            };
             let (mut found, mut mismatch) = (None, None);
             for c in candidates.iter().chain(std::iter::once(&beside)) {
                 match open_if(c, base) {
