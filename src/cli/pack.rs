@@ -110,8 +110,19 @@ impl Report for PackJson {
             self.timing.seconds,
             self.timing.mb_per_s,
             r.backend
-        )
+        ) + &reused(r)
     }
+}
+
+/// For an incremental pack: what was not read again.
+fn reused(r: &PackReport) -> String {
+    if r.reused_files == 0 {
+        return String::new();
+    }
+    format!(
+        "; {} files ({} bytes) unchanged since --since, not read again",
+        r.reused_files, r.reused_bytes
+    )
 }
 
 pub fn run(args: Args, out: &Output) -> Result<()> {
