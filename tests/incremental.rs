@@ -287,3 +287,33 @@ fn an_archive_cannot_replace_the_one_it_builds_on() {
     ok(&[os("verify"), a.as_os_str(), os("-q")]);
     let _: PathBuf = a;
 }
+
+#[test]
+fn an_archive_written_before_incremental_packs_still_reads_and_can_be_built_on() {
+    // Written by the version before incremental archives (no ctime, dev, ino or base
+    // columns, no bases table): etc/motd, numbers.txt (1..=2000) and a symlink.
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/before-incremental.znippy");
+    let a = znippy_uring::Archive::open(&old).unwrap();
+    assert_eq!((a.generation(), a.entries().len()), (0, 4));
+    assert!(
+        a.entries()
+            .iter()
+            .all(|e| e.ctime_ns.is_none() && e.inode.is_none())
+    );
+    assert!(a.verify(1).unwrap().is_ok());
+    let mut motd = Vec::new();
+    a.read_file(b"etc/motd", &mut motd).unwrap();
+    assert_eq!(motd, b"old format\n");
+    // Built on: without a recorded ctime nothing counts as unchanged, so all is read.
+    let s = Scratch::new("incr-old");
+    let src = s.path("src");
+    write(&src, "etc/motd", b"old format\n");
+    let base = s.path("old.znippy");
+    fs::copy(&old, &base).unwrap();
+    let r = pack(&src, &s.path("new.znippy"), Some(&base), "auto");
+    assert_eq!(
+        (r["reused_files"].as_u64(), r["files"].as_u64()),
+        (Some(0), Some(1))
+    );
+    ok(&[os("verify"), s.path("new.znippy").as_os_str(), os("-q")]);
+}
