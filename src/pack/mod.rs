@@ -349,25 +349,8 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
     let root = Arc::new(Root::open(src)?);
     let exclude = exclusions(src, &opts.exclude)?;
     let mut clock = Clock::start();
-    let mut since = match &opts.since {
-        Some(p) => {
-            if let Destination::Path(target) = &dest
-                && fs::canonicalize(p).ok() == fs::canonicalize(target).ok()
-            {
-                return Err(Error::Invalid(format!(
-                    "{}: cannot be replaced by an archive that builds on it (--since)",
-                    target.display()
-                )));
-            }
-            Some(since::Since::open(p, opts.check_inode)?)
-        }
-        None => None,
-    };
-    let flags = if since.is_some() {
-        header::FLAG_BASES
-    } else {
-        0
-    };
+    let mut since = open_since(opts, &dest)?;
+    let flags = since.as_ref().map_or(0, |_| header::FLAG_BASES);
     let output = Output::open(dest, opts.sync, flags)?;
     let pipeline = Pipeline::start(opts.config(budget, Some(root.clone())), &output)?;
     clock.work("setup");
@@ -379,23 +362,9 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
         if let Some(p) = &opts.progress {
             p.add_entry(if e.kind == EntryKind::File { e.size } else { 0 });
         }
-        let reused = since.as_mut().and_then(|s| s.reuse(&e));
-        if let Some((location, digest)) = reused {
-            (e.location, e.digest) = (Some(location), Some(digest));
-            if let Some(p) = &opts.progress {
-                p.add_bytes(e.size);
-            }
-        } else if e.kind == EntryKind::File && e.size > 0 {
-            let store = opts.stores(&e.path);
-            let source = Source::File {
-                rel: Arc::from(Path::new(OsStr::from_bytes(&e.path))),
-                size: e.size,
-                mtime_ns: e.mtime_ns,
-            };
-            if seg.add(entries.len(), source, e.size, store).is_err() {
-                stopped = true;
-                return Err(Error::Invalid("pipeline stopped".into()));
-            }
+        if feed(opts, since.as_mut(), &mut seg, entries.len(), &mut e).is_err() {
+            stopped = true;
+            return Err(Error::Invalid("pipeline stopped".into()));
         }
         entries.push((group.clone(), e));
         Ok(())
@@ -436,6 +405,50 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
         bases: since.map(|s| s.bases).unwrap_or_default(),
     };
     finish(output, pipeline, fed, opts, Some(&root))
+}
+
+/// Hands entry `e` (number `n`) to the pipeline: a file's data goes to the segmenter,
+/// unless it is unchanged since the earlier archive of an incremental pack, whose data
+/// `e` then points at. Fails when the pipeline has stopped.
+fn feed(
+    opts: &PackOptions,
+    since: Option<&mut since::Since>,
+    seg: &mut Segmenter,
+    n: usize,
+    e: &mut Entry,
+) -> std::result::Result<(), ()> {
+    if let Some((location, digest)) = since.and_then(|s| s.reuse(e)) {
+        (e.location, e.digest) = (Some(location), Some(digest));
+        if let Some(p) = &opts.progress {
+            p.add_bytes(e.size);
+        }
+    } else if e.kind == EntryKind::File && e.size > 0 {
+        let source = Source::File {
+            rel: Arc::from(Path::new(OsStr::from_bytes(&e.path))),
+            size: e.size,
+            mtime_ns: e.mtime_ns,
+        };
+        seg.add(n, source, e.size, opts.stores(&e.path))
+            .map_err(|_| ())?;
+    }
+    Ok(())
+}
+
+/// The earlier archive of an incremental pack (`since`), which the new one may not
+/// replace.
+fn open_since(opts: &PackOptions, dest: &Destination) -> Result<Option<since::Since>> {
+    let Some(p) = &opts.since else {
+        return Ok(None);
+    };
+    if let Destination::Path(target) = dest
+        && fs::canonicalize(p).ok() == fs::canonicalize(target).ok()
+    {
+        return Err(Error::Invalid(format!(
+            "{}: cannot be replaced by an archive that builds on it (--since)",
+            target.display()
+        )));
+    }
+    since::Since::open(p, opts.check_inode).map(Some)
 }
 
 /// Walks what `selection` names (leaving out the archive itself, `identity`), calling
@@ -663,6 +676,30 @@ fn drop_entries(
 
 /// Gives every file its location and digest, and sorts entries into their groups,
 /// leaving out those marked in `skip`.
+/// Gives file `e` the location and digest its data got (`location`, `digest`), unless
+/// it points at an earlier archive's data already (then returns true).
+fn place_file(
+    e: &mut Entry,
+    location: Option<DataLocation>,
+    digest: Option<[u8; 32]>,
+) -> Result<bool> {
+    if e.location.is_some_and(|l| l.base.is_some()) {
+        return Ok(true); // location and digest came from the earlier archive
+    }
+    if e.size > 0 {
+        (e.location, e.digest) = (location, digest);
+    } else {
+        e.digest = Some(digest::hash(b""));
+    }
+    if e.digest.is_none() || (e.size > 0 && e.location.is_none()) {
+        return Err(Error::Invalid(format!(
+            "internal: {} has no data location or digest",
+            e.display_path()
+        )));
+    }
+    Ok(false)
+}
+
 fn assemble(
     entries: Vec<(Group, Entry)>,
     skip: &[bool],
@@ -705,26 +742,16 @@ fn assemble(
         match e.kind {
             EntryKind::File => {
                 report.files += 1;
-                let reused = e.location.is_some_and(|l| l.base.is_some());
+                let reused = place_file(
+                    &mut e,
+                    locations.get(i).copied().flatten(),
+                    whole.get(i).copied().flatten(),
+                )?;
                 if reused {
                     report.reused_files += 1;
                     report.reused_bytes += e.size;
                 } else {
                     report.bytes_in += e.size;
-                }
-                if reused {
-                    // Location and digest came from the earlier archive.
-                } else if e.size > 0 {
-                    e.location = locations.get(i).copied().flatten();
-                    e.digest = whole.get(i).copied().flatten();
-                } else {
-                    e.digest = Some(digest::hash(b""));
-                }
-                if e.digest.is_none() || (e.size > 0 && e.location.is_none()) {
-                    return Err(Error::Invalid(format!(
-                        "internal: {} has no data location or digest",
-                        e.display_path()
-                    )));
                 }
             }
             EntryKind::Dir => report.dirs += 1,
