@@ -285,6 +285,19 @@ fn an_archive_cannot_replace_the_one_it_builds_on() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("builds on it"));
     ok(&[os("verify"), a.as_os_str(), os("-q")]);
+    // An earlier archive that is not there is named.
+    let missing = s.path("missing.znippy");
+    let out = run(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        s.path("b.znippy").as_os_str(),
+        os("--since"),
+        missing.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.znippy: open"), "{err}");
     let _: PathBuf = a;
 }
 

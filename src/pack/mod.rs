@@ -440,8 +440,8 @@ fn open_since(opts: &PackOptions, dest: &Destination) -> Result<Option<since::Si
     let Some(p) = &opts.since else {
         return Ok(None);
     };
-    if let Destination::Path(target) = dest
-        && fs::canonicalize(p).ok() == fs::canonicalize(target).ok()
+    if let (Destination::Path(target), Ok(previous)) = (dest, fs::canonicalize(p))
+        && fs::canonicalize(target).is_ok_and(|t| t == previous)
     {
         return Err(Error::Invalid(format!(
             "{}: cannot be replaced by an archive that builds on it (--since)",
