@@ -23,6 +23,17 @@ pub struct Base {
     pub generation: u32,
 }
 
+/// An archive's id, from its manifest BLAKE3: the first 16 bytes, in hex.
+pub fn id_of(manifest_digest: &[u8; 32]) -> String {
+    use std::fmt::Write;
+    manifest_digest[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// The bases table's schema; row `i` is base `i`.
 pub fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![

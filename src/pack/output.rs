@@ -268,17 +268,8 @@ fn process_alive(pid: i32) -> bool {
 /// Whether the file at `path` is empty or begins with an archive header's magic.
 fn starts_like_an_archive(path: &Path) -> bool {
     use std::io::Read;
-    let mut head = [0u8; 8];
-    let Ok(mut f) = File::open(path) else {
-        return false;
-    };
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return false,
-        }
-    }
-    n == 0 || (n == head.len() && head == header::MAGIC)
+    let mut head = Vec::with_capacity(header::MAGIC.len());
+    let read =
+        File::open(path).and_then(|f| f.take(header::MAGIC.len() as u64).read_to_end(&mut head));
+    read.is_ok() && (head.is_empty() || head == header::MAGIC)
 }

@@ -35,7 +35,7 @@ pub struct Since {
 impl Since {
     /// Opens PREVIOUS.
     pub fn open(path: &Path, check_inode: bool) -> Result<Since> {
-        let archive = Archive::open(path)?;
+        let archive = Archive::open_index(path)?;
         let mut by_path = HashMap::new();
         let mut by_inode = HashMap::new();
         for (i, e) in archive.entries().iter().enumerate() {
@@ -46,12 +46,7 @@ impl Since {
                 }
             }
         }
-        let generation = archive
-            .index_bases()
-            .iter()
-            .map(|b| b.generation + 1)
-            .max()
-            .unwrap_or(0);
+        let generation = archive.generation();
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -2,6 +2,7 @@
 
 use crate::digest;
 use crate::error::{Error, Result};
+use crate::format::base::id_of;
 use crate::format::chunk::{ChunkRecord, Codec};
 use crate::format::entry::{Entry, EntryKind};
 use crate::format::manifest::Group;
@@ -110,12 +111,24 @@ impl Archive {
     /// ```
     pub fn open(path: &Path) -> Result<Archive> {
         let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
-        Archive::from_file(file, path)
+        Archive::load(file, path, true)
+    }
+
+    /// [`Archive::open`] without looking for an incremental archive's bases: for
+    /// reading its index only (what `pack --since` needs of the archive it builds on).
+    pub(crate) fn open_index(path: &Path) -> Result<Archive> {
+        let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
+        Archive::load(file, path, false)
     }
 
     /// Reads and validates the index of the archive open as `file` (read from its
     /// start, whatever its position), named `path` in messages.
     pub fn from_file(file: File, path: &Path) -> Result<Archive> {
+        Archive::load(file, path, true)
+    }
+
+    /// [`Archive::from_file`]; `join` looks for an incremental archive's bases beside it.
+    fn load(file: File, path: &Path, join: bool) -> Result<Archive> {
         let len = file
             .metadata()
             .map_err(|e| Error::io(path, "stat", e))?
@@ -136,7 +149,7 @@ impl Archive {
             file.read_exact_at(&mut buf, offset).map(|()| buf)
         })
         .map_err(|p| Error::corrupt(path, p))?;
-        let chain = if index.bases.is_empty() {
+        let chain = if index.bases.is_empty() || !join {
             None
         } else {
             Some(super::chain::Chain::join(&index, path, &file, &[])?)
@@ -152,9 +165,14 @@ impl Archive {
     }
 
     /// Looks for this incremental archive's bases among `paths` too (besides next to
-    /// it, under the names they had when it was packed). A full archive has none.
+    /// it, under the names they had when it was packed), if any was not found there.
+    /// A full archive has none.
     pub fn with_bases(mut self, paths: &[PathBuf]) -> Result<Archive> {
-        if !self.index.bases.is_empty() {
+        let missing = self
+            .chain
+            .as_ref()
+            .is_none_or(|c| c.missing().next().is_some());
+        if !self.index.bases.is_empty() && !paths.is_empty() && missing {
             let chain = super::chain::Chain::join(&self.index, &self.path, &self.file, paths)?;
             self.chain = Some(chain);
         }
@@ -338,13 +356,7 @@ impl Archive {
     /// for a full archive). Empty for a full archive.
     pub fn bases(&self) -> Vec<(String, String, u32)> {
         (self.index.bases.iter())
-            .map(|b| {
-                (
-                    super::export::hex(&b.manifest_digest[..16]),
-                    b.name.clone(),
-                    b.generation,
-                )
-            })
+            .map(|b| (id_of(&b.manifest_digest), b.name.clone(), b.generation))
             .collect()
     }
 
@@ -364,7 +376,7 @@ impl Archive {
     /// digest. The same archive has the same id wherever it is copied; archives with
     /// different contents have different ids.
     pub fn id(&self) -> String {
-        crate::read::export::hex(&self.index.manifest_digest[..16])
+        id_of(&self.index.manifest_digest)
     }
 
     /// Reads chunk `id`, decompressed and checked against its BLAKE3; the error is the

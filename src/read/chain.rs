@@ -11,7 +11,7 @@
 //! so up front, naming the archive.
 
 use crate::error::{Error, Result};
-use crate::format::base::Base;
+use crate::format::base::{Base, id_of};
 use crate::format::chunk::ChunkRecord;
 use crate::format::entry::{DataLocation, Entry};
 use crate::format::index::{self, Index};
@@ -41,6 +41,8 @@ impl Chain {
             sources: vec![(0, own, path.to_path_buf())],
             starts: Vec::new(),
         };
+        // Each named archive is read once, whichever base it turns out to be.
+        let mut named: Vec<Opened> = candidates.iter().filter_map(|c| read(c)?.ok()).collect();
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -56,19 +58,14 @@ impl Chain {
             } else {
                 PathBuf::new()
             };
-            let (mut found, mut mismatch) = (None, None);
-            for c in candidates.iter().chain(std::iter::once(&beside)) {
-                match open_if(c, base) {
-                    Some(Ok(opened)) => {
-                        found = Some(Ok(opened));
-                        break;
-                    }
-                    // A named candidate may be another base; the one beside must fit.
-                    Some(Err(why)) if *c == beside => mismatch = Some(why),
-                    _ => {}
-                }
-            }
-            let found = found.or(mismatch.map(Err));
+            let found = match named
+                .iter()
+                .position(|o| o.0.manifest_digest == base.manifest_digest)
+            {
+                Some(k) => Some(Ok(named.swap_remove(k))),
+                // Beside the archive, it must be the one recorded.
+                None => read(&beside).map(|r| r.and_then(|o| recorded(o, base))),
+            };
             let start = match found {
                 Some(Ok((base_index, file, at))) => {
                     let start = chain.chunks.len() as u64;
@@ -83,7 +80,7 @@ impl Chain {
                 None => Err(format!(
                     "{} (id {}) is needed: not found beside {}; name it with --base",
                     base.name,
-                    super::export::hex(&base.manifest_digest[..16]),
+                    id_of(&base.manifest_digest),
                     path.display()
                 )),
             };
@@ -132,11 +129,11 @@ impl Chain {
     }
 }
 
-/// The archive at `path` if it exists; an error saying so if it is not `base`.
-fn open_if(
-    path: &Path,
-    base: &Base,
-) -> Option<std::result::Result<(Index, File, PathBuf), String>> {
+/// An archive's index, its file and its path.
+type Opened = (Index, File, PathBuf);
+
+/// The archive at `path`, if there is a file there; an error if it is not an archive.
+fn read(path: &Path) -> Option<std::result::Result<Opened, String>> {
     let file = File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
     let read = index::read(len, |offset, n| {
@@ -145,13 +142,20 @@ fn open_if(
         file.read_exact_at(&mut buf, offset).map(|()| buf)
     });
     Some(match read {
-        Ok(i) if i.manifest_digest == base.manifest_digest => Ok((i, file, path.to_path_buf())),
-        Ok(i) => Err(format!(
-            "{} is not the archive recorded as a base (id {}, expected {})",
-            path.display(),
-            super::export::hex(&i.manifest_digest[..16]),
-            super::export::hex(&base.manifest_digest[..16])
-        )),
+        Ok(i) => Ok((i, file, path.to_path_buf())),
         Err(problem) => Err(format!("{}: {problem}", path.display())),
     })
+}
+
+/// `opened` if it is the archive `base` records; else why not.
+fn recorded(opened: Opened, base: &Base) -> std::result::Result<Opened, String> {
+    if opened.0.manifest_digest == base.manifest_digest {
+        return Ok(opened);
+    }
+    Err(format!(
+        "{} is not the archive recorded as a base (id {}, expected {})",
+        opened.2.display(),
+        id_of(&opened.0.manifest_digest),
+        id_of(&base.manifest_digest)
+    ))
 }

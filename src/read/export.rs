@@ -6,6 +6,7 @@
 
 use super::archive::Archive;
 use crate::error::{Error, Result};
+use crate::format::base::id_of;
 use arrow_array::builder::{StringBuilder, UInt16Builder};
 use arrow_array::{
     ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampNanosecondArray, UInt32Array,
@@ -210,7 +211,7 @@ fn entries_batch(archive: &Archive) -> RecordBatch {
         Arc::new(StringArray::from_iter(entries.iter().map(|e| {
             let base = e.location.and_then(|l| l.base)?;
             let b = archive.index_bases().get(usize::from(base))?;
-            Some(hex(&b.manifest_digest[..16]))
+            Some(id_of(&b.manifest_digest))
         }))),
     ];
     RecordBatch::try_new(entries_schema(), columns)

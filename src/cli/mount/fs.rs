@@ -98,6 +98,16 @@ impl ArchiveFs {
         Some(attr)
     }
 
+    /// Directory `ino`'s listing from `offset` on, as (offset of the next one, inode,
+    /// name): 1 is ".", 2 is "..", 3 + i is child i. `None` if it is not a directory.
+    fn listing(&self, ino: u64, offset: u64) -> Option<impl Iterator<Item = (u64, u64, &[u8])>> {
+        let node = self.tree.get(ino).filter(|n| n.dir)?;
+        let dots = [(ino, &b"."[..]), (node.parent, &b".."[..])].into_iter();
+        let children = node.children.iter().map(|(name, i)| (*i, &name[..]));
+        let all = dots.chain(children).enumerate().skip(offset as usize);
+        Some(all.map(|(k, (child, name))| (k as u64 + 1, child, name)))
+    }
+
     /// Reads `size` bytes of inode `ino` from `offset`.
     fn read_bytes(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         let node = self.tree.get(ino).ok_or(Errno::ENOENT)?;
@@ -240,18 +250,12 @@ impl Filesystem for ArchiveFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let Some(node) = self.tree.get(ino.0).filter(|n| n.dir) else {
+        let Some(listing) = self.listing(ino.0, offset) else {
             return reply.error(Errno::ENOTDIR);
         };
-        // Offsets: 1 is ".", 2 is "..", 3 + i is child i; each names the next entry.
-        let dots = [(ino.0, &b"."[..]), (node.parent, &b".."[..])];
-        let dots = dots.iter().map(|&(i, n)| (i, n, FileType::Directory));
-        let children = node.children.iter().map(|(name, i)| {
-            let kind = self.attr(*i).map_or(FileType::RegularFile, |a| a.kind);
-            (*i, &name[..], kind)
-        });
-        for (k, (child, name, kind)) in dots.chain(children).enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child), k as u64 + 1, kind, OsStr::from_bytes(name)) {
+        for (next, child, name) in listing {
+            let kind = self.attr(child).map_or(FileType::RegularFile, |a| a.kind);
+            if reply.add(INodeNo(child), next, kind, OsStr::from_bytes(name)) {
                 break;
             }
         }
@@ -266,24 +270,15 @@ impl Filesystem for ArchiveFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let Some(node) = self.tree.get(ino.0).filter(|n| n.dir) else {
+        let Some(listing) = self.listing(ino.0, offset) else {
             return reply.error(Errno::ENOTDIR);
         };
-        let dots = [(ino.0, &b"."[..]), (node.parent, &b".."[..])].into_iter();
-        let children = node.children.iter().map(|(name, i)| (*i, &name[..]));
-        for (k, (child, name)) in dots.chain(children).enumerate().skip(offset as usize) {
+        for (next, child, name) in listing {
             let Some(attr) = self.attr(child) else {
                 continue;
             };
             let name = OsStr::from_bytes(name);
-            if reply.add(
-                INodeNo(child),
-                k as u64 + 1,
-                name,
-                &TTL,
-                &attr,
-                Generation(0),
-            ) {
+            if reply.add(INodeNo(child), next, name, &TTL, &attr, Generation(0)) {
                 break;
             }
         }

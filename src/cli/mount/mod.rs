@@ -103,8 +103,16 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         );
     }
     wait_for_stop(&signals, &session.guard);
-    // Unmounted from outside already, the unmount fails harmlessly.
-    let _ = session.umount_and_join();
+    // Unmounted from outside already, the unmount fails harmlessly; otherwise a
+    // failure (the mount busy) is the command's.
+    if let Err(e) = session.umount_and_join()
+        && still_mounted(&args.mountpoint)
+    {
+        bail!(
+            "{}: unmount: {e} (still mounted: `umount -l` detaches it)",
+            args.mountpoint.display()
+        );
+    }
     let stats: CacheStats = cache.stats();
     let report = MountJson {
         mountpoint: &args.mountpoint,
@@ -171,6 +179,15 @@ impl Args {
         config.clone_fd = true;
         config
     }
+}
+
+/// Whether `dir` is a mount point in /proc/self/mounts.
+fn still_mounted(dir: &Path) -> bool {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1).is_some_and(|m| Path::new(m) == dir))
 }
 
 /// Says clearly why a mount cannot work here, before trying.
