@@ -4,9 +4,8 @@
 
 use super::report::{Output, Report, Stream, lossy_opt};
 use super::stdio::{open_archive, to_stdout};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use znippy_uring::export::{self, Format, Table};
 
@@ -14,7 +13,8 @@ use znippy_uring::export::{self, Format, Table};
 pub struct Args {
     /// Archive to read (`-`: standard input).
     archive: PathBuf,
-    /// Output file (default: standard output).
+    /// Output file, replaced atomically (a symlink is followed; a character device,
+    /// FIFO or socket is written as a stream); default: standard output.
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
     /// arrow (an Arrow IPC file), csv, json (JSON lines) or parquet (signed
@@ -59,14 +59,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     };
     let output = args.output.as_deref().filter(|o| o.as_os_str() != "-");
     match output {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("{}: create", path.display()))?;
-            let mut w = std::io::BufWriter::new(file);
-            export::export(&a, table, format, &mut w, path)?;
-            w.flush()
-                .with_context(|| format!("{}: write", path.display()))?;
-        }
+        Some(path) => export::export_to_path(&a, table, format, path)?,
         None => to_stdout(|w| Ok(export::export(&a, table, format, w, "<stdout>".as_ref())?))?,
     }
     let report = IndexJson {

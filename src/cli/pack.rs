@@ -19,8 +19,9 @@ pub struct Args {
     /// under; default the current one).
     #[arg(required_unless_present = "from_list")]
     dir: Option<PathBuf>,
-    /// Archive to write (replaced atomically when complete); `-` streams it to
-    /// standard output.
+    /// Archive to write: a file is replaced atomically when complete (a symlink is
+    /// followed); a character device, FIFO or socket is written as a stream; `-`
+    /// streams it to standard output.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
     /// Pack only the paths listed in FILE (`-`: standard input), NUL-separated as
@@ -69,10 +70,11 @@ pub struct Args {
     /// (`*.log`, `build/`, `/top-only`, `!keep.log`); repeatable.
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
-    /// Pack incrementally: files unchanged since PREVIOUS (size, mtime, ctime, mode,
-    /// owner), or only renamed, are not read again; the new archive describes the
-    /// whole tree but keeps their data where it already lies, and reading it needs
-    /// those archives (found beside it, or named with --base).
+    /// Pack incrementally: files unchanged since PREVIOUS (same path, size, mtime,
+    /// ctime, mode, owner) are not read again, and renamed ones are only hashed; the
+    /// new archive describes the whole tree but keeps their data where it already
+    /// lies, and reading it needs those archives (found beside it, or named with
+    /// --base). PREVIOUS and the archives it builds on cannot be the output.
     #[arg(long, value_name = "PREVIOUS")]
     since: Option<PathBuf>,
     /// With --since: a changed device or inode number counts as a change too.

@@ -8,7 +8,7 @@ mod compressor;
 mod ingest;
 mod interrupt;
 mod lister;
-mod output;
+pub(crate) mod output;
 mod pipeline;
 mod reread;
 mod ring;
@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -349,9 +350,10 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
     let root = Arc::new(Root::open(src)?);
     let exclude = exclusions(src, &opts.exclude)?;
     let mut clock = Clock::start();
-    let mut since = open_since(opts, &dest)?;
+    let dest = output::resolve(dest)?;
+    let mut since = open_since(opts, &dest, &root)?;
     let flags = since.as_ref().map_or(0, |_| header::FLAG_BASES);
-    let output = Output::open(dest, opts.sync, flags)?;
+    let output = Output::open_resolved(dest, opts.sync, flags)?;
     let pipeline = Pipeline::start(opts.config(budget, Some(root.clone())), &output)?;
     clock.work("setup");
     let mut seg = Segmenter::new(opts.chunk_size, pipeline.plans());
@@ -434,21 +436,39 @@ fn feed(
     Ok(())
 }
 
-/// The earlier archive of an incremental pack (`since`), which the new one may not
-/// replace.
-fn open_since(opts: &PackOptions, dest: &Destination) -> Result<Option<since::Since>> {
+/// The earlier archive of an incremental pack (`since`), opened for a walk of `root`.
+/// The new archive may not replace any archive it would reference: PREVIOUS, or any
+/// base PREVIOUS records (by the same file, or by the same manifest digest).
+fn open_since(
+    opts: &PackOptions,
+    dest: &output::Resolved,
+    root: &Arc<Root>,
+) -> Result<Option<since::Since>> {
     let Some(p) = &opts.since else {
         return Ok(None);
     };
-    if let (Destination::Path(target), Ok(previous)) = (dest, fs::canonicalize(p))
-        && fs::canonicalize(target).is_ok_and(|t| t == previous)
+    let refuse = |target: &Path, what: String| {
+        Err(Error::Invalid(format!(
+            "{}: cannot be replaced by an archive that builds on it (--since {}): it is {what}",
+            target.display(),
+            p.display()
+        )))
+    };
+    if let (output::Resolved::File(target), Ok(previous)) = (dest, fs::metadata(p))
+        && fs::metadata(target)
+            .is_ok_and(|t| (t.dev(), t.ino()) == (previous.dev(), previous.ino()))
     {
-        return Err(Error::Invalid(format!(
-            "{}: cannot be replaced by an archive that builds on it (--since)",
-            target.display()
-        )));
+        return refuse(target, "that archive".into());
     }
-    since::Since::open(p, opts.check_inode).map(Some)
+    let since = since::Since::open(p, opts.check_inode, root.clone())?;
+    if let output::Resolved::File(target) = dest
+        && fs::symlink_metadata(target).is_ok_and(|m| m.is_file())
+        && let Ok(existing) = crate::read::Archive::open_index(target)
+        && since.chain_digests().contains(&existing.manifest_digest())
+    {
+        return refuse(target, format!("archive {} of its chain", existing.id()));
+    }
+    Ok(Some(since))
 }
 
 /// Walks what `selection` names (leaving out the archive itself, `identity`), calling

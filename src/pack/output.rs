@@ -19,13 +19,86 @@ use std::sync::Arc;
 /// Where a pack writes its archive.
 #[derive(Debug)]
 pub enum Destination {
-    /// A file: written beside it under a temporary name and renamed into place when
-    /// complete, so a failed pack leaves nothing and an existing archive is replaced
-    /// atomically.
+    /// A path. A regular file (or none yet) is written beside it under a temporary
+    /// name and renamed into place when complete, so a failed pack leaves nothing and
+    /// an existing archive is replaced atomically. A symlink is followed (its target
+    /// is replaced, the link stays). A character device (`/dev/null`), a FIFO or a
+    /// Unix socket is written as a stream, never replaced. A directory or a block
+    /// device is refused.
     Path(PathBuf),
     /// An open stream, such as a pipe or standard output: written in order, one write
     /// at a time. If the pack fails, what was written stays (readers refuse it).
     Stream(File),
+}
+
+/// A [`Destination`] once its path is looked at.
+pub(crate) enum Resolved {
+    /// A regular file, or nothing yet, at this path (symlinks followed): written under
+    /// a temporary name and renamed.
+    File(PathBuf),
+    /// A stream, and its name for messages.
+    Stream(File, PathBuf),
+}
+
+/// Hops through symlinks before giving up, as the kernel does (ELOOP).
+const MAX_SYMLINKS: usize = 40;
+
+/// What `dest` is: for a path, the regular file (existing or not) at the end of its
+/// symlinks, or a stream for a device, FIFO or socket.
+pub(crate) fn resolve(dest: Destination) -> Result<Resolved> {
+    let given = match dest {
+        Destination::Path(p) => p,
+        Destination::Stream(f) => return Ok(Resolved::Stream(f, "<archive stream>".into())),
+    };
+    let mut path = given.clone();
+    for _ in 0..MAX_SYMLINKS {
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Resolved::File(path));
+            }
+            Err(e) => return Err(Error::io(&path, "stat", e)),
+        };
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        let not = |what: &str| {
+            Err(Error::Input {
+                path: given.clone(),
+                problem: format!("{what}; an archive cannot be written there"),
+            })
+        };
+        if kind.is_symlink() {
+            let link = fs::read_link(&path).map_err(|e| Error::io(&path, "readlink", e))?;
+            path = match path.parent() {
+                Some(dir) if link.is_relative() => dir.join(link),
+                _ => link,
+            };
+        } else if kind.is_file() {
+            return Ok(Resolved::File(path));
+        } else if kind.is_dir() {
+            return not("is a directory");
+        } else if kind.is_block_device() {
+            return not("is a block device (write to it with -o - > DEVICE if that is meant)");
+        } else if kind.is_socket() {
+            let stream = std::os::unix::net::UnixStream::connect(&path)
+                .map_err(|e| Error::io(&path, "connect", e))?;
+            let file = File::from(std::os::fd::OwnedFd::from(stream));
+            return Ok(Resolved::Stream(file, given));
+        } else {
+            // A character device or a FIFO: written in place, as a stream (a FIFO's
+            // open waits for its reader, as with tar).
+            let file = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+                .open(&path)
+                .map_err(|e| Error::io(&path, "open", e))?;
+            return Ok(Resolved::Stream(file, given));
+        }
+    }
+    Err(Error::Input {
+        path: given,
+        problem: format!("more than {MAX_SYMLINKS} symlinks to follow"),
+    })
 }
 
 impl From<&Path> for Destination {
@@ -67,18 +140,27 @@ impl Output {
     /// Opens `dest` and writes the header (with `flags`); `sync` makes
     /// [`Output::commit`] flush.
     pub fn open(dest: Destination, sync: bool, flags: u32) -> Result<Output> {
-        let out = match dest {
-            Destination::Path(target) => Output::create(&target, sync)?,
-            Destination::Stream(file) => Output {
-                file: Arc::new(file),
-                kind: Kind::Stream {
-                    name: PathBuf::from("<archive stream>"),
-                },
-                sync,
-            },
-        };
+        Output::open_resolved(resolve(dest)?, sync, flags)
+    }
+
+    /// [`Output::open`] of a destination already resolved.
+    pub(crate) fn open_resolved(dest: Resolved, sync: bool, flags: u32) -> Result<Output> {
+        let out = Output::open_plain(dest, sync)?;
         out.write_at(&header::encode(flags), 0)?;
         Ok(out)
+    }
+
+    /// Opens `dest` for a file that is not an archive (an exported table): replaced or
+    /// streamed by the same rules, with nothing written yet.
+    pub(crate) fn open_plain(dest: Resolved, sync: bool) -> Result<Output> {
+        Ok(match dest {
+            Resolved::File(target) => Output::create(&target, sync)?,
+            Resolved::Stream(file, name) => Output {
+                file: Arc::new(file),
+                kind: Kind::Stream { name },
+                sync,
+            },
+        })
     }
 
     /// Creates the temporary file beside `target`, first removing those that killed
@@ -114,7 +196,7 @@ impl Output {
                 Ok(file) => break (tmp, file),
                 // Left by a killed process that had our number: take the next one.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io(&tmp, "create", e)),
+                Err(e) => return Err(Error::io(target, "create", e)),
             }
         };
         Ok(Output {
@@ -140,10 +222,10 @@ impl Output {
         matches!(self.kind, Kind::Stream { .. })
     }
 
-    /// The path being written (for messages).
+    /// The archive being written, for messages: the target, not its temporary name.
     pub fn path(&self) -> &Path {
         match &self.kind {
-            Kind::Temporary { tmp, .. } => tmp,
+            Kind::Temporary { target, .. } => target,
             Kind::Stream { name } => name,
         }
     }
@@ -151,11 +233,14 @@ impl Output {
     /// Writes `bytes` at `offset`. On a stream, `offset` must be where the last write
     /// ended (the archive is laid out in order, so callers always know it).
     pub fn write_at(&self, bytes: &[u8], offset: u64) -> Result<()> {
-        let r = match self.kind {
+        (self.write_raw(bytes, offset)).map_err(|e| Error::io(self.path(), "write", e))
+    }
+
+    fn write_raw(&self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        match self.kind {
             Kind::Temporary { .. } => self.file.write_all_at(bytes, offset),
             Kind::Stream { .. } => (&*self.file).write_all(bytes),
-        };
-        r.map_err(|e| Error::io(self.path(), "write", e))
+        }
     }
 
     /// Writes the tail (index and footer) at `offset`; a file is trimmed there,
@@ -172,14 +257,14 @@ impl Output {
                 committed,
                 ..
             } => {
-                (self.file.set_len(len)).map_err(|e| Error::io(tmp.as_path(), "truncate", e))?;
+                (self.file.set_len(len)).map_err(|e| Error::io(target.as_path(), "truncate", e))?;
                 // The data reaches the disk before the name does: a crash leaves the old
                 // archive or the new one under the target's name, never a partial file.
                 if sync {
                     (self.file.sync_data())
-                        .map_err(|e| Error::io(tmp.as_path(), "fdatasync", e))?;
+                        .map_err(|e| Error::io(target.as_path(), "fdatasync", e))?;
                 }
-                fs::rename(&tmp, &target).map_err(|e| Error::io(target.as_path(), "rename", e))?;
+                fs::rename(tmp, &target).map_err(|e| Error::io(target.as_path(), "rename", e))?;
                 *committed = true;
                 if sync {
                     sync_directory_of(target)?;
@@ -196,6 +281,31 @@ impl Output {
             }
         }
         Ok(len)
+    }
+}
+
+/// An [`Output`] as a [`Write`], from offset 0 on: for files that are not archives.
+pub(crate) struct Writer<'a> {
+    out: &'a Output,
+    /// Bytes written so far.
+    pub offset: u64,
+}
+
+impl<'a> Writer<'a> {
+    /// Writes `out` from its start.
+    pub fn new(out: &'a Output) -> Self {
+        Writer { out, offset: 0 }
+    }
+}
+
+impl Write for Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write_raw(buf, self.offset)?;
+        self.offset += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

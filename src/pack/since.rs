@@ -1,20 +1,32 @@
 //! The archive an incremental pack builds on (`pack --since PREVIOUS`): which files
 //! are unchanged since it, and where their data already lies.
 //!
-//! A file is unchanged when its kind, size, mtime, ctime, mode and owner are those
-//! PREVIOUS recorded for its path (and its device and inode, when asked: they change
-//! across reboots, NFS and snapshots). A file whose path is new but whose device,
-//! inode, size and mtime are those of a file in PREVIOUS was renamed or moved: its
-//! data is not stored again either. Its entry then points into PREVIOUS, or into the
-//! archive PREVIOUS itself took that data from: the new archive's bases are only the
-//! archives it references, so a chain never needs more than that.
+//! The rule, exactly:
+//! - **Same path.** A file is unchanged when its kind, size, mtime, ctime, mode and
+//!   owner are those PREVIOUS recorded for its path (and its device and inode, with
+//!   `--check-inode`). Any other difference, the ctime above all, makes it changed: its
+//!   bytes are read again. Nothing else is tried for a path PREVIOUS holds.
+//! - **Renamed or moved.** A file at a path PREVIOUS does not hold, whose device,
+//!   inode, size and mtime are those of a file in PREVIOUS, may have been renamed. Inode
+//!   numbers are recycled (delete a tree and extract it again and the new files get the
+//!   freed numbers), so this only names a candidate: the file is read and hashed, and
+//!   reused only if its BLAKE3 equals the candidate's recorded digest. Hashing costs
+//!   a read but no compression and no bytes in the new archive.
+//!
+//! A reused entry points into PREVIOUS, or into the archive PREVIOUS itself took that
+//! data from: the new archive's bases are only the archives it references, so a chain
+//! never needs more than that.
 
+use super::compressor::Root;
 use crate::error::{Error, Result};
 use crate::format::base::Base;
 use crate::format::entry::{DataLocation, Entry, EntryKind};
 use crate::read::Archive;
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// PREVIOUS, indexed for the walk's questions, and the bases the new archive needs.
 pub struct Since {
@@ -24,6 +36,8 @@ pub struct Since {
     /// Files by (device, inode).
     by_inode: HashMap<(u64, u64), usize>,
     check_inode: bool,
+    /// The tree being packed, for reading a rename candidate.
+    root: Arc<Root>,
     /// What PREVIOUS itself is as a base.
     itself: Base,
     /// The new archive's bases, in the order first referenced.
@@ -33,8 +47,8 @@ pub struct Since {
 }
 
 impl Since {
-    /// Opens PREVIOUS.
-    pub fn open(path: &Path, check_inode: bool) -> Result<Since> {
+    /// Opens PREVIOUS, for a walk of `root`.
+    pub fn open(path: &Path, check_inode: bool, root: Arc<Root>) -> Result<Since> {
         let archive = Archive::open_index(path)?;
         let mut by_path = HashMap::new();
         let mut by_inode = HashMap::new();
@@ -62,6 +76,7 @@ impl Since {
             by_path,
             by_inode,
             check_inode,
+            root,
             itself,
             bases: Vec::new(),
             slots: HashMap::new(),
@@ -75,15 +90,16 @@ impl Since {
             return None;
         }
         let entries = self.archive.entries();
-        let same_path = self.by_path.get(&e.path).and_then(|&i| entries.get(i));
-        let found = match same_path {
-            Some(p) if self.unchanged(p, e) => Some(p),
-            // Renamed or moved: the same inode, with the same size and mtime.
-            _ => (e.inode)
+        let found = match self.by_path.get(&e.path) {
+            // A path PREVIOUS holds is reused only if unchanged: never by inode.
+            Some(&i) => entries.get(i).filter(|p| self.unchanged(p, e))?,
+            // A new path: a rename candidate by inode, confirmed by content.
+            None => (e.inode)
                 .and_then(|inode| self.by_inode.get(&inode))
                 .and_then(|&i| entries.get(i))
-                .filter(|p| p.size == e.size && p.mtime_ns == e.mtime_ns),
-        }?;
+                .filter(|p| p.size == e.size && p.mtime_ns == e.mtime_ns)
+                .filter(|p| p.digest.is_some_and(|d| same_content(&self.root, e, &d)))?,
+        };
         let (location, digest) = (found.location?, found.digest?);
         let base = self.slot(location.base)?;
         Some((
@@ -93,6 +109,14 @@ impl Since {
             },
             digest,
         ))
+    }
+
+    /// The manifest digests of every archive the new one may reference: PREVIOUS and
+    /// the bases it records (which include theirs: a chain is flat).
+    pub fn chain_digests(&self) -> Vec<[u8; 32]> {
+        let mut all = vec![self.itself.manifest_digest];
+        all.extend(self.archive.index_bases().iter().map(|b| b.manifest_digest));
+        all
     }
 
     fn unchanged(&self, p: &Entry, e: &Entry) -> bool {
@@ -119,4 +143,47 @@ impl Since {
         self.slots.insert(base, s);
         Some(s)
     }
+}
+
+/// Whether the file `e` names under `root` is still the one walked (same device,
+/// inode and size, a regular file) and its bytes hash to `digest`. Any error counts as
+/// "no": the file is then packed as usual, which reports the error.
+fn same_content(root: &Root, e: &Entry, digest: &[u8; 32]) -> bool {
+    use rustix::fs::{Mode, OFlags};
+    let rel = std::ffi::OsStr::from_bytes(&e.path);
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::openat(&root.fd, rel, flags, Mode::empty()) else {
+        return false;
+    };
+    let same = rustix::fs::fstat(&fd).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+            && Some((st.st_dev, st.st_ino)) == e.inode
+            && u64::try_from(st.st_size) == Ok(e.size)
+    });
+    same && hash_all(fd, e.size).is_some_and(|d| &d == digest)
+}
+
+/// BLAKE3 of the `size` bytes of `fd`; `None` if it is shorter or longer, or a read
+/// fails.
+fn hash_all(fd: OwnedFd, size: u64) -> Option<[u8; 32]> {
+    use std::io::Read;
+    let mut file = std::fs::File::from(fd);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(buf.get(..n)?);
+                total += n as u64;
+                if total > size {
+                    return None;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    (total == size).then(|| *hasher.finalize().as_bytes())
 }

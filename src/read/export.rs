@@ -14,6 +14,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 
 /// The time zone of `mtime`: an offset, which the CSV and JSON writers format without
@@ -298,6 +299,28 @@ pub fn export(
     name: &std::path::Path,
 ) -> Result<()> {
     write(&batch(archive, table), format, out, name)
+}
+
+/// Writes `table` of `archive` in `format` to the file at `path`, by the rules `pack`
+/// writes an archive by: a regular file (or none yet) is written under a temporary
+/// name beside it, flushed and renamed into place, so a failure leaves the old file;
+/// a symlink is followed; a character device (`/dev/null`), FIFO or socket is written
+/// in place as a stream; a directory or block device is refused.
+pub fn export_to_path(archive: &Archive, table: Table, format: Format, path: &Path) -> Result<()> {
+    write_to_path(&batch(archive, table), format, path)
+}
+
+/// [`write`] to the file at `path`, by the rules of [`export_to_path`].
+pub fn write_to_path(batch: &RecordBatch, format: Format, path: &Path) -> Result<()> {
+    use crate::pack::output::{Destination, Output, Writer, resolve};
+    let out = Output::open_plain(resolve(Destination::Path(path.into()))?, true)?;
+    let mut w = std::io::BufWriter::new(Writer::new(&out));
+    write(batch, format, &mut w, path)?;
+    let end = match w.into_inner() {
+        Ok(w) => w.offset,
+        Err(e) => return Err(Error::io(path, "write", e.into_error())),
+    };
+    out.commit(&[], end).map(|_| ())
 }
 
 /// Writes a table made by [`batch`] (with columns added or not) to `out` in `format`;
