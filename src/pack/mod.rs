@@ -8,6 +8,7 @@ mod compressor;
 mod ingest;
 mod interrupt;
 mod lister;
+mod located;
 mod output;
 mod pipeline;
 mod reread;
@@ -448,7 +449,11 @@ fn open_since(opts: &PackOptions, dest: &Destination) -> Result<Option<since::Si
             target.display()
         )));
     }
-    since::Since::open(p, opts.check_inode).map(Some)
+    let target = match dest {
+        Destination::Path(t) => Some(t.as_path()),
+        Destination::Stream(_) => None,
+    };
+    since::Since::open(p, target, opts.check_inode).map(Some)
 }
 
 /// Walks what `selection` names (leaving out the archive itself, `identity`), calling

@@ -26,6 +26,9 @@ pub struct Since {
     check_inode: bool,
     /// What PREVIOUS itself is as a base.
     itself: Base,
+    /// PREVIOUS's own bases, as the new archive records them (where they lie relative
+    /// to it).
+    inherited: Vec<Base>,
     /// The new archive's bases, in the order first referenced.
     pub bases: Vec<Base>,
     /// Base of PREVIOUS's data (`None`: PREVIOUS itself) → position in `bases`.
@@ -33,8 +36,9 @@ pub struct Since {
 }
 
 impl Since {
-    /// Opens PREVIOUS.
-    pub fn open(path: &Path, check_inode: bool) -> Result<Since> {
+    /// Opens PREVIOUS, for a new archive to be written at `target` (`None`: to a
+    /// stream), where its bases are recorded relative to it.
+    pub fn open(path: &Path, target: Option<&Path>, check_inode: bool) -> Result<Since> {
         let archive = Archive::open_index(path)?;
         let mut by_path = HashMap::new();
         let mut by_inode = HashMap::new();
@@ -51,18 +55,22 @@ impl Since {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| Error::Invalid(format!("{}: not a file name", path.display())))?;
-        let itself = Base {
+        let mut itself = Base {
             manifest_digest: archive.manifest_digest(),
             name,
             chunks: archive.chunks().len() as u64,
             generation,
+            relative_path: None,
         };
+        let mut inherited = archive.index_bases().to_vec();
+        super::located::place(path, &mut itself, &mut inherited, target);
         Ok(Since {
             archive,
             by_path,
             by_inode,
             check_inode,
             itself,
+            inherited,
             bases: Vec::new(),
             slots: HashMap::new(),
         })
@@ -112,7 +120,7 @@ impl Since {
         }
         let b = match base {
             None => self.itself.clone(),
-            Some(k) => self.archive.index_bases().get(usize::from(k))?.clone(),
+            Some(k) => self.inherited.get(usize::from(k))?.clone(),
         };
         let s = u16::try_from(self.bases.len()).ok()?;
         self.bases.push(b);
