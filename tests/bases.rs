@@ -355,3 +355,21 @@ fn cat_and_extract_need_only_the_bases_they_read_from() {
     ]);
     assert_eq!(cat.stdout, b"small and unchanged\n");
 }
+
+#[test]
+fn an_incremental_archive_without_relative_paths_still_reads() {
+    // Written by 33a242f, before relative paths were recorded: g0 holds keep.txt,
+    // g1 (built on g0, beside it) holds new.txt and takes keep.txt from g0.
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/before-relative-paths");
+    let g1 = data.join("g1.znippy");
+    let a = znippy_uring::Archive::open(&g1).unwrap();
+    assert_eq!(a.base_relative_paths(), [None]);
+    a.require_bases().unwrap();
+    assert!(a.verify(1).unwrap().is_ok());
+    let mut kept = Vec::new();
+    a.read_file(b"keep.txt", &mut kept).unwrap();
+    assert_eq!(kept, b"kept in g0\n");
+    let info = ok(&[os("info"), g1.as_os_str(), os("--json")]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert!(info["bases"][0]["relative_path"].is_null());
+}

@@ -12,14 +12,15 @@ use std::path::{Component, Path, PathBuf};
 /// relative to PREVIOUS, or else beside it: that place is said again relative to the
 /// new archive.
 pub fn place(previous: &Path, itself: &mut Base, inherited: &mut [Base], target: Option<&Path>) {
-    let Some(to) = target.and_then(directory_of) else {
-        return;
-    };
-    itself.relative_path = relative_location(previous, &to);
+    let to = target.and_then(directory_of);
+    itself.relative_path = to.as_deref().and_then(|to| relative_location(previous, to));
     let dir = previous.parent().unwrap_or(Path::new(""));
     for b in inherited {
         let was = (b.followable_relative_path()).or_else(|| b.plain_name().map(Path::new));
-        b.relative_path = was.and_then(|was| relative_location(&dir.join(was), &to));
+        let from = was.map(|was| dir.join(was));
+        b.relative_path = from
+            .zip(to.as_deref())
+            .and_then(|(f, t)| relative_location(&f, t));
     }
 }
 
@@ -83,6 +84,58 @@ mod tests {
             relative_location(&gone, &tue).unwrap(),
             "../mon/gone.znippy"
         );
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn inherited_bases_are_rebased_onto_the_new_archive() {
+        let tmp = std::env::temp_dir().join(format!("znippy-located-{}", std::process::id()));
+        for d in ["mon", "tue", "wed", "old"] {
+            std::fs::create_dir_all(tmp.join(d)).unwrap();
+        }
+        let base = |name: &str, rel: Option<&str>| Base {
+            manifest_digest: [0; 32],
+            name: name.into(),
+            chunks: 0,
+            generation: 0,
+            relative_path: rel.map(str::to_string),
+        };
+        let mut itself = base("srv.znippy", None);
+        let mut inherited = [
+            // Recorded by name only (an archive from before relative paths): beside.
+            base("g0.znippy", None),
+            base("srv.znippy", Some("../mon/srv.znippy")),
+            // Not followable, and not a plain name: no place is recorded.
+            base("../x", Some("/abs/x")),
+        ];
+        let wed = tmp.join("wed/srv.znippy");
+        place(
+            &tmp.join("tue/srv.znippy"),
+            &mut itself,
+            &mut inherited,
+            Some(&wed),
+        );
+        assert_eq!(itself.relative_path.as_deref(), Some("../tue/srv.znippy"));
+        assert_eq!(
+            inherited[0].relative_path.as_deref(),
+            Some("../tue/g0.znippy")
+        );
+        assert_eq!(
+            inherited[1].relative_path.as_deref(),
+            Some("../mon/srv.znippy")
+        );
+        assert_eq!(inherited[2].relative_path, None);
+        // To a stream, nothing is recorded (not even what PREVIOUS recorded).
+        let mut itself = base("srv.znippy", None);
+        let mut inherited = [base("srv.znippy", Some("../mon/srv.znippy"))];
+        place(
+            &tmp.join("tue/srv.znippy"),
+            &mut itself,
+            &mut inherited,
+            None,
+        );
+        assert_eq!(itself.relative_path, None);
+        assert_eq!(inherited[0].relative_path, None);
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -259,4 +259,44 @@ mod tests {
         };
         assert!(hints(&hostile, dir).is_empty());
     }
+
+    #[test]
+    fn hostile_hints_are_refused_without_blocking() {
+        let tmp = std::env::temp_dir().join(format!("znippy-chain-hints-{}", std::process::id()));
+        let day = tmp.join("day");
+        std::fs::create_dir_all(&day).unwrap();
+        let fifo = std::ffi::CString::new(tmp.join("fifo").into_os_string().into_encoded_bytes());
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.unwrap().as_ptr(), 0o600) }, 0);
+        std::fs::create_dir(tmp.join("dir")).unwrap();
+        let itself = Itself {
+            inode: None,
+            manifest_digest: [1; 32],
+        };
+        let depth = day.components().count();
+        for (rel, name, why) in [
+            ("../fifo", "x", "it is a FIFO"),
+            ("../dir", "x", "it is a directory"),
+            (
+                &format!("{}dev/null", "../".repeat(depth)),
+                "x",
+                "it is a character device",
+            ),
+            ("/dev/null", "../x", "no usable location is recorded"),
+            ("../missing", "x", "not found at"),
+        ] {
+            let base = Base {
+                manifest_digest: [2; 32],
+                name: name.into(),
+                chunks: 0,
+                generation: 0,
+                relative_path: Some(rel.into()),
+            };
+            let Err(tried) = look_for(&base, &day, &itself) else {
+                panic!("{rel}: taken");
+            };
+            assert!(tried.contains(why), "{rel}: {tried}");
+        }
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 }
