@@ -131,6 +131,24 @@ fn every_base_named_must_be_an_archive_and_one_not_needed_is_warned_about() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("other.znippy: not a base of"), "{err}");
+    // A named base is used rather than the copy beside, which may be damaged.
+    let good = s.path("good-g0.znippy");
+    fs::copy(s.path("g0.znippy"), &good).unwrap();
+    let chunk = znippy_uring::Archive::open(&good).unwrap().chunks()[0].clone();
+    let mut damaged = fs::read(s.path("g0.znippy")).unwrap();
+    damaged[(chunk.offset + chunk.stored_len / 2) as usize] ^= 0x40;
+    fs::write(s.path("g0.znippy"), damaged).unwrap();
+    fails_with(
+        &run(&[os("verify"), g1.as_os_str()]),
+        &["DAMAGED", "in base"],
+    );
+    ok(&[
+        os("verify"),
+        g1.as_os_str(),
+        os("--base"),
+        good.as_os_str(),
+        os("-q"),
+    ]);
     // A missing base, with a --base that is not it: the message does not ask for
     // what was done.
     fs::rename(s.path("g0.znippy"), s.path("away.znippy")).unwrap();

@@ -227,7 +227,7 @@ impl Archive {
     }
 
     /// Takes the archives at `paths` as candidates for this incremental archive's
-    /// bases, looked at before the places its bases table records. Each must be a
+    /// bases, used before the places its bases table records. Each must be a
     /// regular file and an archive, or this fails naming it. Those that are none of
     /// this archive's bases are ignored, and listed by [`Archive::unneeded_bases`].
     pub fn with_bases(mut self, paths: &[PathBuf]) -> Result<Archive> {
@@ -248,7 +248,11 @@ impl Archive {
             .chain
             .as_ref()
             .is_none_or(|c| c.missing().next().is_some());
-        if !bases.is_empty() && !named.is_empty() && missing {
+        // A named base is read rather than a copy found beside (which may be damaged:
+        // naming a good copy is how to get past it); the message for a missing one
+        // says what was named.
+        let used = named.len() > self.unneeded.len();
+        if !bases.is_empty() && (used || (missing && !named.is_empty())) {
             self.chain = Some(Chain::join(&self.index, &self.path, &self.file, named)?);
         }
         Ok(self)
