@@ -187,3 +187,32 @@ fn a_pack_cannot_replace_any_archive_of_its_chain() {
     pack(&src, &other, Some(&gs[2]), &[]);
     ok(&[os("verify"), other.as_os_str(), os("-q")]);
 }
+
+#[test]
+fn a_chmod_alone_keeps_the_data_once_its_bytes_are_confirmed() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new("since-chmod");
+    let src = s.path("src");
+    let data = bytes(5, 150_000, false);
+    write(&src, "big.bin", &data);
+    let (g0, g1) = (s.path("g0.znippy"), s.path("g1.znippy"));
+    pack(&src, &g0, None, &[]);
+    fs::set_permissions(src.join("big.bin"), fs::Permissions::from_mode(0o600)).unwrap();
+    let report = pack(&src, &g1, Some(&g0), &[]);
+    assert_eq!(report["reused_files"], 1, "{report}");
+    assert_eq!(report["bytes_in"], 0, "{report}");
+    let dest = s.path("restored");
+    ok(&[
+        os("unpack"),
+        g1.as_os_str(),
+        os("-C"),
+        dest.as_os_str(),
+        os("-q"),
+    ]);
+    assert_eq!(fs::read(dest.join("big.bin")).unwrap(), data);
+    let mode = fs::metadata(dest.join("big.bin"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -47,6 +47,8 @@ struct BaseJson {
     id: String,
     name: String,
     generation: u32,
+    /// Where it was relative to this archive when packed (null: not recorded).
+    relative_path: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -89,10 +91,12 @@ impl<'a> Info<'a> {
                 .collect(),
             generation: a.generation(),
             bases: (a.bases().into_iter())
-                .map(|(id, name, generation)| BaseJson {
+                .zip(a.base_relative_paths())
+                .map(|((id, name, generation), relative_path)| BaseJson {
                     id,
                     name,
                     generation,
+                    relative_path,
                 })
                 .collect(),
         }
@@ -124,7 +128,11 @@ impl<'a> Info<'a> {
         if !self.bases.is_empty() {
             let _ = writeln!(s, "incremental:    generation {}, on", self.generation);
             for b in &self.bases {
-                let _ = writeln!(s, "  {} {} (generation {})", b.id, b.name, b.generation);
+                let _ = write!(s, "  {} {} (generation {})", b.id, b.name, b.generation);
+                let _ = match &b.relative_path {
+                    Some(at) => writeln!(s, " at {at}"),
+                    None => writeln!(s),
+                };
             }
         }
         let _ = writeln!(s, "groups:         {}", self.groups.len());

@@ -71,7 +71,8 @@ pub struct Args {
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
     /// Pack incrementally: files unchanged since PREVIOUS (same path, size, mtime,
-    /// ctime, mode, owner) are not read again, and renamed ones are only hashed; the
+    /// ctime, mode, owner) are not read again; renamed ones, and those whose ctime,
+    /// mode or owner alone changed, are hashed and reused if their bytes match; the
     /// new archive describes the whole tree but keeps their data where it already
     /// lies, and reading it needs those archives (found beside it, or named with
     /// --base). PREVIOUS and the archives it builds on cannot be the output.

@@ -61,10 +61,24 @@ pub fn open_archive(path: &Path) -> Result<Archive> {
 }
 
 /// [`open_archive`], for an incremental archive also looking for its bases among
-/// `bases` (`--base`), besides next to it.
+/// `bases` (`--base`) first. Each of them must be an archive (else this fails, naming
+/// it); one that is none of the archive's bases is ignored with a warning.
 pub fn open_archive_with(path: &Path, bases: &[std::path::PathBuf]) -> Result<Archive> {
+    let archive = open_alone(path)?.with_bases(bases)?;
+    for b in archive.unneeded_bases() {
+        eprintln!(
+            "znippy-uring: warning: --base {}: not a base of {} (ignored)",
+            b.display(),
+            archive.path().display()
+        );
+    }
+    Ok(archive)
+}
+
+/// The archive at `path`, or on standard input, without the bases named.
+fn open_alone(path: &Path) -> Result<Archive> {
     if path.as_os_str() != "-" {
-        return Ok(Archive::open(path)?.with_bases(bases)?);
+        return Ok(Archive::open(path)?);
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
@@ -77,12 +91,11 @@ pub fn open_archive_with(path: &Path, bases: &[std::path::PathBuf]) -> Result<Ar
             .context("-: duplicating standard input")?,
     );
     let name = Path::new("standard input");
-    let archive = if file.metadata().is_ok_and(|m| m.is_file()) {
+    Ok(if file.metadata().is_ok_and(|m| m.is_file()) {
         Archive::from_file(file, name)?
     } else {
         Archive::from_stream(file, name)?
-    };
-    Ok(archive.with_bases(bases)?)
+    })
 }
 
 /// Runs `write` on buffered standard output, then flushes it.

@@ -8,6 +8,7 @@ mod compressor;
 mod ingest;
 mod interrupt;
 mod lister;
+mod located;
 pub(crate) mod output;
 mod pipeline;
 mod reread;
@@ -460,7 +461,11 @@ fn open_since(
     {
         return refuse(target, "that archive".into());
     }
-    let since = since::Since::open(p, opts.check_inode, root.clone())?;
+    let target = match dest {
+        output::Resolved::File(t) => Some(t.as_path()),
+        output::Resolved::Stream(..) => None,
+    };
+    let since = since::Since::open(p, target, opts.check_inode, root.clone())?;
     if let output::Resolved::File(target) = dest
         && fs::symlink_metadata(target).is_ok_and(|m| m.is_file())
         && let Ok(existing) = crate::read::Archive::open_index(target)

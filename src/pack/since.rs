@@ -2,16 +2,20 @@
 //! are unchanged since it, and where their data already lies.
 //!
 //! The rule, exactly:
-//! - **Same path.** A file is unchanged when its kind, size, mtime, ctime, mode and
-//!   owner are those PREVIOUS recorded for its path (and its device and inode, with
-//!   `--check-inode`). Any other difference, the ctime above all, makes it changed: its
-//!   bytes are read again. Nothing else is tried for a path PREVIOUS holds.
+//! - **Same path, unchanged.** A file is unchanged when its kind, size, mtime, ctime,
+//!   mode and owner are those PREVIOUS recorded for its path (and its device and
+//!   inode, with `--check-inode`): its data is reused without being read.
+//! - **Same path, same size and mtime, but something else changed** (the ctime, after
+//!   a chmod, a chown, or a rewrite whose old mtime was put back): the file is read
+//!   and hashed, and reused only if its BLAKE3 equals the recorded digest.
 //! - **Renamed or moved.** A file at a path PREVIOUS does not hold, whose device,
 //!   inode, size and mtime are those of a file in PREVIOUS, may have been renamed. Inode
 //!   numbers are recycled (delete a tree and extract it again and the new files get the
-//!   freed numbers), so this only names a candidate: the file is read and hashed, and
-//!   reused only if its BLAKE3 equals the candidate's recorded digest. Hashing costs
-//!   a read but no compression and no bytes in the new archive.
+//!   freed numbers), so this only names a candidate: it too is reused only if its
+//!   BLAKE3 equals the candidate's digest. A path PREVIOUS holds is never matched by
+//!   inode.
+//! - Anything else is read and stored again. Hashing costs a read, but no compression
+//!   and no bytes in the new archive.
 //!
 //! A reused entry points into PREVIOUS, or into the archive PREVIOUS itself took that
 //! data from: the new archive's bases are only the archives it references, so a chain
@@ -40,6 +44,9 @@ pub struct Since {
     root: Arc<Root>,
     /// What PREVIOUS itself is as a base.
     itself: Base,
+    /// PREVIOUS's own bases, as the new archive records them (where they lie relative
+    /// to it).
+    inherited: Vec<Base>,
     /// The new archive's bases, in the order first referenced.
     pub bases: Vec<Base>,
     /// Base of PREVIOUS's data (`None`: PREVIOUS itself) → position in `bases`.
@@ -47,8 +54,14 @@ pub struct Since {
 }
 
 impl Since {
-    /// Opens PREVIOUS, for a walk of `root`.
-    pub fn open(path: &Path, check_inode: bool, root: Arc<Root>) -> Result<Since> {
+    /// Opens PREVIOUS, for a walk of `root` and a new archive to be written at
+    /// `target` (`None`: to a stream), where its bases are recorded relative to it.
+    pub fn open(
+        path: &Path,
+        target: Option<&Path>,
+        check_inode: bool,
+        root: Arc<Root>,
+    ) -> Result<Since> {
         let archive = Archive::open_index(path)?;
         let mut by_path = HashMap::new();
         let mut by_inode = HashMap::new();
@@ -65,12 +78,15 @@ impl Since {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| Error::Invalid(format!("{}: not a file name", path.display())))?;
-        let itself = Base {
+        let mut itself = Base {
             manifest_digest: archive.manifest_digest(),
             name,
             chunks: archive.chunks().len() as u64,
             generation,
+            relative_path: None,
         };
+        let mut inherited = archive.index_bases().to_vec();
+        super::located::place(path, &mut itself, &mut inherited, target);
         Ok(Since {
             archive,
             by_path,
@@ -78,6 +94,7 @@ impl Since {
             check_inode,
             root,
             itself,
+            inherited,
             bases: Vec::new(),
             slots: HashMap::new(),
         })
@@ -90,15 +107,22 @@ impl Since {
             return None;
         }
         let entries = self.archive.entries();
+        let confirmed = |p: &&Entry| {
+            p.size == e.size
+                && p.mtime_ns == e.mtime_ns
+                && p.digest.is_some_and(|d| same_content(&self.root, e, &d))
+        };
         let found = match self.by_path.get(&e.path) {
-            // A path PREVIOUS holds is reused only if unchanged: never by inode.
-            Some(&i) => entries.get(i).filter(|p| self.unchanged(p, e))?,
+            // A path PREVIOUS holds: unchanged, or else only by content (a chmod or
+            // chown changes the ctime, not the bytes); never by inode.
+            Some(&i) => entries
+                .get(i)
+                .filter(|p| self.unchanged(p, e) || confirmed(p))?,
             // A new path: a rename candidate by inode, confirmed by content.
             None => (e.inode)
                 .and_then(|inode| self.by_inode.get(&inode))
                 .and_then(|&i| entries.get(i))
-                .filter(|p| p.size == e.size && p.mtime_ns == e.mtime_ns)
-                .filter(|p| p.digest.is_some_and(|d| same_content(&self.root, e, &d)))?,
+                .filter(confirmed)?,
         };
         let (location, digest) = (found.location?, found.digest?);
         let base = self.slot(location.base)?;
@@ -136,7 +160,7 @@ impl Since {
         }
         let b = match base {
             None => self.itself.clone(),
-            Some(k) => self.archive.index_bases().get(usize::from(k))?.clone(),
+            Some(k) => self.inherited.get(usize::from(k))?.clone(),
         };
         let s = u16::try_from(self.bases.len()).ok()?;
         self.bases.push(b);

@@ -1,5 +1,6 @@
 //! An open archive: its validated index, and verified reads of chunks and files.
 
+use super::chain::{Chain, Opened};
 use crate::digest;
 use crate::error::{Error, Result};
 use crate::format::base::id_of;
@@ -39,7 +40,85 @@ pub struct Archive {
     index: index::Index,
     progress: Option<std::sync::Arc<crate::Progress>>,
     /// An incremental archive joined with its bases (None for a full archive).
-    chain: Option<super::chain::Chain>,
+    chain: Option<Chain>,
+    /// The archives named as bases that are none of its bases.
+    unneeded: Vec<PathBuf>,
+}
+
+/// Opens `path` for reading an archive from it. Only a regular file is taken: the file
+/// is opened without blocking (a FIFO with no writer would block an ordinary open
+/// forever), and a FIFO, device, socket or directory is refused, naming it.
+pub(crate) fn open_regular(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Looked at before opening, so that opening a device cannot act on it...
+    if let Ok(meta) = std::fs::metadata(path) {
+        regular(path, &meta)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(path, "open", e))?;
+    // ...and after, as what was opened may have replaced what was looked at.
+    regular(
+        path,
+        &file.metadata().map_err(|e| Error::io(path, "stat", e))?,
+    )?;
+    let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| Error::io(path, "fcntl", e.into()))?;
+    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)
+        .map_err(|e| Error::io(path, "fcntl", e.into()))?;
+    Ok(file)
+}
+
+/// Fails, naming `path` and what it is, unless `meta` is a regular file's.
+fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "of an unknown type"
+    };
+    Err(Error::NotArchive {
+        path: path.into(),
+        problem: format!("it is {what}, not a regular file"),
+    })
+}
+
+/// Reads and validates the header and index of the archive open as `file`, named
+/// `path` in messages; returns its length too.
+pub(crate) fn read_index(file: &File, path: &Path) -> Result<(u64, index::Index)> {
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(path, "stat", e))?
+        .len();
+    let not_archive = |problem: String| Error::NotArchive {
+        path: path.into(),
+        problem,
+    };
+    if len < header::HEADER_LEN + index::MANIFEST_DIGEST_LEN + footer::FOOTER_LEN {
+        return Err(not_archive(format!("only {len} bytes long")));
+    }
+    let mut head = [0u8; header::HEADER_LEN as usize];
+    file.read_exact_at(&mut head, 0)
+        .map_err(|e| Error::io(path, "read", e))?;
+    header::decode(&head).map_err(not_archive)?;
+    let index = index::read(len, |offset, n| {
+        let mut buf = vec![0u8; n];
+        file.read_exact_at(&mut buf, offset).map(|()| buf)
+    })
+    .map_err(|p| Error::corrupt(path, p))?;
+    Ok((len, index))
 }
 
 /// A read-write file in `dir` with no name: O_TMPFILE, or where the file system lacks
@@ -109,16 +188,17 @@ impl Archive {
     /// assert!(matches!(err, Error::Io { op: "open", .. }));
     /// assert!(err.to_string().starts_with("/nonexistent.znippy: open:"));
     /// ```
+    ///
+    /// Only a regular file is opened: a FIFO, a device or a directory is refused, by
+    /// name, without blocking on it.
     pub fn open(path: &Path) -> Result<Archive> {
-        let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
-        Archive::load(file, path, true)
+        Archive::load(open_regular(path)?, path, true)
     }
 
     /// [`Archive::open`] without looking for an incremental archive's bases: for
     /// reading its index only (what `pack --since` needs of the archive it builds on).
     pub(crate) fn open_index(path: &Path) -> Result<Archive> {
-        let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
-        Archive::load(file, path, false)
+        Archive::load(open_regular(path)?, path, false)
     }
 
     /// Reads and validates the index of the archive open as `file` (read from its
@@ -129,30 +209,11 @@ impl Archive {
 
     /// [`Archive::from_file`]; `join` looks for an incremental archive's bases beside it.
     fn load(file: File, path: &Path, join: bool) -> Result<Archive> {
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(path, "stat", e))?
-            .len();
-        let not_archive = |problem: String| Error::NotArchive {
-            path: path.into(),
-            problem,
-        };
-        if len < header::HEADER_LEN + index::MANIFEST_DIGEST_LEN + footer::FOOTER_LEN {
-            return Err(not_archive(format!("only {len} bytes long")));
-        }
-        let mut head = [0u8; header::HEADER_LEN as usize];
-        file.read_exact_at(&mut head, 0)
-            .map_err(|e| Error::io(path, "read", e))?;
-        header::decode(&head).map_err(not_archive)?;
-        let index = index::read(len, |offset, n| {
-            let mut buf = vec![0u8; n];
-            file.read_exact_at(&mut buf, offset).map(|()| buf)
-        })
-        .map_err(|p| Error::corrupt(path, p))?;
+        let (len, index) = read_index(&file, path)?;
         let chain = if index.bases.is_empty() || !join {
             None
         } else {
-            Some(super::chain::Chain::join(&index, path, &file, &[])?)
+            Some(Chain::join(&index, path, &file, Vec::new())?)
         };
         Ok(Archive {
             path: path.into(),
@@ -161,22 +222,70 @@ impl Archive {
             index,
             progress: None,
             chain,
+            unneeded: Vec::new(),
         })
     }
 
-    /// Looks for this incremental archive's bases among `paths` too (besides next to
-    /// it, under the names they had when it was packed), if any was not found there.
-    /// A full archive has none.
+    /// Takes the archives at `paths` as candidates for this incremental archive's
+    /// bases, used before the places its bases table records. Each must be a
+    /// regular file and an archive, or this fails naming it. Those that are none of
+    /// this archive's bases are ignored, and listed by [`Archive::unneeded_bases`].
     pub fn with_bases(mut self, paths: &[PathBuf]) -> Result<Archive> {
+        let named = paths
+            .iter()
+            .map(|p| Opened::open(p))
+            .collect::<Result<Vec<Opened>>>()?;
+        let bases = &self.index.bases;
+        self.unneeded = (named.iter())
+            .filter(|o| {
+                !bases
+                    .iter()
+                    .any(|b| &b.manifest_digest == o.manifest_digest())
+            })
+            .map(|o| o.path().to_path_buf())
+            .collect();
         let missing = self
             .chain
             .as_ref()
             .is_none_or(|c| c.missing().next().is_some());
-        if !self.index.bases.is_empty() && !paths.is_empty() && missing {
-            let chain = super::chain::Chain::join(&self.index, &self.path, &self.file, paths)?;
-            self.chain = Some(chain);
+        // A named base is read rather than a copy found beside (which may be damaged:
+        // naming a good copy is how to get past it); the message for a missing one
+        // says what was named.
+        let used = named.len() > self.unneeded.len();
+        if !bases.is_empty() && (used || (missing && !named.is_empty())) {
+            self.chain = Some(Chain::join(&self.index, &self.path, &self.file, named)?);
         }
         Ok(self)
+    }
+
+    /// The archives given to [`Archive::with_bases`] that are none of this archive's
+    /// bases (and so were not used).
+    pub fn unneeded_bases(&self) -> &[PathBuf] {
+        &self.unneeded
+    }
+
+    /// Fails, naming the file and the base, if the data of any of the entries
+    /// numbered `selected` (as in [`Archive::entries`]) lies in a base that is
+    /// missing or is not the one recorded. Files whose data lies in this archive or in
+    /// a base that is there need nothing more.
+    pub(crate) fn require_bases_of(&self, selected: &[usize]) -> Result<()> {
+        let Some(chain) = &self.chain else {
+            return Ok(());
+        };
+        let entries = self.index.entries();
+        for e in selected.iter().filter_map(|&i| entries.get(i)) {
+            let why = (e.location.and_then(|l| l.base)).and_then(|b| chain.why_missing(b));
+            if let Some(why) = why {
+                return Err(Error::Input {
+                    path: self.path.clone(),
+                    problem: format!(
+                        "incremental archive: the data of {} lies in a missing base: {why}",
+                        e.display_path()
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Fails, naming the archive, if a base that holds some of this archive's data is
@@ -360,6 +469,15 @@ impl Archive {
             .collect()
     }
 
+    /// Where each of [`Archive::bases`] was, relative to this archive's directory, when
+    /// this archive was packed (`../mon/srv.znippy`), where that is recorded. Only a
+    /// hint, as the name is: readers take a base only by its recorded identity.
+    pub fn base_relative_paths(&self) -> Vec<Option<String>> {
+        (self.index.bases.iter())
+            .map(|b| b.relative_path.clone())
+            .collect()
+    }
+
     /// Where this archive sits in its chain: 0 for a full archive, else one more than
     /// its bases' highest generation.
     pub fn generation(&self) -> u32 {
@@ -481,23 +599,24 @@ impl Archive {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
-        self.require_bases()?;
         let name = String::from_utf8_lossy(path).into_owned();
-        let mut entry = self
+        let (mut i, mut entry) = self
             .find(path)
-            .and_then(|i| self.data_entry(i))
+            .and_then(|i| Some((i, self.data_entry(i)?)))
             .ok_or_else(|| Error::Invalid(format!("{name}: not in {}", self.path.display())))?;
         // A hard link reads as the file it names (one level: links never chain).
         if entry.kind == EntryKind::Hardlink {
             let target = entry.link_target.clone().unwrap_or_default();
-            entry = self
+            (i, entry) = self
                 .find(&target)
-                .and_then(|i| self.data_entry(i))
-                .filter(|t| t.kind == EntryKind::File)
+                .and_then(|i| Some((i, self.data_entry(i)?)))
+                .filter(|(_, t)| t.kind == EntryKind::File)
                 .ok_or_else(|| {
                     Error::corrupt(&self.path, format!("{name}: hard link to a missing file"))
                 })?;
         }
+        // Only the base this file's data lies in is needed.
+        self.require_bases_of(&[i])?;
         if entry.kind != EntryKind::File {
             return Err(Error::Invalid(format!(
                 "{name}: is a {}, not a file",

@@ -2,20 +2,25 @@
 //! reading: one chunk table (its own chunks, then each base's), and its entries with
 //! their locations moved into that table.
 //!
-//! A base is found beside the archive under the name it had when the archive was
-//! packed, or among paths the caller names. It is taken only if the BLAKE3 of its
-//! manifest is the one recorded, which vouches for every chunk digest it holds, so
-//! its chunks are checked like the archive's own. A base that is missing or not the
-//! one recorded is remembered, with why: reading a file whose data lies there fails
-//! (the sentinel location holds no chunk), and [`super::Archive::require_bases`] says
-//! so up front, naming the archive.
+//! A base is found among the archives the caller names (`--base`), else where it was
+//! relative to the archive when the archive was packed, else beside the archive under
+//! the name it had then. Recorded locations are only hints, read from a file that may
+//! be hostile: only a bounded relative path is followed, only a regular file is opened
+//! (never a FIFO or a device, which could block), and the archive itself is never its
+//! own base. A base is taken only if the BLAKE3 of its manifest is the one recorded,
+//! which vouches for every chunk digest it holds, so its chunks are checked like the
+//! archive's own. A base that is missing or not the one recorded is remembered, with
+//! why: reading a file whose data lies there fails, naming it
+//! ([`super::Archive::require_bases`] and [`Chain::why_missing`]).
 
+use super::archive::{open_regular, read_index};
 use crate::error::{Error, Result};
 use crate::format::base::{Base, id_of};
 use crate::format::chunk::ChunkRecord;
 use crate::format::entry::{DataLocation, Entry};
 use crate::format::index::{self, Index};
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The joined view.
@@ -30,10 +35,58 @@ pub struct Chain {
     starts: Vec<std::result::Result<u64, String>>,
 }
 
+/// An archive opened as a possible base: its index, its file, its path, and its device
+/// and inode.
+pub struct Opened {
+    index: Index,
+    file: File,
+    path: PathBuf,
+    inode: (u64, u64),
+}
+
+impl Opened {
+    /// Opens the archive at `path` and reads its index: it must be a regular file, and
+    /// an archive.
+    pub fn open(path: &Path) -> Result<Opened> {
+        let file = open_regular(path)?;
+        let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
+        let (_, index) = read_index(&file, path)?;
+        Ok(Opened {
+            index,
+            file,
+            path: path.to_path_buf(),
+            inode: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// The BLAKE3 of its manifest: its identity.
+    pub fn manifest_digest(&self) -> &[u8; 32] {
+        &self.index.manifest_digest
+    }
+
+    /// Its path, as named.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What the archive being joined is: never taken as its own base.
+struct Itself {
+    inode: Option<(u64, u64)>,
+    manifest_digest: [u8; 32],
+}
+
+impl Itself {
+    fn is(&self, o: &Opened) -> bool {
+        self.inode == Some(o.inode) || self.manifest_digest == o.index.manifest_digest
+    }
+}
+
 impl Chain {
     /// Joins `index` (of the archive at `path`, open as `file`) with its bases, found
-    /// among `candidates` or beside `path`.
-    pub fn join(index: &Index, path: &Path, file: &File, candidates: &[PathBuf]) -> Result<Chain> {
+    /// among `named` (the archives the caller named, each used once) or where the
+    /// bases table says they were.
+    pub fn join(index: &Index, path: &Path, file: &File, mut named: Vec<Opened>) -> Result<Chain> {
         let own = file.try_clone().map_err(|e| Error::io(path, "dup", e))?;
         let mut chain = Chain {
             entries: Vec::new(),
@@ -41,48 +94,43 @@ impl Chain {
             sources: vec![(0, own, path.to_path_buf())],
             starts: Vec::new(),
         };
-        // Each named archive is read once, whichever base it turns out to be.
-        let mut named: Vec<Opened> = candidates.iter().filter_map(|c| read(c)?.ok()).collect();
+        let itself = Itself {
+            inode: file.metadata().ok().map(|m| (m.dev(), m.ino())),
+            manifest_digest: index.manifest_digest,
+        };
+        let advice = match named.len() {
+            0 => "name it with --base".to_string(),
+            n => format!("it is none of the {n} archive(s) named with --base"),
+        };
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         for (b, base) in index.bases.iter().enumerate() {
-            // A recorded name is a plain file name: anything else is looked for nowhere.
-            let plain = !base.name.is_empty()
-                && !base.name.contains('/')
-                && base.name != "."
-                && base.name != "..";
-            let beside = if plain {
-                dir.join(&base.name)
-            } else {
-                PathBuf::new()
-            };
             let found = match named
                 .iter()
-                .position(|o| o.0.manifest_digest == base.manifest_digest)
+                .position(|o| o.index.manifest_digest == base.manifest_digest && !itself.is(o))
             {
-                Some(k) => Some(Ok(named.swap_remove(k))),
-                // Beside the archive, it must be the one recorded.
-                None => read(&beside).map(|r| r.and_then(|o| recorded(o, base))),
+                Some(k) => Ok(named.swap_remove(k)),
+                None => look_for(base, dir, &itself).map_err(|tried| {
+                    format!(
+                        "{} (id {}) is needed: {tried}; {advice}",
+                        base.name,
+                        id_of(&base.manifest_digest)
+                    )
+                }),
             };
             let start = match found {
-                Some(Ok((base_index, file, at))) => {
+                Ok(o) => {
                     let start = chain.chunks.len() as u64;
                     let b16 = u16::try_from(b).unwrap_or(u16::MAX);
-                    index::check_based(index, b16, &base_index.chunks)
+                    index::check_based(index, b16, &o.index.chunks)
                         .map_err(|p| Error::corrupt(path, p))?;
-                    chain.chunks.extend(base_index.chunks.iter().cloned());
-                    chain.sources.push((start, file, at));
+                    chain.chunks.extend(o.index.chunks.iter().cloned());
+                    chain.sources.push((start, o.file, o.path));
                     Ok(start)
                 }
-                Some(Err(why)) => Err(why),
-                None => Err(format!(
-                    "{} (id {}) is needed: not found beside {}; name it with --base",
-                    base.name,
-                    id_of(&base.manifest_digest),
-                    path.display()
-                )),
+                Err(why) => Err(why),
             };
             chain.starts.push(start);
         }
@@ -127,35 +175,128 @@ impl Chain {
             .iter()
             .filter_map(|s| s.as_ref().err().map(String::as_str))
     }
-}
 
-/// An archive's index, its file and its path.
-type Opened = (Index, File, PathBuf);
-
-/// The archive at `path`, if there is a file there; an error if it is not an archive.
-fn read(path: &Path) -> Option<std::result::Result<Opened, String>> {
-    let file = File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    let read = index::read(len, |offset, n| {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; n];
-        file.read_exact_at(&mut buf, offset).map(|()| buf)
-    });
-    Some(match read {
-        Ok(i) => Ok((i, file, path.to_path_buf())),
-        Err(problem) => Err(format!("{}: {problem}", path.display())),
-    })
-}
-
-/// `opened` if it is the archive `base` records; else why not.
-fn recorded(opened: Opened, base: &Base) -> std::result::Result<Opened, String> {
-    if opened.0.manifest_digest == base.manifest_digest {
-        return Ok(opened);
+    /// Why base `b` is missing; `None` when it is there (or there is no such base).
+    pub fn why_missing(&self, b: u16) -> Option<&str> {
+        match self.starts.get(usize::from(b)) {
+            Some(Err(why)) => Some(why),
+            _ => None,
+        }
     }
-    Err(format!(
-        "{} is not the archive recorded as a base (id {}, expected {})",
-        opened.2.display(),
-        id_of(&opened.0.manifest_digest),
-        id_of(&base.manifest_digest)
-    ))
+}
+
+/// `base`, where the bases table says it was, relative to `dir` (the archive's
+/// directory), else beside the archive; if it is in neither place, what was found
+/// there.
+fn look_for(base: &Base, dir: &Path, itself: &Itself) -> std::result::Result<Opened, String> {
+    let mut tried = Vec::new();
+    for at in hints(base, dir) {
+        match Opened::open(&at) {
+            Ok(o) if itself.is(&o) => {
+                tried.push(format!("{} is this archive itself", at.display()));
+            }
+            Ok(o) if o.index.manifest_digest == base.manifest_digest => return Ok(o),
+            Ok(o) => tried.push(format!(
+                "{} is not the archive recorded as a base (id {}, expected {})",
+                at.display(),
+                id_of(&o.index.manifest_digest),
+                id_of(&base.manifest_digest)
+            )),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                tried.push(format!("not found at {}", at.display()));
+            }
+            Err(e) => tried.push(e.to_string()),
+        }
+    }
+    if tried.is_empty() {
+        tried.push("no usable location is recorded".into());
+    }
+    Err(tried.join(", "))
+}
+
+/// Where to look for `base`, in order: its recorded relative path (if it is one that
+/// may be followed) and its recorded name (if a plain file name), from `dir`.
+fn hints(base: &Base, dir: &Path) -> Vec<PathBuf> {
+    let mut at = Vec::new();
+    if let Some(rel) = base.followable_relative_path() {
+        at.push(dir.join(rel));
+    }
+    if let Some(name) = base.plain_name()
+        && !at.contains(&dir.join(name))
+    {
+        at.push(dir.join(name));
+    }
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relative_path_is_looked_at_first_and_each_place_once() {
+        let base = Base {
+            manifest_digest: [0; 32],
+            name: "srv.znippy".into(),
+            chunks: 0,
+            generation: 0,
+            relative_path: Some("../mon/srv.znippy".into()),
+        };
+        let dir = Path::new("tue");
+        assert_eq!(
+            hints(&base, dir),
+            [dir.join("../mon/srv.znippy"), dir.join("srv.znippy")]
+        );
+        let beside = Base {
+            relative_path: Some("srv.znippy".into()),
+            ..base.clone()
+        };
+        assert_eq!(hints(&beside, dir), [dir.join("srv.znippy")]);
+        let hostile = Base {
+            name: "../x".into(),
+            relative_path: Some("/dev/zero".into()),
+            ..base
+        };
+        assert!(hints(&hostile, dir).is_empty());
+    }
+
+    #[test]
+    fn hostile_hints_are_refused_without_blocking() {
+        let tmp = std::env::temp_dir().join(format!("znippy-chain-hints-{}", std::process::id()));
+        let day = tmp.join("day");
+        std::fs::create_dir_all(&day).unwrap();
+        let fifo = std::ffi::CString::new(tmp.join("fifo").into_os_string().into_encoded_bytes());
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.unwrap().as_ptr(), 0o600) }, 0);
+        std::fs::create_dir(tmp.join("dir")).unwrap();
+        let itself = Itself {
+            inode: None,
+            manifest_digest: [1; 32],
+        };
+        let depth = day.components().count();
+        for (rel, name, why) in [
+            ("../fifo", "x", "it is a FIFO"),
+            ("../dir", "x", "it is a directory"),
+            (
+                &format!("{}dev/null", "../".repeat(depth)),
+                "x",
+                "it is a character device",
+            ),
+            ("/dev/null", "../x", "no usable location is recorded"),
+            ("../missing", "x", "not found at"),
+        ] {
+            let base = Base {
+                manifest_digest: [2; 32],
+                name: name.into(),
+                chunks: 0,
+                generation: 0,
+                relative_path: Some(rel.into()),
+            };
+            let Err(tried) = look_for(&base, &day, &itself) else {
+                panic!("{rel}: taken");
+            };
+            assert!(tried.contains(why), "{rel}: {tried}");
+        }
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 }

@@ -201,12 +201,15 @@ impl Archive {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn unpack(&self, dest: &Path, opts: &UnpackOptions) -> Result<UnpackReport> {
+        // The whole archive needs every base.
+        self.require_bases()?;
         let all: Vec<usize> = (0..self.data_entries().len()).collect();
         self.unpack_selected(&all, dest, opts)
     }
 
     /// Unpacks the entries named by `paths` into `dest`; a directory brings everything
-    /// under it. Every path must be in the archive.
+    /// under it. Every path must be in the archive. Of an incremental archive's bases,
+    /// only those holding data of the selected files are needed.
     ///
     /// ```
     /// use znippy_uring::{Archive, UnpackOptions};
@@ -271,7 +274,7 @@ impl Archive {
         opts: &UnpackOptions,
     ) -> Result<UnpackReport> {
         let (started, mut prepare) = (std::time::Instant::now(), Clock::start());
-        self.require_bases()?;
+        self.require_bases_of(selected)?;
         self.check_selected(selected)?;
         let root = Beneath::open(dest).map_err(|e| Error::io(dest, "open target directory", e))?;
         let entries = self.data_entries();
