@@ -233,6 +233,8 @@ fn kind(m: &Metadata) -> &'static str {
         "a regular file"
     } else if t.is_fifo() {
         "a FIFO"
+    } else if t.is_symlink() {
+        "a symbolic link"
     } else if t.is_socket() {
         "a socket"
     } else if t.is_char_device() {
