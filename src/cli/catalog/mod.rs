@@ -352,7 +352,7 @@ fn catalogue(i: usize, path: &Path, shared: &Shared) -> Result<Done> {
     export::write(&batch, Format::Parquet, &mut encoded, &file)?;
     let (tmp, mut f) = Temporary::create(&target, &id)?;
     f.write_all(&encoded)
-        .with_context(|| format!("{}: write", tmp.path().display()))?;
+        .with_context(|| format!("{}: write", file.display()))?;
     drop(f);
     // One rename at a time, so that the file ends with the rows of the earliest
     // argument, however the threads ran.

@@ -55,14 +55,14 @@ impl Temporary {
                 }
                 // Left by a killed process that had our number: take the next one.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e).with_context(|| format!("{}: create", path.display())),
+                Err(e) => {
+                    let target = dir.join(format!("{id}.parquet"));
+                    return Err(e).with_context(|| {
+                        format!("{}: create its temporary file", target.display())
+                    });
+                }
             }
         }
-    }
-
-    /// The temporary file's path (for messages).
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Renames the file to `target`, replacing what is there.
