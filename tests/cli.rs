@@ -89,6 +89,27 @@ fn every_json_report_follows_the_documented_schema() {
         (report["archives"].as_u64(), report["rows"].clone()),
         (Some(1), info["entries"].clone())
     );
+    // With a duplicate and a failure (exit status 1, the report still printed).
+    let missing = s.path("missing.znippy");
+    let args = [
+        os("catalog"),
+        a,
+        a,
+        missing.as_os_str(),
+        os("-o"),
+        dir.as_os_str(),
+    ];
+    let catalog = run(&[&args[..], &[os("--json")]].concat());
+    assert_eq!(catalog.status.code(), Some(1));
+    let report = json_of(&catalog.stdout);
+    check(&report);
+    assert_eq!(
+        (
+            report["duplicates"].as_array().map(Vec::len),
+            report["failed"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(1))
+    );
 
     // mount: its report comes once it is unmounted (where /dev/fuse can be used).
     if Path::new("/dev/fuse").exists() && is_root() {
