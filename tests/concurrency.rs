@@ -1,0 +1,94 @@
+//! Two runs at once: packs racing to the same target, and an incremental pack while
+//! another pack replaces an unrelated archive beside its base. Whatever the order,
+//! each run succeeds or fails by name, the target holds one whole archive, and no
+//! temporary file is left behind.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::process::Command;
+
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("tmp-znippy"))
+        .collect()
+}
+
+#[test]
+fn packs_racing_to_one_target_leave_one_whole_archive() {
+    let s = Scratch::new("race-target");
+    let (a, b) = (s.path("a"), s.path("b"));
+    awkward_tree(&a, 64 << 10);
+    small_files(&b, 300);
+    let target = s.path("out.znippy");
+    for round in 0..8 {
+        let spawn = |src: &std::path::Path, threads: &str| {
+            Command::new(bin())
+                .args([os("pack"), src.as_os_str(), os("-o"), target.as_os_str()])
+                .args(["--threads", threads, "--chunk-size", "64K", "-q"])
+                .spawn()
+                .unwrap()
+        };
+        let (mut x, mut y) = (spawn(&a, "8"), spawn(&b, "1"));
+        assert!(x.wait().unwrap().success(), "round {round}");
+        assert!(y.wait().unwrap().success(), "round {round}");
+        ok(&[os("verify"), target.as_os_str(), os("-q")]);
+        // It is one of the two trees, whole.
+        let listed = String::from_utf8(ok(&[os("list"), target.as_os_str()]).stdout).unwrap();
+        let from_a = listed.contains("sizes/many.txt");
+        let from_b = listed.lines().count() >= 300 && !from_a;
+        assert!(from_a ^ from_b, "round {round}: {listed}");
+        assert!(leftovers(&s.0).is_empty(), "{:?}", leftovers(&s.0));
+    }
+}
+
+#[test]
+fn an_incremental_pack_beside_a_racing_full_pack_keeps_its_chain() {
+    let s = Scratch::new("race-chain");
+    let src = s.path("src");
+    awkward_tree(&src, 64 << 10);
+    let (g0, g1, other) = (
+        s.path("g0.znippy"),
+        s.path("g1.znippy"),
+        s.path("other.znippy"),
+    );
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        g0.as_os_str(),
+        os("-q"),
+    ]);
+    for round in 0..6 {
+        write(&src, "changing.txt", format!("round {round}\n").as_bytes());
+        let mut full = Command::new(bin())
+            .args([
+                os("pack"),
+                src.as_os_str(),
+                os("-o"),
+                other.as_os_str(),
+                os("-q"),
+            ])
+            .spawn()
+            .unwrap();
+        ok(&[
+            os("pack"),
+            src.as_os_str(),
+            os("-o"),
+            g1.as_os_str(),
+            os("--since"),
+            g0.as_os_str(),
+            os("-q"),
+        ]);
+        assert!(full.wait().unwrap().success());
+        for a in [&g0, &g1, &other] {
+            ok(&[os("verify"), a.as_os_str(), os("-q")]);
+        }
+        let got = ok(&[os("cat"), g1.as_os_str(), os("changing.txt")]).stdout;
+        assert_eq!(got, format!("round {round}\n").as_bytes());
+    }
+    assert!(leftovers(&s.0).is_empty());
+}
