@@ -17,6 +17,7 @@ mod segmenter;
 mod since;
 mod writer;
 
+pub(crate) use budget::size_text;
 pub use budget::{Budget, DEFAULT_MEMORY};
 pub use ingest::{Ingest, IngestEntry};
 pub use interrupt::remove_temporaries_on_signal;

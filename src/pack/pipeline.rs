@@ -188,9 +188,9 @@ fn log_plan(cfg: &Config) {
     let (threads, slots) = (budget.compressors, budget.slots);
     if threads < cfg.threads {
         log::info!(
-            "pack: --memory {} MiB runs {threads} compressors, not {}: each needs {} MiB \
+            "pack: --memory {} runs {threads} compressors, not {}: each needs {} MiB \
              ({} slots of {} KiB and {} KiB of zstd buffers); raise --memory for more",
-            cfg.memory >> 20,
+            super::budget::size_text(cfg.memory as u64),
             cfg.threads,
             (budget.bytes() / threads.max(1)).div_ceil(1 << 20),
             slots,
@@ -199,14 +199,14 @@ fn log_plan(cfg: &Config) {
         );
     }
     log::info!(
-        "pack: {threads} compressors (pinned), {slots} slots of {} KiB each, {}, {} MiB of {} MiB budget",
+        "pack: {threads} compressors (pinned), {slots} slots of {} KiB each, {}, {} MiB of {} budget",
         cfg.chunk_size >> 10,
         cfg.level
             .map_or("stored (no zstd)".to_string(), |l| format!(
                 "zstd level {l}"
             )),
         budget.bytes() >> 20,
-        cfg.memory >> 20
+        super::budget::size_text(cfg.memory as u64)
     );
 }
 

@@ -138,8 +138,8 @@ fn threads_within(
     let run = threads.clamp(1, fit.max(1));
     if run < threads {
         log::info!(
-            "unpack: --memory {} MiB runs {run} threads, not {threads}: each holds up to {} MiB",
-            memory >> 20,
+            "unpack: --memory {} runs {run} threads, not {threads}: each holds up to {} MiB",
+            crate::pack::size_text(memory as u64),
             per_thread.div_ceil(1 << 20)
         );
     }
