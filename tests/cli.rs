@@ -310,3 +310,20 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     }
     assert!(man.contains("on\\-change"), "man page lacks --on-change");
 }
+
+#[test]
+fn list_escapes_control_bytes_in_names_on_a_terminal_only() {
+    let s = Scratch::new("cli-list-escape");
+    let src = s.path("src");
+    write(&src, "red\x1b[31mname", b"1");
+    let a = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), a.as_os_str()]);
+    let Some(shown) = on_a_terminal(&["list", &a.display().to_string()]) else {
+        eprintln!("SKIPPED: no `script` to make a terminal");
+        return;
+    };
+    assert!(shown.contains("red\\x1b[31mname"), "{shown:?}");
+    assert!(!shown.contains('\x1b'), "{shown:?}");
+    let piped = ok(&[os("list"), a.as_os_str()]).stdout;
+    assert_eq!(piped, b"red\x1b[31mname\n");
+}
