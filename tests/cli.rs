@@ -327,3 +327,29 @@ fn list_escapes_control_bytes_in_names_on_a_terminal_only() {
     let piped = ok(&[os("list"), a.as_os_str()]).stdout;
     assert_eq!(piped, b"red\x1b[31mname\n");
 }
+
+#[test]
+fn pack_help_and_readme_say_the_same_about_on_change_and_on_unreadable() {
+    let help = String::from_utf8(ok(&[os("pack"), os("--help")]).stdout).unwrap();
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    // retry gives up after 3 reads: both say so, and neither promises to go on until
+    // a read sees the file unchanged.
+    for text in [&help, &readme] {
+        assert!(
+            text.contains("up to 3 times, until a read sees it unchanged"),
+            "{text}"
+        );
+        assert!(text.contains("if all 3 see it change"), "{text}");
+        assert!(
+            !text.contains("again until a read sees it unchanged"),
+            "{text}"
+        );
+    }
+    assert!(help.contains("--on-unreadable") && help.contains("exit with status 3"));
+    assert!(readme.contains("| 3 | `pack`: the archive was written, but without entries"));
+}

@@ -58,6 +58,8 @@ pub struct Config {
     pub root: Option<Arc<Root>>,
     /// What to do with files that change while being read.
     pub on_change: super::OnChange,
+    /// What to do with files that cannot be read.
+    pub on_unreadable: super::OnUnreadable,
     /// Counters of bytes written.
     pub progress: Option<Arc<crate::Progress>>,
 }
@@ -233,6 +235,7 @@ fn spawn_compressors(
             level: cfg.level,
             root: cfg.root.clone(),
             on_change: cfg.on_change,
+            on_unreadable: cfg.on_unreadable,
             changes: changes.clone(),
         };
         let (plans, sealed, abort) = (plan_rx.clone(), sealed_tx.clone(), abort.clone());
