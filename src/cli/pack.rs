@@ -182,7 +182,11 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
             status: super::SKIPPED_STATUS,
             message: format!(
                 "{}: written without {skipped} entr{} that could not be read (named above)",
-                args.output.display(),
+                if to_stdout {
+                    "the archive on standard output".into()
+                } else {
+                    args.output.display().to_string()
+                },
                 if skipped == 1 { "y" } else { "ies" }
             ),
         }
