@@ -3,7 +3,8 @@
 //! prints the error that ends a failed command.
 //!
 //! Exit status: 0 success; 1 failure (the one-line message names the file and the
-//! problem; for `verify`, damage was found); 2 invalid command line.
+//! problem; for `verify`, damage was found); 2 invalid command line; 3 `pack` wrote
+//! the archive without entries it could not read (each named in a warning).
 
 mod cli;
 
@@ -38,6 +39,13 @@ fn main() -> ExitCode {
     let out = cli.global.output();
     match cli::run(cli.command, &out) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<cli::Incomplete>() => {
+            eprintln!("znippy-uring: warning: {}", message(&e));
+            match e.downcast::<cli::Incomplete>() {
+                Ok(incomplete) => ExitCode::from(incomplete.status),
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
         Err(e) => {
             eprintln!("znippy-uring: error: {}", message(&e));
             ExitCode::FAILURE

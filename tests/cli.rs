@@ -331,3 +331,46 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     }
     assert!(man.contains("on\\-change"), "man page lacks --on-change");
 }
+
+#[test]
+fn list_escapes_control_bytes_in_names_on_a_terminal_only() {
+    let s = Scratch::new("cli-list-escape");
+    let src = s.path("src");
+    write(&src, "red\x1b[31mname", b"1");
+    let a = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), a.as_os_str()]);
+    let Some(shown) = on_a_terminal(&["list", &a.display().to_string()]) else {
+        eprintln!("SKIPPED: no `script` to make a terminal");
+        return;
+    };
+    assert!(shown.contains("red\\x1b[31mname"), "{shown:?}");
+    assert!(!shown.contains('\x1b'), "{shown:?}");
+    let piped = ok(&[os("list"), a.as_os_str()]).stdout;
+    assert_eq!(piped, b"red\x1b[31mname\n");
+}
+
+#[test]
+fn pack_help_and_readme_say_the_same_about_on_change_and_on_unreadable() {
+    let help = String::from_utf8(ok(&[os("pack"), os("--help")]).stdout).unwrap();
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    // retry gives up after 3 reads: both say so, and neither promises to go on until
+    // a read sees the file unchanged.
+    for text in [&help, &readme] {
+        assert!(
+            text.contains("up to 3 times, until a read sees it unchanged"),
+            "{text}"
+        );
+        assert!(text.contains("if all 3 see it change"), "{text}");
+        assert!(
+            !text.contains("again until a read sees it unchanged"),
+            "{text}"
+        );
+    }
+    assert!(help.contains("--on-unreadable") && help.contains("exit with status 3"));
+    assert!(readme.contains("| 3 | `pack`: the archive was written, but without entries"));
+}

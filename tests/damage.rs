@@ -202,7 +202,8 @@ fn failed_pack_leaves_no_archive_and_no_temporary_file() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("missing"));
     assert!(!out.exists());
 
-    // An unreadable input file: an error naming it, and no archive.
+    // An unreadable input file, with --on-unreadable fail: an error naming it, and no
+    // archive.
     let src = s.path("src");
     write(&src, "fine.txt", b"fine");
     write(&src, "secret.txt", b"secret");
@@ -213,7 +214,7 @@ fn failed_pack_leaves_no_archive_and_no_temporary_file() {
     .unwrap();
     fs::set_permissions(&s.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let cmd = format!(
-        "{} pack {} -o {}",
+        "{} pack {} -o {} --on-unreadable fail",
         bin().display(),
         src.display(),
         out.display()

@@ -164,6 +164,8 @@ fn an_io_error_in_the_middle_of_a_pack_fails_it_cleanly_on_both_backends() {
                     out.as_os_str(),
                     os("--io"),
                     os(io),
+                    os("--on-unreadable"),
+                    os("fail"),
                 ])
                 .output()
                 .unwrap();
@@ -393,4 +395,216 @@ fn paths_near_path_max_round_trip_and_deeper_ones_fail_cleanly() {
     assert_eq!(err.lines().count(), 1, "{err}");
     // Clean up what std cannot delete by absolute path.
     let _ = Command::new("rm").arg("-rf").arg(&src).status();
+}
+
+/// Runs the binary with `args` as a user that cannot read files of mode 0 and
+/// directories of mode 0 (root can): as `nobody` when the tests run as root.
+fn as_reader_without_rights(args: &[&str]) -> std::process::Output {
+    if is_root() {
+        let cmd = std::iter::once(bin().display().to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        as_nobody(&cmd)
+    } else {
+        Command::new(bin()).args(args).output().unwrap()
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn unreadable_files_and_directories_are_left_out_named_with_exit_status_3_or_fail_the_pack() {
+    let s = Scratch::new("unreadable");
+    chmod(&s.0, 0o777);
+    let src = s.path("src");
+    write(&src, "fine.txt", b"fine");
+    write(&src, "secret.txt", b"secret");
+    // Several chunks of 64 KiB, and a second name: each is left out, named once.
+    write(&src, "big-secret.bin", &bytes(7, 300_000, false));
+    fs::hard_link(src.join("big-secret.bin"), src.join("zz-link")).unwrap();
+    write(&src, "private/inner.txt", b"inner");
+    write(&src, "noexec/f.txt", b"listed but not stat-able");
+    write(&src, "open/g.txt", b"readable");
+    for p in ["secret.txt", "big-secret.bin"] {
+        chmod(&src.join(p), 0o000);
+    }
+    chmod(&src.join("private"), 0o000);
+    chmod(&src.join("noexec"), 0o644);
+    let out = s.path("a.znippy");
+    let (srcs, outs) = (src.display().to_string(), out.display().to_string());
+    let pack = |extra: &[&str]| {
+        let mut args = vec!["pack", &srcs, "-o", &outs, "--chunk-size", "64K"];
+        args.extend_from_slice(extra);
+        as_reader_without_rights(&args)
+    };
+
+    // fail: no archive, the first unreadable entry named.
+    let failed = pack(&["--on-unreadable", "fail"]);
+    let err = String::from_utf8_lossy(&failed.stderr).into_owned();
+    assert_eq!(failed.status.code(), Some(1), "{err}");
+    assert!(err.contains("ermission denied"), "{err}");
+    assert!(!out.exists());
+
+    // warn (the default): the archive without them, each named once, exit status 3.
+    let kept = pack(&["--json"]);
+    let err = String::from_utf8_lossy(&kept.stderr).into_owned();
+    assert_eq!(kept.status.code(), Some(3), "{err}");
+    let at = |rel: &str| src.join(rel).display().to_string();
+    for (rel, problem) in [
+        ("secret.txt", "cannot open: Permission denied"),
+        ("big-secret.bin", "cannot open: Permission denied"),
+        ("zz-link", "hard link to"),
+        ("private", "cannot read directory: Permission denied"),
+        ("noexec/f.txt", "cannot stat: Permission denied"),
+    ] {
+        let line = format!("warning: {}: {problem}", at(rel));
+        assert_eq!(err.matches(&line).count(), 1, "{line}\n{err}");
+    }
+    assert!(
+        err.contains("written without 5 entries that could not be read"),
+        "{err}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&kept.stdout).unwrap();
+    let skipped = report["skipped"].as_array().unwrap();
+    let paths: Vec<&str> = skipped
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    let mut expected = [
+        at("big-secret.bin"),
+        at("noexec/f.txt"),
+        at("private"),
+        at("secret.txt"),
+        at("zz-link"),
+    ];
+    expected.sort();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "{report}");
+    assert!(skipped.iter().all(|s| s["problem"].is_string()));
+
+    let a = znippy_uring::Archive::open(&out).unwrap();
+    assert!(a.verify(1).unwrap().is_ok());
+    let names: Vec<String> = (a.entries().iter())
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
+    // A directory that cannot be listed is archived, empty; the rest is left out.
+    assert_eq!(
+        names,
+        ["fine.txt", "noexec", "open", "open/g.txt", "private"],
+        "{names:?}"
+    );
+    let mut fine = Vec::new();
+    a.read_file(b"open/g.txt", &mut fine).unwrap();
+    assert_eq!(fine, b"readable");
+
+    // A list names the entries it wants: the same rules.
+    let list = s.path("list");
+    fs::write(&list, b"fine.txt\0secret.txt\0noexec/f.txt\0").unwrap();
+    chmod(&list, 0o644);
+    let listed = pack(&["--from-list", &list.display().to_string()]);
+    let err = String::from_utf8_lossy(&listed.stderr).into_owned();
+    assert_eq!(listed.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("{}: cannot open", at("secret.txt"))),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{}: cannot stat", at("noexec/f.txt"))),
+        "{err}"
+    );
+    let names: Vec<Vec<u8>> = (znippy_uring::Archive::open(&out).unwrap().entries().iter())
+        .map(|e| e.path.clone())
+        .collect();
+    assert_eq!(names, [b"fine.txt".to_vec()]);
+    chmod(&src.join("private"), 0o755);
+    chmod(&src.join("noexec"), 0o755);
+}
+
+#[test]
+fn a_file_that_fails_to_read_is_left_out_and_named_on_both_backends() {
+    let s = Scratch::new("eio-read");
+    let src = s.path("src");
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        write(&src, name, name.as_bytes());
+    }
+    let out = s.path("a.znippy");
+    for io in ["uring", "portable"] {
+        // The second read of the one compressor fails with EIO; the archive is fine.
+        let r = Command::new(bin())
+            .env("ZNIPPY_IO_FAULT", "eio-read-after:2")
+            .args([os("pack"), src.as_os_str(), os("-o"), out.as_os_str()])
+            .args(["--io", io, "--threads", "1"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&r.stderr).into_owned();
+        assert_eq!(r.status.code(), Some(3), "{io}: {err}");
+        let failed: Vec<&str> = ["a.txt", "b.txt", "c.txt"]
+            .into_iter()
+            .filter(|n| err.contains(&format!("{n}: cannot read: Input/output error")))
+            .collect();
+        assert_eq!(failed.len(), 1, "{io}: {err}");
+        let a = znippy_uring::Archive::open(&out).unwrap();
+        assert!(a.verify(1).unwrap().is_ok());
+        assert_eq!(a.entries().len(), 2, "{io}");
+        for e in a.entries() {
+            let mut data = Vec::new();
+            a.read_file(&e.path, &mut data).unwrap();
+            assert_eq!(data, e.path, "{io}");
+            assert_ne!(e.path, failed[0].as_bytes(), "{io}");
+        }
+    }
+}
+
+#[test]
+fn a_changing_file_of_many_chunks_is_warned_about_once() {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = Scratch::new("changing-once");
+    let src = s.path("src");
+    write(&src, "a-slow.txt", &bytes(6, 1_000_000, true));
+    // 16 chunks of 64 KiB, growing from before the walk on.
+    write(&src, "z-growing.log", &bytes(7, 1 << 20, true));
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (stop, log) = (stop.clone(), src.join("z-growing.log"));
+        std::thread::spawn(move || {
+            let mut f = fs::OpenOptions::new().append(true).open(log).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(b"more\n").unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let out = s.path("a.znippy");
+    let r = run(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--chunk-size"),
+        os("64K"),
+        os("--level"),
+        os("19"),
+        os("--threads"),
+        os("1"),
+        os("--on-change"),
+        os("warn"),
+    ]);
+    stop.store(true, Ordering::Relaxed);
+    appender.join().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert!(r.status.success(), "{err}");
+    assert_eq!(
+        err.matches("z-growing.log: changed while being packed")
+            .count(),
+        1,
+        "{err}"
+    );
+    let a = znippy_uring::Archive::open(&out).unwrap();
+    assert!(a.verify(1).unwrap().is_ok());
 }

@@ -197,3 +197,78 @@ fn hard_links_to_paths_outside_the_target_are_refused() {
     assert!(matches!(err, Error::UnsafePath { .. }), "{err}");
     assert!(!dest.join("innocent").exists() && !dest.join("evil").exists());
 }
+
+#[test]
+fn hard_links_that_do_not_name_a_file_of_the_archive_are_refused_before_anything_is_written() {
+    let s = Scratch::new("hardlink-targets");
+    let cases: [(&[u8], Vec<Entry>, &str); 6] = [
+        (
+            b"missing",
+            vec![entry(b"missing", EntryKind::Hardlink, Some(b"nowhere"))],
+            "a file not in the archive",
+        ),
+        (
+            b"l2",
+            vec![
+                entry(b"f", EntryKind::File, None),
+                entry(b"l1", EntryKind::Hardlink, Some(b"f")),
+                entry(b"l2", EntryKind::Hardlink, Some(b"l1")),
+            ],
+            "another hard link",
+        ),
+        (
+            b"self",
+            vec![entry(b"self", EntryKind::Hardlink, Some(b"self"))],
+            "itself",
+        ),
+        (
+            b"to-dir",
+            vec![
+                entry(b"d", EntryKind::Dir, None),
+                entry(b"to-dir", EntryKind::Hardlink, Some(b"d")),
+            ],
+            "a dir",
+        ),
+        (
+            b"to-symlink",
+            vec![
+                entry(b"s", EntryKind::Symlink, Some(b"innocent")),
+                entry(b"to-symlink", EntryKind::Hardlink, Some(b"s")),
+            ],
+            "a symlink",
+        ),
+        (
+            b"to-fifo",
+            vec![
+                entry(b"p", EntryKind::Fifo, None),
+                entry(b"to-fifo", EntryKind::Hardlink, Some(b"p")),
+            ],
+            "a fifo",
+        ),
+    ];
+    for (n, (bad, mut entries, why)) in cases.into_iter().enumerate() {
+        // A file that would be written first if the links were checked late.
+        entries.insert(0, entry(b"innocent", EntryKind::File, None));
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let a = s.path(&format!("h{n}.znippy"));
+        craft(&a, &entries);
+        let archive = Archive::open(&a).unwrap();
+        let dest = s.path(&format!("dest{n}"));
+        let err = archive
+            .unpack(&dest, &UnpackOptions::default())
+            .unwrap_err();
+        let text = err.to_string();
+        let name = String::from_utf8_lossy(bad);
+        assert!(matches!(err, Error::Corrupt { .. }), "{text}");
+        assert!(text.contains(&format!("hard link {name} names")), "{text}");
+        assert!(text.contains(why), "{text}");
+        assert!(
+            !dest.join("innocent").exists(),
+            "{name}: written before the check"
+        );
+        // Extracting the link alone is refused the same way.
+        let err = archive.extract(&[bad], &dest, &UnpackOptions::default());
+        let text = err.unwrap_err().to_string();
+        assert!(text.contains(&format!("hard link {name} names")), "{text}");
+    }
+}

@@ -426,3 +426,38 @@ fn read_commands_take_the_archive_from_standard_input() {
         "{err}"
     );
 }
+
+#[test]
+fn list_null_ends_each_name_with_a_nul_so_names_with_newlines_survive() {
+    let s = Scratch::new("list-null");
+    let src = s.path("src");
+    write(&src, "line\nbreak.txt", b"1");
+    write(&src, "plain.txt", b"2");
+    fs::create_dir_all(src.join("dir\nnamed")).unwrap();
+    let a = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), a.as_os_str()]);
+    let names = |out: &[u8]| -> Vec<Vec<u8>> {
+        assert_eq!(out.last(), Some(&0), "{}", String::from_utf8_lossy(out));
+        out.split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let plain = ok(&[os("list"), os("-0"), a.as_os_str()]).stdout;
+    assert_eq!(
+        names(&plain),
+        [
+            b"dir\nnamed".to_vec(),
+            b"line\nbreak.txt".to_vec(),
+            b"plain.txt".to_vec()
+        ]
+    );
+    let long = ok(&[os("list"), os("--null"), os("-l"), a.as_os_str()]).stdout;
+    let records = names(&long);
+    assert_eq!(records.len(), 3);
+    assert!(records[1].ends_with(b" line\nbreak.txt"), "{records:?}");
+    assert!(records[0].starts_with(b"d"), "{records:?}");
+    // Without -0, and not to a terminal: one name a line, as they are.
+    let lines = ok(&[os("list"), a.as_os_str()]).stdout;
+    assert_eq!(lines, b"dir\nnamed\nline\nbreak.txt\nplain.txt\n");
+}

@@ -1,10 +1,13 @@
 //! `znippy-uring list`: the entries' paths, or `ls -l` style with `-l`, or with
 //! `--json` the entries themselves, one JSON object a line (as `index --format json`).
+//! Each line ends with a newline, or with `-0` a NUL; on a terminal, control bytes in
+//! names are shown escaped.
 
 use super::Output;
 use super::stdio::{open_archive, to_stdout};
 use anyhow::Result;
-use std::io::Write;
+use std::borrow::Cow;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use znippy_uring::export::{self, Format, Table};
 use znippy_uring::{Entry, EntryKind};
@@ -16,6 +19,10 @@ pub struct Args {
     /// Long format: mode, size, mtime, path.
     #[arg(short = 'l', long)]
     long: bool,
+    /// End each entry with a NUL instead of a newline, for `xargs -0` and names that
+    /// hold newlines (names are then never escaped).
+    #[arg(short = '0', long = "null")]
+    null: bool,
 }
 
 pub fn run(args: Args, out: &Output) -> Result<()> {
@@ -24,12 +31,16 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         let stdout = "<stdout>".as_ref();
         return to_stdout(|w| Ok(export::export(&a, Table::Entries, Format::Json, w, stdout)?));
     }
+    let end: &[u8] = if args.null { b"\0" } else { b"\n" };
+    // Names go out as they are, except to a terminal, which would act on the escape
+    // sequences a name can hold.
+    let escaping = !args.null && std::io::stdout().is_terminal();
     to_stdout(|w| {
         for e in a.entries() {
             if args.long {
                 long_prefix(w, e)?;
             }
-            w.write_all(&e.path)?;
+            w.write_all(&shown(&e.path, escaping))?;
             if let (true, Some(t)) = (args.long, &e.link_target) {
                 let arrow: &[u8] = if e.kind == EntryKind::Hardlink {
                     b" link to "
@@ -37,12 +48,38 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
                     b" -> "
                 };
                 w.write_all(arrow)?;
-                w.write_all(t)?;
+                w.write_all(&shown(t, escaping))?;
             }
-            w.write_all(b"\n")?;
+            w.write_all(end)?;
         }
         Ok(())
     })
+}
+
+/// `name` as written: escaped when `escaping`.
+fn shown(name: &[u8], escaping: bool) -> Cow<'_, [u8]> {
+    if escaping {
+        escape_controls(name)
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// `name` with each control byte (below 0x20, and 0x7f) as `\xNN`, for a terminal.
+fn escape_controls(name: &[u8]) -> Cow<'_, [u8]> {
+    let control = |b: u8| b < 0x20 || b == 0x7f;
+    if !name.iter().copied().any(control) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = Vec::with_capacity(name.len() + 8);
+    for &b in name {
+        if control(b) {
+            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Mode, owner, size and mtime, as `list -l` shows them before the path.
@@ -106,5 +143,19 @@ mod tests {
         assert_eq!(format_time(-1_000_000_000), "1969-12-31 23:59:59");
         assert_eq!(mode_string(EntryKind::Dir, 0o40755), "drwxr-xr-x");
         assert_eq!(mode_string(EntryKind::Symlink, 0o120777), "lrwxrwxrwx");
+    }
+
+    #[test]
+    fn control_bytes_are_escaped_for_a_terminal() {
+        assert_eq!(&*escape_controls(b"plain/name.txt"), b"plain/name.txt");
+        assert_eq!(
+            &*escape_controls(b"a\nb\x1b[31mred\x7f\t"),
+            b"a\\x0ab\\x1b[31mred\\x7f\\x09"
+        );
+        // UTF-8 passes through.
+        assert_eq!(
+            &*escape_controls("d\u{e9}j\u{e0}".as_bytes()),
+            "d\u{e9}j\u{e0}".as_bytes()
+        );
     }
 }

@@ -23,6 +23,28 @@ mod verify;
 use clap::{Parser, Subcommand};
 pub use report::Output;
 
+/// Exit status of a pack that wrote its archive without some entries it could not
+/// read (`--on-unreadable warn`).
+pub const SKIPPED_STATUS: u8 = 3;
+
+/// A command that did its work, but not all of it: it ends with `status` (not 0, 1 or
+/// 2) and `message` as a warning, after its report.
+#[derive(Debug)]
+pub struct Incomplete {
+    /// The exit status.
+    pub status: u8,
+    /// What was left undone.
+    pub message: String,
+}
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Incomplete {}
+
 #[derive(Parser)]
 #[command(
     name = "znippy-uring",

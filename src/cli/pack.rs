@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 use znippy_uring::{
-    Destination, IoMode, OnChange, PackOptions, PackReport, Selection, XattrPolicy,
+    Destination, IoMode, OnChange, OnUnreadable, PackOptions, PackReport, Selection, XattrPolicy,
 };
 
 #[derive(clap::Args)]
@@ -58,10 +58,16 @@ pub struct Args {
     #[arg(long, default_value = "auto")]
     io: IoMode,
     /// A file changed while being packed: fail (no archive), warn (keep the bytes as
-    /// read and name the file), retry (read it again until a read sees it unchanged,
-    /// and name it), or ignore (do not check: about 5% faster).
+    /// read and name the file, once), retry (read it again, up to 3 times, until a read
+    /// sees it unchanged, and name it; fail if all 3 see it change), or ignore (do not
+    /// check: about 5% faster).
     #[arg(long, default_value = "fail")]
     on_change: OnChange,
+    /// A file that cannot be read or a directory that cannot be listed (permission
+    /// denied, I/O error): warn (leave it out, name it, write the archive, and exit
+    /// with status 3) or fail (no archive, exit status 1).
+    #[arg(long, default_value = "warn", value_name = "warn|fail")]
+    on_unreadable: OnUnreadable,
     /// Extended attributes to archive: none, user (user.*), or all (also security.*
     /// and trusted.*).
     #[arg(long, default_value = "user")]
@@ -173,6 +179,22 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         Stream::Stdout
     };
     out.report(stream, "pack", &args.output, &report);
+    let skipped = report.report.skipped.len();
+    if skipped > 0 {
+        return Err(super::Incomplete {
+            status: super::SKIPPED_STATUS,
+            message: format!(
+                "{}: written without {skipped} entr{} that could not be read (named above)",
+                if to_stdout {
+                    "the archive on standard output".into()
+                } else {
+                    args.output.display().to_string()
+                },
+                if skipped == 1 { "y" } else { "ies" }
+            ),
+        }
+        .into());
+    }
     Ok(())
 }
 
@@ -189,6 +211,7 @@ impl Args {
             repo: self.repo.clone(),
             io: self.io,
             on_change: self.on_change,
+            on_unreadable: self.on_unreadable,
             xattrs: self.xattrs,
             progress: None,
             exclude: self.exclude.clone(),

@@ -60,7 +60,8 @@ pub const IO_ENV: &str = "ZNIPPY_IO";
 /// Test hook: `setup` or `register` makes io_uring set-up fail as it would where it is
 /// disabled (EPERM) or where the memlock limit is too low (ENOMEM); `eio-after:N` makes
 /// the N-th completion of every queue (either backend) report EIO, as a failing disk
-/// would in the middle of a run.
+/// would in the middle of a run; `eio-read-after:N` does so only in queues that read
+/// (a pack's compressors: an input file that fails, the archive written fine).
 pub const FAULT_ENV: &str = "ZNIPPY_IO_FAULT";
 
 /// The backend a pipeline actually runs on.
@@ -141,17 +142,25 @@ pub struct Queue {
     backing: Backing,
     /// Test hook ([`FAULT_ENV`] `eio-after:N`): the N-th completion reports EIO.
     fail_at: Option<u64>,
+    /// With `eio-read-after:N`: only once a read has been queued.
+    fail_reads_only: bool,
+    /// A read has been queued.
+    reads: bool,
     completed: u64,
 }
 
 impl Queue {
     fn new(backing: Backing) -> Queue {
-        let fail_at = std::env::var(FAULT_ENV)
-            .ok()
-            .and_then(|v| v.strip_prefix("eio-after:").and_then(|n| n.parse().ok()));
+        let fault = std::env::var(FAULT_ENV).unwrap_or_default();
+        let (fail_reads_only, count) = match fault.strip_prefix("eio-read-after:") {
+            Some(n) => (true, Some(n)),
+            None => (false, fault.strip_prefix("eio-after:")),
+        };
         Queue {
             backing,
-            fail_at,
+            fail_at: count.and_then(|n| n.parse().ok()),
+            fail_reads_only,
+            reads: false,
             completed: 0,
         }
     }
@@ -163,6 +172,7 @@ impl Queue {
     /// completion has been returned by [`Queue::wait`]; its fd must stay open until
     /// [`Queue::submit`] returns.
     pub unsafe fn push(&mut self, op: Op, user_data: u64) -> io::Result<()> {
+        self.reads |= matches!(op, Op::Read { .. });
         match &mut self.backing {
             // SAFETY: forwarded contract.
             Backing::Uring(q) => unsafe { q.push(op, user_data) },
@@ -186,7 +196,7 @@ impl Queue {
             Backing::Uring(q) => q.wait(min, out)?,
             Backing::Portable(q) => q.drain(out),
         }
-        if let Some(n) = self.fail_at {
+        if let Some(n) = self.fail_at.filter(|_| self.reads || !self.fail_reads_only) {
             for c in out.iter_mut().skip(start) {
                 self.completed += 1;
                 if self.completed == n {

@@ -51,8 +51,8 @@ impl Budget {
         let fit = memory / least;
         if fit == 0 {
             return Err(Error::Invalid(format!(
-                "--memory {} MiB is too small for {} KiB chunks{}: one compressor needs {} MiB",
-                memory >> 20,
+                "--memory {} is too small for {} KiB chunks{}: one compressor needs {} MiB",
+                size_text(memory as u64),
                 chunk_size >> 10,
                 level.map_or(String::new(), |l| format!(" at zstd level {l}")),
                 least.div_ceil(1 << 20)
@@ -72,6 +72,18 @@ impl Budget {
     /// Bytes the compressors hold at most.
     pub fn bytes(&self) -> usize {
         self.compressors * (self.slots * self.slot_bytes + self.overhead_bytes)
+    }
+}
+
+/// `bytes` for a message, exactly: in GiB, MiB or KiB when a whole number of them,
+/// else in bytes (`1 byte`, `1536 KiB`, `256 MiB`, `1000 bytes`).
+pub fn size_text(bytes: u64) -> String {
+    match bytes {
+        1 => "1 byte".into(),
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
     }
 }
 
@@ -151,5 +163,23 @@ mod tests {
             .to_string();
         assert!(e.contains("--memory 8 MiB is too small"), "{e}");
         assert!(Budget::plan(8 * MIB, 4, MIB, Some(3)).is_ok());
+        // Below a MiB the message says what was asked for, not "0 MiB".
+        for (memory, shown) in [(1, "1 byte"), (1000, "1000 bytes"), (512 << 10, "512 KiB")] {
+            let e = Budget::plan(memory, 4, 4 * MIB, Some(3))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("--memory {shown} is too small")), "{e}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_shown_exactly() {
+        assert_eq!(size_text(0), "0 bytes");
+        assert_eq!(size_text(1), "1 byte");
+        assert_eq!(size_text(1023), "1023 bytes");
+        assert_eq!(size_text(1536 << 10), "1536 KiB");
+        assert_eq!(size_text(256 << 20), "256 MiB");
+        assert_eq!(size_text(2 << 30), "2 GiB");
+        assert_eq!(size_text((1 << 20) + 1), "1048577 bytes");
     }
 }

@@ -6,6 +6,7 @@
 use super::ring::Ring;
 use super::scanner::full_path;
 use super::segmenter::{ChunkPlan, Source};
+use super::unreadable::Skipped;
 use crate::digest::{self, Digest, PieceDigest};
 use crate::error::{Error, Result};
 use crate::format::chunk::Codec;
@@ -13,7 +14,7 @@ use crate::io::{Completion, Op, Queue};
 use crate::stages::Clock;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rustix::fs::{Mode, OFlags};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,13 +48,18 @@ pub struct Returned {
     pub pieces: Vec<(usize, PieceDigest)>,
 }
 
-/// Files found changed while being read, gathered from every compressor.
+/// Files found changed while being read, or that could not be read, gathered from
+/// every compressor.
 #[derive(Debug, Default)]
 pub struct Changes {
-    /// Files kept as read (`OnChange::Warn`), as warning lines.
-    pub warnings: Vec<String>,
+    /// Files kept as read (`OnChange::Warn`), as warning lines, by entry: one a file,
+    /// however many of its chunks saw the change.
+    pub warnings: BTreeMap<usize, String>,
     /// Files to read again (`OnChange::Retry`), by entry.
     pub reread: Vec<usize>,
+    /// Files that could not be opened or read (`OnUnreadable::Warn`), by entry: left
+    /// out of the archive (the bytes their pieces took are zeros).
+    pub unreadable: BTreeMap<usize, Skipped>,
 }
 
 /// The pack root, for opening files relative to it.
@@ -129,7 +135,9 @@ pub struct Compressor {
     pub root: Option<Arc<Root>>,
     /// What to do with files that changed while being read.
     pub on_change: super::OnChange,
-    /// Where changed files are reported.
+    /// What to do with files that cannot be opened or read.
+    pub on_unreadable: super::OnUnreadable,
+    /// Where changed and unreadable files are reported.
     pub changes: Arc<std::sync::Mutex<Changes>>,
 }
 
@@ -305,9 +313,16 @@ impl Compressor {
                     dst[p.chunk_offset..p.chunk_offset + p.len].copy_from_slice(src);
                 }
                 Source::File { rel, .. } => {
-                    let fd = match self.open(rel) {
+                    let fd = match self.open(rel).map_err(|e| self.on_unreadable.skip(e)) {
                         Ok(fd) => fd,
-                        Err(_) if self.on_change == super::OnChange::Retry => {
+                        Err(Ok(skipped)) => {
+                            // SAFETY: we own the slot; the piece lies inside the chunk.
+                            let dst = unsafe { self.ring.slot(slot, plan.len) };
+                            dst[p.chunk_offset..p.chunk_offset + p.len].fill(0);
+                            self.unreadable(p.entry, skipped);
+                            continue;
+                        }
+                        Err(Err(_)) if self.on_change == super::OnChange::Retry => {
                             // Gone since the walk: the re-read pass decides what it is now.
                             // SAFETY: we own the slot; the piece lies inside the chunk.
                             let dst = unsafe { self.ring.slot(slot, plan.len) };
@@ -315,7 +330,7 @@ impl Compressor {
                             self.reread(p.entry);
                             continue;
                         }
-                        Err(e) => return Err(e),
+                        Err(Err(e)) => return Err(e),
                     };
                     let op = Op::Read {
                         fd: fd.as_raw_fd(),
@@ -387,11 +402,15 @@ impl Compressor {
             r if r >= 0 => r as usize,
             r if r == -libc::EINTR || r == -libc::EAGAIN => 0,
             r => {
-                return Err(Error::io(
-                    self.full(rel),
-                    "read",
-                    std::io::Error::from_raw_os_error(-r),
-                ));
+                let failed = std::io::Error::from_raw_os_error(-r);
+                let skipped = self
+                    .on_unreadable
+                    .skip(Error::io(self.full(rel), "read", failed))?;
+                // SAFETY: we own the slot and this piece's read is no longer in flight.
+                let buf = unsafe { self.ring.slot(slot, f.plan.len) };
+                buf[p.chunk_offset..p.chunk_offset + p.len].fill(0);
+                self.unreadable(p.entry, skipped);
+                return Ok(());
             }
         };
         if done < p.len {
@@ -403,6 +422,15 @@ impl Compressor {
                 read_exact_at(&fd, dst, p.file_offset + done as u64)
                     .map_err(|e| Error::io(self.full(rel), "read", e))
             });
+            let rest = match rest.map_err(|e| self.on_unreadable.skip(e)) {
+                Err(Ok(skipped)) => {
+                    dst.fill(0);
+                    self.unreadable(p.entry, skipped);
+                    return Ok(());
+                }
+                Err(Err(e)) => Err(e),
+                Ok(()) => Ok(()),
+            };
             if rest.is_err() && self.on_change == super::OnChange::Retry {
                 dst.fill(0);
                 self.reread(p.entry);
@@ -454,23 +482,34 @@ impl Compressor {
                     })
                 }
             };
-            if let Some(problem) = problem {
-                let path = self.full(rel);
-                match self.on_change {
-                    super::OnChange::Fail | super::OnChange::Ignore => {
-                        return Err(Error::Input { path, problem });
-                    }
-                    super::OnChange::Warn => {
-                        let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-                        changes
-                            .warnings
-                            .push(format!("{}: {problem}; archived as read", path.display()));
-                    }
-                    super::OnChange::Retry => self.reread(p.entry),
+            let Some(problem) = problem else {
+                continue;
+            };
+            let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+            if changes.unreadable.contains_key(&p.entry) {
+                continue; // left out anyway
+            }
+            let path = self.full(rel);
+            match self.on_change {
+                super::OnChange::Fail | super::OnChange::Ignore => {
+                    return Err(Error::Input { path, problem });
                 }
+                super::OnChange::Warn => {
+                    (changes.warnings.entry(p.entry)).or_insert_with(|| {
+                        format!("{}: {problem}; archived as read", path.display())
+                    });
+                }
+                super::OnChange::Retry => changes.reread.push(p.entry),
             }
         }
         Ok(())
+    }
+
+    /// Leaves `entry` out: it could not be read (`OnUnreadable::Warn`). The first
+    /// record of a file read in several chunks stands.
+    fn unreadable(&self, entry: usize, skipped: Skipped) {
+        let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        changes.unreadable.entry(entry).or_insert(skipped);
     }
 
     /// Leaves `entry` to the re-read pass (`OnChange::Retry`).

@@ -185,6 +185,7 @@ fn run(
         seg,
         entries,
         warnings: Vec::new(),
+        skipped: Vec::new(),
         stage: "ingest",
         clocks: vec![clock],
         started,

@@ -9,10 +9,11 @@
 //! the scanner will need soonest. At most [`AHEAD`] directories are requested ahead;
 //! one beyond that is requested when the scanner reaches it.
 
-use super::scanner::{in_walk_order, vanished};
+use super::scanner::{Rules, in_walk_order, vanished};
+use super::unreadable::Skipped;
 use crate::error::{Error, Result};
 use crate::stages::Clock;
-use crate::xattr::{self, Xattr, XattrPolicy};
+use crate::xattr::{self, Xattr};
 use ignore::gitignore::Gitignore;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -42,13 +43,16 @@ pub struct Found {
 }
 
 /// A directory's entries, sorted in reverse name order (so `pop` yields walk order),
-/// with the warnings for those that vanished while listed.
+/// with the warnings for those that vanished while listed, and those left out because
+/// they (or the directory) could not be read.
 #[derive(Default)]
 pub struct Listing {
     /// The entries.
     pub entries: Vec<Found>,
     /// Entries (or the directory itself) that vanished, as warning lines.
     pub warnings: Vec<String>,
+    /// Entries that could not be stat'ed, or the directory, that could not be listed.
+    pub skipped: Vec<Skipped>,
 }
 
 /// A path ordered as the walk visits it.
@@ -82,7 +86,7 @@ struct Shared {
     root: PathBuf,
     /// (device, inode) never to list: the archive being written.
     exclude: Option<(u64, u64)>,
-    xattrs: XattrPolicy,
+    rules: Rules,
     /// `--exclude` patterns: matching entries are left out of listings.
     skip: Gitignore,
     state: Mutex<State>,
@@ -104,18 +108,18 @@ pub struct Lister {
 
 impl Lister {
     /// Starts `threads` threads listing directories under `root`, leaving out the
-    /// entries `skip` matches.
+    /// entries `skip` matches, and reading each entry as `rules` say.
     pub fn start(
         root: &Path,
         exclude: Option<(u64, u64)>,
         skip: &Gitignore,
-        xattrs: XattrPolicy,
+        rules: Rules,
         threads: usize,
     ) -> Result<Lister> {
         let shared = Arc::new(Shared {
             root: root.into(),
             exclude,
-            xattrs,
+            rules,
             skip: skip.clone(),
             state: Mutex::new(State::default()),
             work: Condvar::new(),
@@ -224,14 +228,20 @@ fn run(shared: &Shared) -> Clock {
 }
 
 /// Lists the directory at `rel`, with each entry's metadata, symlink target and
-/// extended attributes.
+/// extended attributes. A directory below the root that cannot be listed, and an
+/// entry that cannot be stat'ed, are left out with a record if the rules say so.
 fn list(shared: &Shared, rel: &[u8]) -> Result<Listing> {
     let dir = shared.root.join(OsStr::from_bytes(rel));
     let mut listing = Listing::default();
+    let unreadable = shared.rules.on_unreadable;
     let rd = match fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.is_empty() => {
             listing.warnings.push(vanished(&dir));
+            return Ok(listing);
+        }
+        Err(e) if !rel.is_empty() && unreadable.skips(&e) => {
+            listing.skipped.push(Skipped::contents(&dir, &e));
             return Ok(listing);
         }
         Err(e) => return Err(Error::io(&dir, "read directory", e)),
@@ -245,28 +255,26 @@ fn list(shared: &Shared, rel: &[u8]) -> Result<Listing> {
                 listing.warnings.push(vanished(&dir.join(&name)));
                 continue;
             }
+            Err(e) if unreadable.skips(&e) => {
+                if !excluded(shared, &join(rel, &name), None) {
+                    listing
+                        .skipped
+                        .push(Skipped::entry(&dir.join(&name), "stat", &e));
+                }
+                continue;
+            }
             Err(e) => return Err(Error::io(dir.join(&name), "stat", e)),
         };
         if shared.exclude == Some((meta.dev(), meta.ino())) {
             continue;
         }
-        let mut path = Vec::with_capacity(rel.len() + 1 + name.len());
-        if !rel.is_empty() {
-            path.extend_from_slice(rel);
-            path.push(b'/');
-        }
-        path.extend_from_slice(name.as_bytes());
-        if !shared.skip.is_empty()
-            && shared
-                .skip
-                .matched(Path::new(OsStr::from_bytes(&path)), meta.is_dir())
-                .is_ignore()
-        {
+        let path = join(rel, &name);
+        if excluded(shared, &path, Some(meta.is_dir())) {
             continue;
         }
         let full = dir.join(&name);
         let link = meta.file_type().is_symlink().then(|| fs::read_link(&full));
-        let xattrs = xattr::read(&full, shared.xattrs);
+        let xattrs = xattr::read(&full, shared.rules.xattrs);
         listing.entries.push(Found {
             path,
             meta,
@@ -275,5 +283,31 @@ fn list(shared: &Shared, rel: &[u8]) -> Result<Listing> {
         });
     }
     listing.entries.sort_unstable_by(|a, b| b.path.cmp(&a.path));
+    listing.skipped.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(listing)
+}
+
+/// The path of entry `name` of the directory at `rel`.
+fn join(rel: &[u8], name: &OsStr) -> Vec<u8> {
+    let mut path = Vec::with_capacity(rel.len() + 1 + name.len());
+    if !rel.is_empty() {
+        path.extend_from_slice(rel);
+        path.push(b'/');
+    }
+    path.extend_from_slice(name.as_bytes());
+    path
+}
+
+/// Whether `--exclude` leaves out `path`, a directory or not as `dir` says (`None`: not
+/// known, as for an entry that cannot be stat'ed: left out if either would be).
+fn excluded(shared: &Shared, path: &[u8], dir: Option<bool>) -> bool {
+    if shared.skip.is_empty() {
+        return false;
+    }
+    let path = Path::new(OsStr::from_bytes(path));
+    let ignored = |d: bool| shared.skip.matched(path, d).is_ignore();
+    match dir {
+        Some(d) => ignored(d),
+        None => ignored(false) || ignored(true),
+    }
 }

@@ -16,12 +16,15 @@ mod ring;
 mod scanner;
 mod segmenter;
 mod since;
+mod unreadable;
 mod writer;
 
+pub(crate) use budget::size_text;
 pub use budget::{Budget, DEFAULT_MEMORY};
 pub use ingest::{Ingest, IngestEntry};
 pub use interrupt::remove_temporaries_on_signal;
 pub use output::Destination;
+pub use unreadable::{OnUnreadable, Skipped};
 
 use crate::digest;
 use crate::error::{Error, Result};
@@ -90,6 +93,10 @@ pub struct PackOptions {
     pub io: IoMode,
     /// What to do when a file changes while it is being packed.
     pub on_change: OnChange,
+    /// What to do with a file that cannot be read or a directory that cannot be
+    /// listed (default [`OnUnreadable::Fail`]: a caller that asks for `Warn` checks
+    /// [`PackReport::skipped`]; the command line's default is `warn`, with exit status 3).
+    pub on_unreadable: OnUnreadable,
     /// Which extended attributes to archive (default `user.*`).
     pub xattrs: crate::XattrPolicy,
     /// Counters to update as the pack goes (for a progress display).
@@ -117,15 +124,16 @@ pub enum OnChange {
     #[default]
     Fail,
     /// Keep the bytes as read (the walked size of them) and report the file as a
-    /// warning: the archived content may mix the versions before and after the change.
+    /// warning, once: the archived content may mix the versions before and after the
+    /// change.
     Warn,
     /// Do not check (saves one `statat` per file, about 5% of a kernel-tree pack): for
     /// trees known not to change.
     Ignore,
-    /// Keep a consistent version: read the file again after the main pass until one
-    /// read sees the same size and mtime before and after it (up to three reads, then
-    /// fail), and report it as a warning. A file that is gone by then is left out of
-    /// the archive with a warning.
+    /// Keep a consistent version: read the file again after the main pass, up to 3
+    /// times, until one read sees the same size and mtime before and after it (if all
+    /// 3 see it change, the pack fails), and report it as a warning. A file that is
+    /// gone by then is left out of the archive with a warning.
     Retry,
 }
 
@@ -157,6 +165,7 @@ impl Default for PackOptions {
             repo: None,
             io: IoMode::Auto,
             on_change: OnChange::Fail,
+            on_unreadable: OnUnreadable::Fail,
             xattrs: crate::XattrPolicy::User,
             progress: None,
             exclude: Vec::new(),
@@ -216,6 +225,7 @@ impl PackOptions {
             budget,
             io: self.io,
             on_change: self.on_change,
+            on_unreadable: self.on_unreadable,
             root,
             progress: self.progress.clone(),
         }
@@ -266,8 +276,12 @@ pub struct PackReport {
     pub backend: Backend,
     /// Why the portable backend was used instead of io_uring, if it was.
     pub fallback: Option<String>,
-    /// Entries skipped, and why (vanished during the walk, special files).
+    /// Entries skipped, and why (vanished during the walk, special files, and each
+    /// of `skipped`).
     pub warnings: Vec<String>,
+    /// Entries left out because they could not be read (`on_unreadable` `Warn`): those
+    /// the walk found, then those the reads found, each in walk order.
+    pub skipped: Vec<Skipped>,
     /// Compressor threads that ran (fewer than asked for when `memory` is short).
     pub compressors: usize,
     /// Bytes the compressors could hold at most (their share of `memory`).
@@ -383,7 +397,7 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
     if let Some(p) = &opts.progress {
         p.total_is_final();
     }
-    let (warnings, mut listers) = match walked {
+    let (notes, mut listers) = match walked {
         Ok(w) => w,
         Err(e) => {
             drop(seg);
@@ -401,7 +415,8 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
     let fed = Fed {
         seg,
         entries,
-        warnings,
+        warnings: notes.warnings,
+        skipped: notes.skipped,
         stage: "walk",
         clocks: listers,
         started,
@@ -477,8 +492,8 @@ fn open_since(
 }
 
 /// Walks what `selection` names (leaving out the archive itself, `identity`), calling
-/// `visit` for each entry in walk order; returns the warnings and, for a tree, the
-/// lister threads' clocks.
+/// `visit` for each entry in walk order; returns the warnings and entries skipped and,
+/// for a tree, the lister threads' clocks.
 fn walk(
     selection: &Selection,
     identity: Option<(u64, u64)>,
@@ -486,15 +501,19 @@ fn walk(
     opts: &PackOptions,
     clock: &mut Clock,
     visit: impl FnMut(Entry) -> Result<()>,
-) -> Result<(Vec<String>, Vec<Clock>)> {
-    let (src, xattrs) = (selection.root(), opts.xattrs);
+) -> Result<(scanner::Notes, Vec<Clock>)> {
+    let src = selection.root();
+    let rules = scanner::Rules {
+        xattrs: opts.xattrs,
+        on_unreadable: opts.on_unreadable,
+    };
     match selection {
         Selection::Tree(_) => {
-            scanner::walk(src, identity, exclude, xattrs, opts.threads, clock, visit)
+            scanner::walk(src, identity, exclude, rules, opts.threads, clock, visit)
         }
         Selection::List { paths, .. } => {
-            scanner::walk_list(src, paths, identity, exclude, xattrs, visit)
-                .map(|warnings| (warnings, Vec::new()))
+            scanner::walk_list(src, paths, identity, exclude, rules, visit)
+                .map(|notes| (notes, Vec::new()))
         }
     }
 }
@@ -504,6 +523,8 @@ struct Fed {
     seg: Segmenter,
     entries: Vec<(Group, Entry)>,
     warnings: Vec<String>,
+    /// Entries the walk could not read (`on_unreadable` `Warn`).
+    skipped: Vec<Skipped>,
     /// The front's stage name, and where its threads' time went.
     stage: &'static str,
     clocks: Vec<Clock>,
@@ -544,8 +565,9 @@ fn finish(
         Stage::of("compress", &written.compressors),
         Stage::of("write", &[written.clock]),
     ];
+    let changes = written.changes;
     let mut warnings = fed.warnings;
-    warnings.extend(written.changes.warnings);
+    warnings.extend(changes.warnings.into_values());
     let mut data = Data {
         entries: fed.entries,
         chunks: written.chunks,
@@ -554,14 +576,20 @@ fn finish(
         locations: locations
             .map_err(|_| Error::Invalid("pipeline stopped without an error".into()))?,
         warnings,
+        skipped: fed.skipped,
+        unreadable: changes.unreadable,
         bases: fed.bases,
     };
+    let again: Vec<usize> = (changes.reread.into_iter())
+        .filter(|i| !data.unreadable.contains_key(i))
+        .collect();
     let dropped = match root {
-        Some(root) if !written.changes.reread.is_empty() => {
-            data.reread(root, &output, opts, written.changes.reread)?
-        }
+        Some(root) if !again.is_empty() => data.reread(root, &output, opts, again)?,
         _ => Vec::new(),
     };
+    if let Some(root) = root {
+        data.unreadable_links(&root.path);
+    }
     let report = data.commit(output, opts, &dropped, &mut index)?;
     stages.push(Stage::of("index", &[index]));
     stages::conclude(&mut stages, fed.started.elapsed());
@@ -584,6 +612,11 @@ struct Data {
     blob_end: u64,
     locations: Vec<Option<DataLocation>>,
     warnings: Vec<String>,
+    /// Entries the walk could not read.
+    skipped: Vec<Skipped>,
+    /// Files the reads could not read (and, once [`Data::unreadable_links`] ran, the
+    /// hard links to them), by entry: left out.
+    unreadable: BTreeMap<usize, Skipped>,
     bases: Vec<crate::format::base::Base>,
 }
 
@@ -609,7 +642,16 @@ impl Data {
             let store = opts.stores(&entry.path);
             let shown = scanner::full_path(&root.path, &entry.path);
             let (chunks, end) = (&mut self.chunks, &mut self.blob_end);
-            match rereader.reread(&entry.path, store, chunks, end)? {
+            let outcome = match rereader.reread(&entry.path, store, chunks, end) {
+                Ok(outcome) => outcome,
+                // The file's own error (not the archive's): left out if the policy says.
+                Err(e) if matches!(&e, Error::Io { path, .. } if *path == shown) => {
+                    self.unreadable.insert(i, opts.on_unreadable.skip(e)?);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match outcome {
                 reread::Outcome::Kept(v) => {
                     self.warnings.push(format!(
                         "{}: changed while being packed; archived as read again ({} bytes)",
@@ -631,6 +673,30 @@ impl Data {
         Ok(dropped)
     }
 
+    /// Leaves out the hard links to files that could not be read (they are the same
+    /// file), each with its own record; `root` is the packed directory.
+    fn unreadable_links(&mut self, root: &Path) {
+        if self.unreadable.is_empty() {
+            return;
+        }
+        let files: std::collections::HashSet<&[u8]> = (self.unreadable.keys())
+            .filter_map(|&i| self.entries.get(i).map(|(_, e)| e.path.as_slice()))
+            .collect();
+        let mut links = Vec::new();
+        for (i, (_, e)) in self.entries.iter().enumerate() {
+            let target = (e.link_target.as_deref())
+                .filter(|t| e.kind == EntryKind::Hardlink && files.contains(t));
+            if let Some(file) = target {
+                let (link, file) = (
+                    scanner::full_path(root, &e.path),
+                    scanner::full_path(root, file),
+                );
+                links.push((i, Skipped::link(&link, &file)));
+            }
+        }
+        self.unreadable.extend(links);
+    }
+
     /// Gives every file its location and digest (leaving out `dropped`), sorts the
     /// entries into groups, and writes index and footer. Returns the counts.
     fn commit(
@@ -640,7 +706,14 @@ impl Data {
         dropped: &[usize],
         clock: &mut Clock,
     ) -> Result<PackReport> {
-        let skip = drop_entries(&self.entries, dropped, &mut self.warnings);
+        let mut skip = drop_entries(&self.entries, dropped, &mut self.warnings);
+        for &i in self.unreadable.keys() {
+            if let Some(s) = skip.get_mut(i) {
+                *s = true;
+            }
+        }
+        self.skipped.extend(self.unreadable.into_values());
+        (self.warnings).extend(self.skipped.iter().map(Skipped::warning));
         let stored_chunks = (self.chunks.iter())
             .filter(|c| c.codec == crate::format::chunk::Codec::Stored)
             .count() as u64;
@@ -665,6 +738,7 @@ impl Data {
             chunks: self.chunks.len() as u64,
             stored_chunks,
             warnings: self.warnings,
+            skipped: self.skipped,
             ..stats
         })
     }
@@ -753,6 +827,7 @@ fn assemble(
         backend: Backend::Portable,
         fallback: None,
         warnings: Vec::new(),
+        skipped: Vec::new(),
         compressors: 0,
         pipeline_bytes: 0,
         stages: Vec::new(),

@@ -58,6 +58,8 @@ pub struct Config {
     pub root: Option<Arc<Root>>,
     /// What to do with files that change while being read.
     pub on_change: super::OnChange,
+    /// What to do with files that cannot be read.
+    pub on_unreadable: super::OnUnreadable,
     /// Counters of bytes written.
     pub progress: Option<Arc<crate::Progress>>,
 }
@@ -188,9 +190,9 @@ fn log_plan(cfg: &Config) {
     let (threads, slots) = (budget.compressors, budget.slots);
     if threads < cfg.threads {
         log::info!(
-            "pack: --memory {} MiB runs {threads} compressors, not {}: each needs {} MiB \
+            "pack: --memory {} runs {threads} compressors, not {}: each needs {} MiB \
              ({} slots of {} KiB and {} KiB of zstd buffers); raise --memory for more",
-            cfg.memory >> 20,
+            super::budget::size_text(cfg.memory as u64),
             cfg.threads,
             (budget.bytes() / threads.max(1)).div_ceil(1 << 20),
             slots,
@@ -199,14 +201,14 @@ fn log_plan(cfg: &Config) {
         );
     }
     log::info!(
-        "pack: {threads} compressors (pinned), {slots} slots of {} KiB each, {}, {} MiB of {} MiB budget",
+        "pack: {threads} compressors (pinned), {slots} slots of {} KiB each, {}, {} MiB of {} budget",
         cfg.chunk_size >> 10,
         cfg.level
             .map_or("stored (no zstd)".to_string(), |l| format!(
                 "zstd level {l}"
             )),
         budget.bytes() >> 20,
-        cfg.memory >> 20
+        super::budget::size_text(cfg.memory as u64)
     );
 }
 
@@ -233,6 +235,7 @@ fn spawn_compressors(
             level: cfg.level,
             root: cfg.root.clone(),
             on_change: cfg.on_change,
+            on_unreadable: cfg.on_unreadable,
             changes: changes.clone(),
         };
         let (plans, sealed, abort) = (plan_rx.clone(), sealed_tx.clone(), abort.clone());

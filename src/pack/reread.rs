@@ -1,6 +1,7 @@
 //! The re-read pass (`--on-change retry`): files that changed while the pipeline read
-//! them are read again, one at a time, once the pipeline has finished, until a read
-//! sees the same size and mtime on the open file before and after it. That version is
+//! them are read again, one at a time, once the pipeline has finished, up to
+//! [`ATTEMPTS`] times, until a read sees the same size and mtime on the open file
+//! before and after it. That version is
 //! appended as new chunks after the pipeline's; the bytes of the first read stay in the
 //! archive, unreferenced (their chunks still verify). Changed files are rare, so this
 //! pass is plain pread/pwrite on the calling thread.
@@ -127,7 +128,9 @@ impl<'a> Rereader<'a> {
         }
         Err(Error::Input {
             path,
-            problem: format!("kept changing while being packed ({ATTEMPTS} reads)"),
+            problem: format!(
+                "kept changing while being packed (read again {ATTEMPTS} times, changed each time)"
+            ),
         })
     }
 

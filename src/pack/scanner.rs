@@ -5,6 +5,7 @@
 //! hard-link entries pointing at the first. Owners are recorded by id and by name.
 
 use super::lister::{Found, Lister};
+use super::unreadable::{OnUnreadable, Skipped};
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind};
 use crate::stages::Clock;
@@ -20,41 +21,64 @@ use std::path::{Component, Path, PathBuf};
 /// Something the walk noticed and skipped, and why.
 pub type Warning = String;
 
+/// What the walk reads of each entry, and what it does with an entry it cannot read.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// The extended attributes to read.
+    pub xattrs: XattrPolicy,
+    /// An entry that cannot be stat'ed, a directory that cannot be listed, extended
+    /// attributes that cannot be read: fail, or leave it out.
+    pub on_unreadable: OnUnreadable,
+}
+
+/// What the walk left out: warnings (vanished entries, sockets), and the entries it
+/// could not read.
+#[derive(Debug, Default)]
+pub struct Notes {
+    /// The warning lines.
+    pub warnings: Vec<Warning>,
+    /// The entries left out because they could not be read.
+    pub skipped: Vec<Skipped>,
+}
+
 /// What both walks share: the root, the rules, and what has been seen so far.
 struct Scan<'a> {
     root: &'a Path,
     /// (device, inode) never to report: the archive being written.
     exclude: Option<(u64, u64)>,
-    xattrs: XattrPolicy,
+    rules: Rules,
     names: crate::owner::Names,
     /// First path seen of each (device, inode) with more than one link.
     linked: HashMap<(u64, u64), Vec<u8>>,
-    warnings: Vec<Warning>,
+    notes: Notes,
 }
 
 /// Walks `root`, calling `visit` with each entry (location and digest unset) in order.
 /// `exclude` is a (dev, inode) pair never to report (the archive being written);
 /// paths that `skip` matches are left out, and excluded directories not descended.
-/// Entries that vanish during the walk, and sockets, are skipped with a warning.
-/// Directories are listed ahead on `threads` lister threads; `clock` hears of the time
-/// spent waiting for them. Returns the warnings and the listers' clocks.
+/// Entries that vanish during the walk, and sockets, are skipped with a warning, and
+/// so are entries that cannot be read if `rules` say so (a directory that cannot be
+/// listed is archived, its contents are not). Directories are listed ahead on
+/// `threads` lister threads; `clock` hears of the time spent waiting for them. Returns
+/// what was left out and the listers' clocks.
 pub fn walk(
     root: &Path,
     exclude: Option<(u64, u64)>,
     skip: &ignore::gitignore::Gitignore,
-    xattrs: XattrPolicy,
+    rules: Rules,
     threads: usize,
     clock: &mut Clock,
     mut visit: impl FnMut(Entry) -> Result<()>,
-) -> Result<(Vec<Warning>, Vec<Clock>)> {
-    let mut scan = Scan::new(root, exclude, xattrs)?;
-    let lister = Lister::start(root, exclude, skip, xattrs, threads)?;
+) -> Result<(Notes, Vec<Clock>)> {
+    let mut scan = Scan::new(root, exclude, rules)?;
+    let lister = Lister::start(root, exclude, skip, rules, threads)?;
     let take = |scan: &mut Scan, clock: &mut Clock, rel: &[u8]| -> Result<Vec<Found>> {
         clock.work("scan");
         let listing = lister.take(rel);
         clock.wait("listing");
         let listing = listing?;
-        scan.warnings.extend(listing.warnings);
+        scan.notes.warnings.extend(listing.warnings);
+        scan.notes.skipped.extend(listing.skipped);
         // Ask for the subdirectories now: they are listed while this one is walked.
         for f in listing.entries.iter().rev().filter(|f| f.meta.is_dir()) {
             lister.request(&f.path);
@@ -77,7 +101,7 @@ pub fn walk(
             stack.push(take(&mut scan, clock, &rel)?);
         }
     }
-    Ok((scan.warnings, lister.finish()))
+    Ok((scan.notes, lister.finish()))
 }
 
 /// Reports the entries at `paths` under `root`, and nothing else: a listed directory
@@ -85,17 +109,17 @@ pub fn walk(
 /// are relative to `root`, or absolute and beneath it; `.` components and repeated
 /// slashes are dropped, `..` is refused, and the root itself is not an entry. Entries
 /// come in the walk's order whatever the list's order, each once. A listed path that
-/// does not exist is an error naming it; `exclude` and `skip` apply as in [`walk`]
-/// (a path under an excluded directory is left out too).
+/// does not exist is an error naming it; `exclude`, `skip` and `rules` apply as in
+/// [`walk`] (a path under an excluded directory is left out too).
 pub fn walk_list(
     root: &Path,
     paths: &[Vec<u8>],
     exclude: Option<(u64, u64)>,
     skip: &ignore::gitignore::Gitignore,
-    xattrs: XattrPolicy,
+    rules: Rules,
     mut visit: impl FnMut(Entry) -> Result<()>,
-) -> Result<Vec<Warning>> {
-    let mut scan = Scan::new(root, exclude, xattrs)?;
+) -> Result<Notes> {
+    let mut scan = Scan::new(root, exclude, rules)?;
     let bases = Bases::new(root);
     let mut rels: Vec<Vec<u8>> = Vec::with_capacity(paths.len());
     for p in paths {
@@ -108,16 +132,20 @@ pub fn walk_list(
     for rel in rels {
         let relative = Path::new(OsStr::from_bytes(&rel));
         let full = root.join(relative);
-        let meta = fs::symlink_metadata(&full).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                Error::Input {
-                    path: full.clone(),
+        let meta = match fs::symlink_metadata(&full) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::Input {
+                    path: full,
                     problem: "listed, but does not exist".into(),
-                }
-            } else {
-                Error::io(&full, "stat", e)
+                });
             }
-        })?;
+            Err(e) if rules.on_unreadable.skips(&e) => {
+                scan.notes.skipped.push(Skipped::entry(&full, "stat", &e));
+                continue;
+            }
+            Err(e) => return Err(Error::io(&full, "stat", e)),
+        };
         if scan.exclude == Some((meta.dev(), meta.ino())) {
             continue;
         }
@@ -129,7 +157,7 @@ pub fn walk_list(
             continue;
         }
         let link = meta.file_type().is_symlink().then(|| fs::read_link(&full));
-        let xattrs = xattr::read(&full, scan.xattrs);
+        let xattrs = xattr::read(&full, scan.rules.xattrs);
         let found = Found {
             path: rel,
             meta,
@@ -140,7 +168,7 @@ pub fn walk_list(
             visit(entry)?;
         }
     }
-    Ok(scan.warnings)
+    Ok(scan.notes)
 }
 
 /// Orders relative paths as [`walk`] visits them: component by component, so that a
@@ -201,7 +229,7 @@ impl Bases {
 }
 
 impl<'a> Scan<'a> {
-    fn new(root: &'a Path, exclude: Option<(u64, u64)>, xattrs: XattrPolicy) -> Result<Scan<'a>> {
+    fn new(root: &'a Path, exclude: Option<(u64, u64)>, rules: Rules) -> Result<Scan<'a>> {
         let meta = fs::metadata(root).map_err(|e| Error::io(root, "stat", e))?;
         if !meta.is_dir() {
             return Err(Error::Input {
@@ -212,15 +240,15 @@ impl<'a> Scan<'a> {
         Ok(Scan {
             root,
             exclude,
-            xattrs,
+            rules,
             names: crate::owner::Names::default(),
             linked: HashMap::new(),
-            warnings: Vec::new(),
+            notes: Notes::default(),
         })
     }
 
     fn vanished(&mut self, full: &Path) {
-        self.warnings.push(vanished(full));
+        self.notes.warnings.push(vanished(full));
     }
 
     /// The kind of entry `meta` describes and its link target (a hard link's: the first
@@ -241,6 +269,12 @@ impl<'a> Scan<'a> {
                 Ok(t) => (EntryKind::Symlink, Some(t.into_os_string().into_vec())),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     self.vanished(full);
+                    return Ok(None);
+                }
+                Err(e) if self.rules.on_unreadable.skips(&e) => {
+                    self.notes
+                        .skipped
+                        .push(Skipped::entry(full, "read symlink", &e));
                     return Ok(None);
                 }
                 Err(e) => return Err(Error::io(full, "readlink", e)),
@@ -264,15 +298,14 @@ impl<'a> Scan<'a> {
         } else if ft.is_block_device() {
             (EntryKind::BlockDevice, None)
         } else {
-            self.warnings
-                .push(format!("{}: socket not archived", full.display()));
+            (self.notes.warnings).push(format!("{}: socket not archived", full.display()));
             return Ok(None);
         };
         Ok(Some(kind))
     }
 
-    /// The entry for what the lister found, or `None` (with a warning) for a socket or
-    /// something that vanished.
+    /// The entry for what the lister found, or `None` (with a warning) for a socket,
+    /// something that vanished, or something that cannot be read that `rules` leave out.
     fn describe(&mut self, found: Found) -> Result<Option<Entry>> {
         let Found {
             path: rel,
@@ -288,6 +321,10 @@ impl<'a> Scan<'a> {
             Ok(x) => x,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.vanished(&full);
+                return Ok(None);
+            }
+            Err(e) if self.rules.on_unreadable.skips(&e) => {
+                (self.notes.skipped).push(Skipped::entry(&full, "read extended attributes", &e));
                 return Ok(None);
             }
             Err(e) => return Err(Error::io(&full, "read extended attributes", e)),
@@ -357,20 +394,16 @@ mod tests {
         for threads in [1, 3] {
             let mut seen = Vec::new();
             let mut clock = Clock::start();
-            let (warnings, clocks) = walk(
-                &root,
-                None,
-                &skip,
-                XattrPolicy::User,
-                threads,
-                &mut clock,
-                |e| {
-                    seen.push(e.path);
-                    Ok(())
-                },
-            )
+            let rules = Rules {
+                xattrs: XattrPolicy::User,
+                on_unreadable: OnUnreadable::Fail,
+            };
+            let (notes, clocks) = walk(&root, None, &skip, rules, threads, &mut clock, |e| {
+                seen.push(e.path);
+                Ok(())
+            })
             .unwrap();
-            assert!(warnings.is_empty());
+            assert!(notes.warnings.is_empty() && notes.skipped.is_empty());
             assert_eq!(clocks.len(), threads);
             assert_eq!(seen.len(), dirs * 3);
             let mut sorted = seen.clone();

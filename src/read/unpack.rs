@@ -138,8 +138,8 @@ fn threads_within(
     let run = threads.clamp(1, fit.max(1));
     if run < threads {
         log::info!(
-            "unpack: --memory {} MiB runs {run} threads, not {threads}: each holds up to {} MiB",
-            memory >> 20,
+            "unpack: --memory {} runs {run} threads, not {threads}: each holds up to {} MiB",
+            crate::pack::size_text(memory as u64),
             per_thread.div_ceil(1 << 20)
         );
     }
@@ -255,12 +255,18 @@ impl Archive {
                 )));
             }
         }
-        // A selected hard link needs the file it names.
+        // A selected hard link needs the file it names (a link to anything else is
+        // refused by `check_selected`).
         let targets: Vec<usize> = selected
             .iter()
             .filter_map(|&i| self.data_entries().get(i))
             .filter(|e| e.kind == EntryKind::Hardlink)
             .filter_map(|e| e.link_target.as_deref().and_then(|t| self.find(t)))
+            .filter(|&t| {
+                self.data_entries()
+                    .get(t)
+                    .is_some_and(|t| t.kind == EntryKind::File)
+            })
             .collect();
         selected.extend(targets);
         let selected: Vec<usize> = selected.into_iter().collect();
@@ -325,8 +331,9 @@ impl Archive {
         })
     }
 
-    /// Refuses unsafe paths (and hard link targets) and duplicate paths among the
-    /// selected entries, before anything is written.
+    /// Refuses unsafe paths (and hard link targets), duplicate paths, and hard links
+    /// that do not name a file of the archive among the selected entries, before
+    /// anything is written.
     fn check_selected(&self, selected: &[usize]) -> Result<()> {
         let unsafe_path = |path: &[u8], why| Error::UnsafePath {
             archive: self.path().into(),
@@ -336,8 +343,10 @@ impl Archive {
         let mut seen = HashSet::new();
         for e in selected.iter().filter_map(|&i| self.data_entries().get(i)) {
             check_path(&e.path).map_err(|why| unsafe_path(&e.path, why))?;
-            if let (EntryKind::Hardlink, Some(target)) = (e.kind, &e.link_target) {
+            if e.kind == EntryKind::Hardlink {
+                let target = e.link_target.as_deref().unwrap_or_default();
                 check_path(target).map_err(|why| unsafe_path(target, why))?;
+                self.check_hardlink(e, target, selected)?;
             }
             if !seen.insert(e.path.as_slice()) {
                 return Err(Error::corrupt(
@@ -347,6 +356,31 @@ impl Archive {
             }
         }
         Ok(())
+    }
+
+    /// Refuses hard link `e` unless it names `target`, a regular file entry (not a
+    /// hard link itself: links never chain) other than itself, among the `selected`
+    /// ones (sorted).
+    fn check_hardlink(&self, e: &Entry, target: &[u8], selected: &[usize]) -> Result<()> {
+        let found = self.find(target);
+        let problem = match found.and_then(|i| self.data_entries().get(i)) {
+            None => "a file not in the archive".to_string(),
+            Some(_) if target == e.path.as_slice() => "itself".to_string(),
+            Some(t) if t.kind == EntryKind::Hardlink => "another hard link".to_string(),
+            Some(t) if t.kind != EntryKind::File => format!("a {}", t.kind.name()),
+            Some(_) if found.is_none_or(|i| selected.binary_search(&i).is_err()) => {
+                "a file not among those unpacked".to_string()
+            }
+            Some(_) => return Ok(()),
+        };
+        Err(Error::corrupt(
+            self.path(),
+            format!(
+                "hard link {} names {}, {problem}; only a file of the archive can be linked to",
+                e.display_path(),
+                String::from_utf8_lossy(target)
+            ),
+        ))
     }
 }
 
