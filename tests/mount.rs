@@ -233,6 +233,10 @@ fn the_mounted_tree_is_the_packed_tree() {
     let null = fs::symlink_metadata(mnt.join("links/null")).unwrap();
     assert_eq!((libc::major(null.rdev()), libc::minor(null.rdev())), (1, 3));
     assert_eq!(fs::read_dir(mnt.join("many")).unwrap().count(), 3000);
+    // The pack root is not an entry: the root shows the archive file's owner and mtime.
+    let (root, file) = (fs::metadata(&mnt).unwrap(), fs::metadata(&archive).unwrap());
+    assert_eq!(root.modified().unwrap(), file.modified().unwrap());
+    assert_eq!((root.uid(), root.mode() & 0o7777), (file.uid(), 0o755));
     let many = fs::metadata(mnt.join("sizes/many.txt")).unwrap();
     assert_eq!(many.blocks(), many.size().div_ceil(512));
     // A missing attribute is ENODATA.

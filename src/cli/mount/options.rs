@@ -88,7 +88,7 @@ impl Options {
             bail!(
                 "-o auto_unmount needs allow_other or allow_root: the fusermount3 helper \
                  that unmounts when this process dies only serves such mounts (as root \
-                 too, and it must be installed); without it the mount is still unmounted \
+                 too, and it must be installed); without auto_unmount the mount is still unmounted \
                  on SIGINT, SIGTERM and SIGHUP"
             );
         }
