@@ -486,7 +486,7 @@ fn a_file_whose_digest_fails_gives_eio_where_unpack_refuses_it() {
     lying::write(&archive, true);
     let m = Mounted::new(&archive, &mnt, &[]);
     // Listed first: names that came with their attributes must still fail.
-    assert_eq!(fs::read_dir(&mnt).unwrap().count(), lying::FILES.len());
+    assert_eq!(fs::read_dir(&mnt).unwrap().count(), lying::FILES.len() + 1);
     for (name, true_digest) in lying::FILES {
         match fs::read(mnt.join(name)) {
             Ok(data) => {
@@ -498,6 +498,23 @@ fn a_file_whose_digest_fails_gives_eio_where_unpack_refuses_it() {
                 assert_eq!(e.raw_os_error(), Some(libc::EIO), "{name}");
             }
         }
+    }
+    // A file over several read requests: what was served before the read that
+    // completed it fails too, once that read has failed.
+    use std::os::unix::fs::FileExt;
+    let big = fs::File::open(mnt.join(lying::BIG)).unwrap();
+    let mut page = [0u8; 4096];
+    big.read_exact_at(&mut page, 0).unwrap();
+    assert_eq!(page[..], lying::content(lying::BIG)[..4096]);
+    let whole = fs::read(mnt.join(lying::BIG)).unwrap_err();
+    assert_eq!(whole.raw_os_error(), Some(libc::EIO));
+    let start = Instant::now();
+    while big.read_exact_at(&mut page, 0).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "cached pages still served"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
     let (err, status) = m.stop(libc::SIGTERM);
     assert!(status.success(), "{err}");

@@ -17,6 +17,10 @@ pub const FILES: [(&str, bool); 6] = [
     ("link-to-bad", false),
 ];
 
+/// A file over three 1 MiB chunks whose digest lies, besides [`FILES`]: more than
+/// one read request of the kernel's.
+pub const BIG: &str = "split-big-bad";
+
 /// The bytes of file `path` in the lying archive.
 pub fn content(path: &str) -> Vec<u8> {
     match path {
@@ -24,6 +28,7 @@ pub fn content(path: &str) -> Vec<u8> {
         "good" => vec![b'g'; 100],
         "split-bad" | "split-good" => (0..2500u32).map(|i| (i * 7 % 251) as u8).collect(),
         "link-to-bad" => content("bad"),
+        BIG => (0..3u32 << 20).map(|i| (i % 253) as u8).collect(),
         _ => Vec::new(),
     }
 }
@@ -57,6 +62,11 @@ pub fn write(path: &Path, link: bool) {
     };
     let (b0, b1) = split_chunks(&mut add);
     let (g0, g1) = split_chunks(&mut add);
+    let big = content(BIG);
+    let mut big_ids = Vec::new();
+    for piece in big.chunks(1 << 20) {
+        big_ids.push(add(piece));
+    }
     let file = |path: &str, size: usize, loc: Option<(u64, u64, u64)>, digest: &[u8]| Entry {
         size: size as u64,
         location: loc.map(|(first_chunk, last_chunk, chunk_offset)| DataLocation {
@@ -81,6 +91,12 @@ pub fn write(path: &Path, link: bool) {
         },
         file("split-bad", split.len(), Some((b0, b1, 0)), &lie),
         file("split-good", split.len(), Some((g0, g1, 0)), &split),
+        file(
+            BIG,
+            big.len(),
+            Some((big_ids[0], big_ids[2], 0)),
+            b"not these",
+        ),
     ];
     entries.retain(|e| link || e.kind != EntryKind::Hardlink);
     entries.sort_by(|a, b| a.path.cmp(&b.path));

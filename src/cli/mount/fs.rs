@@ -5,15 +5,17 @@
 use super::ahead::Ahead;
 use super::holes::{self, Holes};
 use super::tree::Tree;
+use fuser::Notifier;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyXattr,
     Request,
 };
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use znippy_uring::{ChunkCache, Entry, EntryKind, Error};
 
@@ -36,6 +38,11 @@ pub struct ArchiveFs {
     ahead: Ahead,
     /// The data extents of sparse files, found when first asked for.
     holes: Holes,
+    /// To drop the kernel's cached pages of a file found damaged (set once the
+    /// session runs).
+    notifier: Arc<OnceLock<Notifier>>,
+    /// The inodes whose cached pages were dropped.
+    dropped: Mutex<HashSet<u64>>,
 }
 
 impl ArchiveFs {
@@ -53,8 +60,10 @@ impl ArchiveFs {
             cache,
             default,
             no_open: false,
+            notifier: ahead.notifier.clone(),
             ahead,
             holes: Holes::default(),
+            dropped: Mutex::new(HashSet::new()),
         }
     }
 
@@ -162,15 +171,40 @@ impl ArchiveFs {
         let node = self.tree.get(ino).ok_or(Errno::ENOENT)?;
         let entry = node.entry.filter(|_| !node.dir).ok_or(Errno::EISDIR)?;
         let mut buf = vec![0u8; size.min(MAX_READ) as usize];
-        let n = self
-            .cache
-            .read_at(entry, offset, &mut buf)
-            .map_err(|e| log_read_error(&e))?;
+        let n = self.cache.read_at(entry, offset, &mut buf).map_err(|e| {
+            if matches!(e, Error::Damaged { .. }) {
+                self.drop_cached(ino);
+            }
+            log_read_error(&e)
+        })?;
         buf.truncate(n);
         if offset == 0 {
             self.ahead.read_from_start(entry);
         }
         Ok(buf)
+    }
+}
+
+impl ArchiveFs {
+    /// Drops the kernel's cached pages of inode `ino`, once: a file over several
+    /// chunks found damaged by the read that completed it had pages served before,
+    /// and those must fail too. From a thread of its own: the kernel may hold one of
+    /// them locked until the failing read is answered.
+    fn drop_cached(&self, ino: u64) {
+        let first = (self.dropped.lock().unwrap_or_else(|p| p.into_inner())).insert(ino);
+        let Some(notifier) = self.notifier.get().filter(|_| first).cloned() else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("znippy-inval".into())
+            .spawn(move || {
+                if let Err(e) = notifier.inval_inode(INodeNo(ino), 0, 0) {
+                    log::debug!("mount: inode {ino}: dropping cached pages: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("mount: inode {ino}: cached pages not dropped: {e}");
+        }
     }
 }
 
