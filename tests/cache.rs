@@ -4,6 +4,8 @@
 //! damaged chunk fails the files in it by name.
 
 mod common;
+#[path = "common/lying.rs"]
+mod lying;
 
 use common::*;
 use std::sync::Arc;
@@ -127,4 +129,66 @@ fn a_damaged_chunk_fails_the_files_in_it_by_name() {
     // Another chunk still reads.
     let last = a.chunks().len() as u64 - 1;
     assert!(cache.chunk(last).is_ok());
+}
+
+/// The damaged file names in `e`, which must be [`Error::Damaged`].
+fn damaged_names(e: Error) -> Vec<String> {
+    match e {
+        Error::Damaged { damaged, .. } => damaged.into_iter().map(|(p, _)| p).collect(),
+        other => panic!("not a damage report: {other}"),
+    }
+}
+
+#[test]
+fn a_file_that_fails_its_digest_is_never_served_where_unpack_refuses_it() {
+    let s = Scratch::new("cache-lying");
+    let path = s.path("lying.znippy");
+    // Every checksum of the archive holds; only the whole-file digests lie. (Without
+    // the hard link: unpack fails late on a link to a damaged file, issue 17 item 10.)
+    lying::write(&path, false);
+    let err = Archive::open(&path)
+        .unwrap()
+        .unpack(&s.path("out"), &znippy_uring::UnpackOptions::default())
+        .unwrap_err();
+    let refused = damaged_names(err);
+    for (name, true_digest) in lying::FILES.iter().filter(|f| f.0 != "link-to-bad") {
+        let listed = refused.iter().any(|r| r == name);
+        assert!(listed != *true_digest, "{name}: {refused:?}");
+    }
+    lying::write(&path, true);
+    let archive = Arc::new(Archive::open(&path).unwrap());
+    let cache = ChunkCache::new(archive.clone(), 1 << 20);
+    for (name, true_digest) in lying::FILES {
+        let i = archive.find(name.as_bytes()).unwrap();
+        let mut buf = vec![0u8; 4096];
+        match cache.read_at(i, 0, &mut buf) {
+            Ok(n) => {
+                assert!(true_digest, "{name}: served although its digest fails");
+                assert_eq!(buf[..n], lying::content(name), "{name}");
+            }
+            Err(e) => {
+                assert!(!true_digest, "{name}: {e}");
+                // A hard link fails as the file it names.
+                let file = if name == "link-to-bad" { "bad" } else { name };
+                assert_eq!(damaged_names(e), [file], "{name}");
+            }
+        }
+    }
+    // A file over several chunks, read piece by piece: the read that completes it
+    // fails, and every read after it.
+    let cache = ChunkCache::new(archive.clone(), 1 << 20);
+    let split = archive.find(b"split-bad").unwrap();
+    let mut buf = vec![0u8; 1024];
+    assert_eq!(cache.read_at(split, 1024, &mut buf).unwrap(), 1024);
+    assert_eq!(cache.read_at(split, 0, &mut buf).unwrap(), 1024);
+    assert_eq!(buf, lying::content("split-bad")[..1024]);
+    assert!(cache.read_at(split, 2048, &mut buf).is_err());
+    assert!(cache.read_at(split, 0, &mut buf).is_err());
+    let good = archive.find(b"split-good").unwrap();
+    for at in [2048, 0, 1024, 0] {
+        assert!(
+            cache.read_at(good, at, &mut buf).is_ok(),
+            "split-good at {at}"
+        );
+    }
 }

@@ -1,15 +1,20 @@
 //! The read-only mount, checked through independent tools: `diff -r`, a `find -printf`
 //! listing of type, size, mode, owner, mtime and link count, `getfattr -d`, 16
-//! concurrent readers, a damaged chunk (EIO for exactly its files), writes (EROFS),
-//! and unmounting by signal.
+//! concurrent readers, a damaged chunk (EIO for exactly its files), a crafted file
+//! whose digest fails (EIO where unpack refuses it), writes (EROFS), mount options
+//! and mount points refused up front, sparse files served sparse, and unmounting by
+//! signal, busy or not.
 //!
 //! They need /dev/fuse (and root, or fusermount3). Where it is missing they print
 //! SKIPPED, unless ZNIPPY_REQUIRE_FUSE is set (as `.ci/run` does where /dev/fuse is).
 
 mod common;
+#[path = "common/lying.rs"]
+mod lying;
 
 use common::*;
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, symlink};
@@ -228,6 +233,10 @@ fn the_mounted_tree_is_the_packed_tree() {
     let null = fs::symlink_metadata(mnt.join("links/null")).unwrap();
     assert_eq!((libc::major(null.rdev()), libc::minor(null.rdev())), (1, 3));
     assert_eq!(fs::read_dir(mnt.join("many")).unwrap().count(), 3000);
+    // The pack root is not an entry: the root shows the archive file's owner and mtime.
+    let (root, file) = (fs::metadata(&mnt).unwrap(), fs::metadata(&archive).unwrap());
+    assert_eq!(root.modified().unwrap(), file.modified().unwrap());
+    assert_eq!((root.uid(), root.mode() & 0o7777), (file.uid(), 0o755));
     let many = fs::metadata(mnt.join("sizes/many.txt")).unwrap();
     assert_eq!(many.blocks(), many.size().div_ceil(512));
     // A missing attribute is ENODATA.
@@ -415,4 +424,293 @@ fn an_incremental_archive_mounts_with_its_base() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("full.znippy"));
+}
+
+/// Runs `mount`, which must refuse (end within 20 s), returning its exit code and
+/// stderr; a mount that went ahead is stopped and unmounted, and fails the test.
+fn refused_mount(args: &[&OsStr]) -> (Option<i32>, String) {
+    let mut child = Command::new(bin())
+        .arg("mount")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+            if let Some(dir) = args.get(1).filter(|d| is_mounted(Path::new(d))) {
+                let _ = Command::new("umount").arg("-l").arg(dir).status();
+            }
+            panic!("mount {args:?} went ahead instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (child.wait().unwrap().code(), err)
+}
+
+#[test]
+fn a_file_whose_digest_fails_gives_eio_where_unpack_refuses_it() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-lying");
+    let (archive, mnt) = (s.path("lying.znippy"), s.path("mnt"));
+    lying::write(&archive, false);
+    let unpack = run(&[
+        os("unpack"),
+        archive.as_os_str(),
+        os("-C"),
+        s.path("out").as_os_str(),
+    ]);
+    assert_eq!(
+        unpack.status.code(),
+        Some(1),
+        "unpack accepted the lying archive"
+    );
+    let stderr = String::from_utf8_lossy(&unpack.stderr);
+    assert!(
+        stderr.contains("bad") && stderr.contains("split-bad"),
+        "{stderr}"
+    );
+    lying::write(&archive, true);
+    let m = Mounted::new(&archive, &mnt, &[]);
+    // Listed first: names that came with their attributes must still fail.
+    assert_eq!(fs::read_dir(&mnt).unwrap().count(), lying::FILES.len() + 1);
+    for (name, true_digest) in lying::FILES {
+        match fs::read(mnt.join(name)) {
+            Ok(data) => {
+                assert!(true_digest, "{name}: served although its digest fails");
+                assert_eq!(data, lying::content(name), "{name}");
+            }
+            Err(e) => {
+                assert!(!true_digest, "{name}: {e}");
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "{name}");
+            }
+        }
+    }
+    // A file over several read requests: what was served before the read that
+    // completed it fails too, once that read has failed.
+    use std::os::unix::fs::FileExt;
+    let big = fs::File::open(mnt.join(lying::BIG)).unwrap();
+    let mut page = [0u8; 4096];
+    big.read_exact_at(&mut page, 0).unwrap();
+    assert_eq!(page[..], lying::content(lying::BIG)[..4096]);
+    let whole = fs::read(mnt.join(lying::BIG)).unwrap_err();
+    assert_eq!(whole.raw_os_error(), Some(libc::EIO));
+    let start = Instant::now();
+    while big.read_exact_at(&mut page, 0).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "cached pages still served"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (err, status) = m.stop(libc::SIGTERM);
+    assert!(status.success(), "{err}");
+    assert!(err.contains("bad: file BLAKE3 mismatch"), "{err}");
+    assert!(err.contains("split-bad: file BLAKE3 mismatch"), "{err}");
+}
+
+#[test]
+fn mount_options_are_checked_up_front_and_flags_are_honoured() {
+    let s = Scratch::new("mount-options");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    small_files(&src, 5);
+    pack(&src, &archive, &[]);
+    fs::create_dir_all(&mnt).unwrap();
+    for (option, says) in [
+        (
+            "auto_unmount",
+            "-o auto_unmount needs allow_other or allow_root",
+        ),
+        (
+            "direct_io",
+            "-o direct_io: not a mount option here (allowed: ro,",
+        ),
+        ("rw", "-o rw: the mount is read-only"),
+    ] {
+        let (code, err) =
+            refused_mount(&[archive.as_os_str(), mnt.as_os_str(), os("-o"), os(option)]);
+        assert_eq!(code, Some(1), "-o {option}: {err}");
+        assert!(err.contains(says), "-o {option}: {err}");
+    }
+    // Standard input cannot be read at random: refused, not taken for a file name.
+    let (code, err) = refused_mount(&[os("-"), mnt.as_os_str()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the archive must be a file, not `-`"), "{err}");
+    if !fuse_available() {
+        return;
+    }
+    let options = |m: &Mounted| {
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+        let dir = m.dir.to_string_lossy().into_owned();
+        let line = mounts
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some(&dir))
+            .unwrap();
+        line.split(' ')
+            .nth(3)
+            .unwrap()
+            .split(',')
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let m = Mounted::new(&archive, &mnt, &["-o", "dev,suid,exec,atime,kernel_cache"]);
+    let on = options(&m);
+    assert!(
+        !on.iter()
+            .any(|o| o == "nodev" || o == "nosuid" || o == "noexec"),
+        "{on:?}"
+    );
+    assert!(mnt.join("d00").is_dir());
+    drop(m);
+    let m = Mounted::new(&archive, &mnt, &["-o", "noexec,nodev,nosuid,noatime"]);
+    let on = options(&m);
+    for o in ["noexec", "nodev", "nosuid", "noatime", "ro"] {
+        assert!(on.iter().any(|x| x == o), "{o}: {on:?}");
+    }
+}
+
+#[test]
+fn a_mount_point_that_is_not_an_empty_directory_is_refused_unless_asked() {
+    let s = Scratch::new("mount-point");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    small_files(&src, 5);
+    pack(&src, &archive, &[]);
+    write(&mnt, "precious.txt", b"kept\n");
+    let (code, err) = refused_mount(&[archive.as_os_str(), mnt.as_os_str()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("mount point is not empty") && err.contains("--nonempty"),
+        "{err}"
+    );
+    let file = mnt.join("precious.txt");
+    let (code, err) = refused_mount(&[archive.as_os_str(), file.as_os_str(), os("--nonempty")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("mount point is not a directory"), "{err}");
+    if !fuse_available() {
+        return;
+    }
+    let m = Mounted::new(&archive, &mnt, &["--nonempty"]);
+    assert!(mnt.join("d00").is_dir() && !file.exists());
+    drop(m);
+    assert_eq!(fs::read(&file).unwrap(), b"kept\n");
+}
+
+#[test]
+fn a_signal_while_the_mount_is_busy_detaches_it_lazily() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-busy");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    small_files(&src, 10);
+    pack(&src, &archive, &[]);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let m = Mounted::new(&archive, &mnt, &[]);
+        // A file held open and a process whose directory is inside: the mount is busy.
+        let open = fs::File::open(mnt.join("d00/f00000.txt")).unwrap();
+        let mut inside = Command::new("sleep")
+            .arg("60")
+            .current_dir(mnt.join("d01"))
+            .spawn()
+            .unwrap();
+        let (err, status) = m.stop(signal);
+        inside.kill().unwrap();
+        inside.wait().unwrap();
+        drop(open);
+        assert!(status.success(), "signal {signal}: {err}");
+        assert!(err.contains("detached lazily"), "{err}");
+        assert!(!is_mounted(&mnt), "still mounted after signal {signal}");
+        // Nothing dead is left behind: the directory is usable again.
+        assert_eq!(fs::read_dir(&mnt).unwrap().count(), 0);
+    }
+}
+
+#[test]
+fn a_sparse_file_is_served_sparse() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-sparse");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    fs::create_dir_all(&src).unwrap();
+    let sparse = src.join("disk.img");
+    let f = fs::File::create(&sparse).unwrap();
+    f.set_len(100 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(b"boot sector", 0).unwrap();
+    f.write_all_at(b"middle", 50 << 20).unwrap();
+    f.write_all_at(b"tail", (100 << 20) - 4).unwrap();
+    drop(f);
+    let allocated = fs::metadata(&sparse).unwrap().blocks();
+    assert!(
+        allocated < 100,
+        "the scratch file system is not sparse: {allocated}"
+    );
+    write(&src, "dense.txt", b"no holes here\n");
+    pack(&src, &archive, &[]);
+    let m = Mounted::new(&archive, &mnt, &[]);
+    let served = mnt.join("disk.img");
+    let meta = fs::metadata(&served).unwrap();
+    assert_eq!(meta.size(), 100 << 20);
+    assert_eq!(meta.blocks(), 3 * 8, "three 4 KiB blocks of data");
+    let dense = fs::metadata(mnt.join("dense.txt")).unwrap();
+    assert_eq!(dense.blocks(), dense.size().div_ceil(512));
+    // SEEK_DATA and SEEK_HOLE find the data.
+    let f = fs::File::open(&served).unwrap();
+    let seek = |offset: i64, whence: i32| {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid descriptor; lseek has no other preconditions.
+        let at = unsafe { libc::lseek(f.as_raw_fd(), offset, whence) };
+        (at >= 0).then_some(at)
+    };
+    assert_eq!(seek(0, libc::SEEK_DATA), Some(0));
+    assert_eq!(seek(0, libc::SEEK_HOLE), Some(4096));
+    assert_eq!(seek(4096, libc::SEEK_DATA), Some(50 << 20));
+    assert_eq!(
+        seek((50 << 20) + 4096, libc::SEEK_DATA),
+        Some((100 << 20) - 4096)
+    );
+    assert_eq!(seek((100 << 20) - 4096, libc::SEEK_HOLE), Some(100 << 20));
+    // A copy with the usual tools comes out sparse and equal.
+    let copy = s.path("copy.img");
+    let cp = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&served)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    assert!(fs::metadata(&copy).unwrap().blocks() < 100);
+    assert_eq!(
+        blake3::hash(&fs::read(&copy).unwrap()),
+        blake3::hash(&fs::read(&sparse).unwrap())
+    );
+    let cp_a = s.path("copy-a.img");
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&served)
+            .arg(&cp_a)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        fs::metadata(&cp_a).unwrap().blocks() < 100,
+        "cp -a wrote it dense"
+    );
+    drop(m);
 }

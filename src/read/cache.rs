@@ -4,6 +4,11 @@
 //!
 //! - Every chunk is checked against its BLAKE3 before any byte of it is served; a
 //!   damaged chunk's error is remembered like a chunk, so it is not decoded again.
+//! - Every file is checked against its whole-file BLAKE3 as unpack checks it: a file
+//!   within one chunk (and an empty one) before any byte of it is served; a file over
+//!   several chunks piece by piece as its chunks are read, in any order, and the read
+//!   that brings in its last unread piece fails if the file's digest does not match.
+//!   A file found damaged fails every later read too.
 //! - Readers of one chunk that is not cached wait for one decompression (a
 //!   `OnceLock` per chunk), not one each.
 //! - Least recently used chunks are dropped once the cache holds more than its size
@@ -14,12 +19,13 @@
 //!   prefetch thread.
 
 use super::archive::{Archive, ChunkReader};
+use crate::digest::{self, Digest, PieceDigest};
 use crate::error::{Error, Result};
-use crate::format::entry::EntryKind;
+use crate::format::entry::{DataLocation, Entry, EntryKind};
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
@@ -79,7 +85,25 @@ struct Inner {
     hits: AtomicU64,
     misses: AtomicU64,
     prefetched: AtomicU64,
+    files: Files,
 }
+
+/// What the whole-file checks know: each file's state (by data entry), and the
+/// chaining values of the pieces read so far of files over several chunks.
+struct Files {
+    state: Vec<AtomicU8>,
+    pieces: Mutex<HashMap<usize, Vec<Option<Digest>>>>,
+}
+
+/// A file's digest has not been checked yet.
+const UNCHECKED: u8 = 0;
+/// A file's digest matched.
+const GOOD: u8 = 1;
+/// A file's digest did not match.
+const BAD: u8 = 2;
+
+/// What a damaged file's reads fail with.
+const MISMATCH: &str = "file BLAKE3 mismatch";
 
 /// The cached chunks and their recency.
 #[derive(Default)]
@@ -103,7 +127,14 @@ impl ChunkCache {
     /// `archive` (at least one chunk is always held while it is read), with one
     /// prefetch thread.
     pub fn new(archive: Arc<Archive>, capacity: usize) -> ChunkCache {
+        let files = Files {
+            state: (0..archive.data_entries().len())
+                .map(|_| AtomicU8::new(UNCHECKED))
+                .collect(),
+            pieces: Mutex::new(HashMap::new()),
+        };
         let inner = Arc::new(Inner {
+            files,
             archive,
             capacity: capacity as u64,
             lru: Mutex::new(Lru::default()),
@@ -161,34 +192,149 @@ impl ChunkCache {
 
     /// Reads up to `buf.len()` bytes of entry `entry` (a file, or a hard link to one)
     /// from `offset`; fewer only at the end of the file. Only the chunks the range
-    /// touches are decoded, each checked before its bytes are copied.
+    /// touches are decoded, each checked before its bytes are copied. The file's
+    /// whole-file BLAKE3 is checked too (see the module's description): a mismatch is
+    /// [`Error::Damaged`] naming the file.
     pub fn read_at(&self, entry: usize, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let archive = self.archive();
-        let e = file_entry(archive, entry)?;
-        let name = || e.display_path();
-        let Some(loc) = e.location else {
-            return Ok(0); // an empty file
+        let (file, e) = file_entry(archive, entry)?;
+        let damaged = |problem: String| Error::Damaged {
+            archive: archive.path().into(),
+            damaged: vec![(e.display_path(), problem)],
         };
+        let state = self
+            .inner
+            .files
+            .state
+            .get(file)
+            .map(|s| s.load(Ordering::Acquire));
+        if state == Some(BAD) {
+            return Err(damaged(MISMATCH.into()));
+        }
+        let unchecked = state == Some(UNCHECKED);
+        let Some(loc) = e.location else {
+            // An empty file: its digest is that of no bytes.
+            if unchecked {
+                self.conclude(file, Some(digest::hash(b"")) == e.digest)
+                    .map_err(damaged)?;
+            }
+            return Ok(0);
+        };
+        let split = loc.first_chunk != loc.last_chunk;
+        if unchecked && !split {
+            self.check_whole(file, e, loc).map_err(damaged)?;
+        }
         let mut done = 0usize;
         while done < buf.len() && offset + (done as u64) < e.size {
             let pos = loc.chunk_offset + offset + done as u64; // within the file's chunks
             let (id, within) = locate(archive, loc.first_chunk, loc.last_chunk, pos)
-                .ok_or_else(|| Error::corrupt(archive.path(), format!("{}: short", name())))?;
-            let data = self.chunk(id).map_err(|problem| Error::Damaged {
-                archive: archive.path().into(),
-                damaged: vec![(name(), problem)],
-            })?;
+                .ok_or_else(|| damaged("short".into()))?;
+            let data = self.chunk(id).map_err(damaged)?;
+            if unchecked && split {
+                self.check_piece(file, e, loc, id, &data).map_err(damaged)?;
+            }
             let left_in_file = (e.size - offset - done as u64) as usize;
             let want = (buf.len() - done).min(left_in_file);
             let part = data
                 .get(within..)
                 .map(|d| &d[..d.len().min(want)])
                 .filter(|d| !d.is_empty())
-                .ok_or_else(|| Error::corrupt(archive.path(), format!("{}: short", name())))?;
+                .ok_or_else(|| damaged("short".into()))?;
             buf[done..done + part.len()].copy_from_slice(part);
             done += part.len();
         }
         Ok(done)
+    }
+
+    /// Checks file `file` (`e`), which lies within one chunk, against its digest.
+    fn check_whole(
+        &self,
+        file: usize,
+        e: &Entry,
+        loc: DataLocation,
+    ) -> std::result::Result<(), String> {
+        let data = self.chunk(loc.first_chunk)?;
+        let bytes = usize::try_from(loc.chunk_offset)
+            .ok()
+            .zip(usize::try_from(e.size).ok())
+            .and_then(|(start, len)| data.get(start..start.checked_add(len)?))
+            .ok_or_else(|| format!("chunk {}: short", loc.first_chunk))?;
+        self.conclude(file, Some(digest::hash(bytes)) == e.digest)
+    }
+
+    /// Notes the chaining value of the piece of file `file` (`e`, over several chunks)
+    /// that chunk `id` (`data`) holds; once every piece is known, checks the file.
+    fn check_piece(
+        &self,
+        file: usize,
+        e: &Entry,
+        loc: DataLocation,
+        id: u64,
+        data: &[u8],
+    ) -> std::result::Result<(), String> {
+        let archive = self.archive();
+        let short = || format!("chunk {id}: short");
+        let piece_len = usize::try_from(loc.first_chunk)
+            .ok()
+            .and_then(|i| archive.data_chunks().get(i))
+            .map_or(0, |c| c.raw_len);
+        let (k, count) = (id - loc.first_chunk, loc.last_chunk - loc.first_chunk + 1);
+        let (start, file_offset) = match k {
+            0 => (loc.chunk_offset, 0),
+            _ => (
+                0,
+                (k * piece_len)
+                    .checked_sub(loc.chunk_offset)
+                    .ok_or_else(short)?,
+            ),
+        };
+        let len = (data.len() as u64)
+            .saturating_sub(start)
+            .min(e.size.saturating_sub(file_offset));
+        let bytes = data
+            .get(start as usize..(start + len) as usize)
+            .ok_or_else(short)?;
+        let PieceDigest::Subtree(cv) = digest::piece(bytes, file_offset, false) else {
+            return Err(short());
+        };
+        let complete = {
+            let mut pieces = self
+                .inner
+                .files
+                .pieces
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let cvs = pieces
+                .entry(file)
+                .or_insert_with(|| vec![None; count as usize]);
+            if let Some(slot) = cvs.get_mut(k as usize) {
+                *slot = Some(cv);
+            }
+            let all: Option<Vec<Digest>> = cvs.iter().copied().collect();
+            if all.is_some() {
+                pieces.remove(&file);
+            }
+            all
+        };
+        match complete {
+            Some(cvs) => self.conclude(
+                file,
+                digest::merge_file(&cvs, piece_len, e.size).is_some_and(|d| Some(d) == e.digest),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Records whether file `file` matched its digest; a mismatch is the error.
+    fn conclude(&self, file: usize, matched: bool) -> std::result::Result<(), String> {
+        if let Some(state) = self.inner.files.state.get(file) {
+            state.store(if matched { GOOD } else { BAD }, Ordering::Release);
+        }
+        if matched {
+            Ok(())
+        } else {
+            Err(MISMATCH.into())
+        }
     }
 
     /// The counters so far.
@@ -318,21 +464,21 @@ fn decode(archive: &Archive, id: u64) -> Decoded {
     })
 }
 
-/// Entry `entry` if it is a file, or the file a hard link names.
-fn file_entry(archive: &Archive, entry: usize) -> Result<&crate::Entry> {
+/// Entry `entry` if it is a file, or the file a hard link names; with its number.
+fn file_entry(archive: &Archive, entry: usize) -> Result<(usize, &Entry)> {
     let e = archive
         .data_entries()
         .get(entry)
         .ok_or_else(|| Error::Invalid(format!("entry {entry} does not exist")))?;
-    let e = match (e.kind, &e.link_target) {
+    let (file, e) = match (e.kind, &e.link_target) {
         (EntryKind::Hardlink, Some(target)) => archive
             .find(target)
-            .and_then(|i| archive.data_entries().get(i))
+            .and_then(|i| Some((i, archive.data_entries().get(i)?)))
             .ok_or_else(|| {
                 let problem = format!("{}: hard link to a missing file", e.display_path());
                 Error::corrupt(archive.path(), problem)
             })?,
-        _ => e,
+        _ => (entry, e),
     };
     if e.kind != EntryKind::File {
         return Err(Error::Invalid(format!(
@@ -341,7 +487,7 @@ fn file_entry(archive: &Archive, entry: usize) -> Result<&crate::Entry> {
             e.kind.name()
         )));
     }
-    Ok(e)
+    Ok((file, e))
 }
 
 /// The chunk holding byte `pos` of the run of chunks `first..=last`, and where in it.

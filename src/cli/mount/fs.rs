@@ -3,15 +3,19 @@
 //! request that would change anything fails with EROFS.
 
 use super::ahead::Ahead;
+use super::holes::{self, Holes};
 use super::tree::Tree;
+use fuser::Notifier;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyXattr,
+    Request,
 };
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use znippy_uring::{ChunkCache, Entry, EntryKind, Error};
 
@@ -32,6 +36,13 @@ pub struct ArchiveFs {
     no_open: bool,
     /// Whole small files pushed into the kernel's cache ahead of a sequential reader.
     ahead: Ahead,
+    /// The data extents of sparse files, found when first asked for.
+    holes: Holes,
+    /// To drop the kernel's cached pages of a file found damaged (set once the
+    /// session runs).
+    notifier: Arc<OnceLock<Notifier>>,
+    /// The inodes whose cached pages were dropped.
+    dropped: Mutex<HashSet<u64>>,
 }
 
 impl ArchiveFs {
@@ -49,7 +60,10 @@ impl ArchiveFs {
             cache,
             default,
             no_open: false,
+            notifier: ahead.notifier.clone(),
             ahead,
+            holes: Holes::default(),
+            dropped: Mutex::new(HashSet::new()),
         }
     }
 
@@ -92,8 +106,11 @@ impl ArchiveFs {
             EntryKind::Symlink => e.link_target.as_ref().map_or(0, |t| t.len() as u64),
             _ => 0,
         };
-        // What `du` counts: the data, in 512-byte blocks.
-        attr.blocks = attr.size.div_ceil(512);
+        // What `du` counts: the data, in 512-byte blocks (a sparse file's holes not).
+        attr.blocks = match self.sparse_extents(ino) {
+            Some(Ok(extents)) => holes::blocks(&extents),
+            _ => attr.size.div_ceil(512),
+        };
         attr.rdev = e.rdev.map_or(0, encode_dev);
         Some(attr)
     }
@@ -108,31 +125,100 @@ impl ArchiveFs {
         Some(all.map(|(k, (child, name))| (k as u64 + 1, child, name)))
     }
 
+    /// The data extents of inode `ino` if it is a file archived as sparse (a failure
+    /// to read them is logged); `None` for anything else.
+    fn sparse_extents(&self, ino: u64) -> Option<Result<Arc<holes::Extents>, Errno>> {
+        let i = self.tree.get(ino).filter(|n| !n.dir)?.entry?;
+        let e = self.cache.archive().entries().get(i)?;
+        (e.kind == EntryKind::File && e.sparse)
+            .then(|| (self.holes.extents(&self.cache, i, e.size)).map_err(|e| log_read_error(&e)))
+    }
+
+    /// Checks inode `ino`, if it is an empty file, against its digest (EIO, logged, if
+    /// it does not match). The kernel sends no read for an empty file (and no open):
+    /// its lookup is where it can fail.
+    fn check_empty(&self, ino: u64) -> Result<(), Errno> {
+        let Some(i) = self.tree.get(ino).filter(|n| !n.dir).and_then(|n| n.entry) else {
+            return Ok(());
+        };
+        match self.cache.archive().entries().get(i) {
+            Some(e) if e.kind == EntryKind::File && e.size == 0 => {
+                self.cache
+                    .read_at(i, 0, &mut [])
+                    .map_err(|e| log_read_error(&e))?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Where lseek(SEEK_DATA or SEEK_HOLE) lands in inode `ino`.
+    fn seek(&self, ino: u64, offset: i64, whence: i32) -> Result<u64, Errno> {
+        // A hard link's inode is its file's: the entry is a file.
+        let e = self.entry(ino).ok_or(Errno::ENOENT)?;
+        if e.kind != EntryKind::File {
+            return Err(Errno::EINVAL);
+        }
+        let size = e.size;
+        match self.sparse_extents(ino) {
+            Some(extents) => holes::seek(&extents?, size, offset, whence),
+            None => holes::seek(&[(0, size)], size, offset, whence),
+        }
+    }
+
     /// Reads `size` bytes of inode `ino` from `offset`.
     fn read_bytes(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         let node = self.tree.get(ino).ok_or(Errno::ENOENT)?;
         let entry = node.entry.filter(|_| !node.dir).ok_or(Errno::EISDIR)?;
         let mut buf = vec![0u8; size.min(MAX_READ) as usize];
-        match self.cache.read_at(entry, offset, &mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                if offset == 0 {
-                    self.ahead.read_from_start(entry);
+        let n = self.cache.read_at(entry, offset, &mut buf).map_err(|e| {
+            if matches!(e, Error::Damaged { .. }) {
+                self.drop_cached(ino);
+            }
+            log_read_error(&e)
+        })?;
+        buf.truncate(n);
+        if offset == 0 {
+            self.ahead.read_from_start(entry);
+        }
+        Ok(buf)
+    }
+}
+
+impl ArchiveFs {
+    /// Drops the kernel's cached pages of inode `ino`, once: a file over several
+    /// chunks found damaged by the read that completed it had pages served before,
+    /// and those must fail too. From a thread of its own: the kernel may hold one of
+    /// them locked until the failing read is answered.
+    fn drop_cached(&self, ino: u64) {
+        let first = (self.dropped.lock().unwrap_or_else(|p| p.into_inner())).insert(ino);
+        let Some(notifier) = self.notifier.get().filter(|_| first).cloned() else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("znippy-inval".into())
+            .spawn(move || {
+                if let Err(e) = notifier.inval_inode(INodeNo(ino), 0, 0) {
+                    log::debug!("mount: inode {ino}: dropping cached pages: {e}");
                 }
-                Ok(buf)
-            }
-            Err(Error::Damaged { archive, damaged }) => {
-                for (path, problem) in damaged {
-                    log::error!("{}: {path}: {problem}", archive.display());
-                }
-                Err(Errno::EIO)
-            }
-            Err(e) => {
-                log::error!("{e}");
-                Err(Errno::EIO)
-            }
+            });
+        if let Err(e) = spawned {
+            log::warn!("mount: inode {ino}: cached pages not dropped: {e}");
         }
     }
+}
+
+/// Logs why a read failed, naming each damaged file; the reader gets EIO.
+fn log_read_error(e: &Error) -> Errno {
+    match e {
+        Error::Damaged { archive, damaged } => {
+            for (path, problem) in damaged {
+                log::error!("{}: {path}: {problem}", archive.display());
+            }
+        }
+        e => log::error!("{e}"),
+    }
+    Errno::EIO
 }
 
 impl Filesystem for ArchiveFs {
@@ -160,11 +246,13 @@ impl Filesystem for ArchiveFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self
-            .tree
-            .lookup(parent.0, name.as_bytes())
-            .and_then(|ino| self.attr(ino))
-        {
+        let Some(ino) = self.tree.lookup(parent.0, name.as_bytes()) else {
+            return reply.error(Errno::ENOENT);
+        };
+        if let Err(e) = self.check_empty(ino) {
+            return reply.error(e);
+        }
+        match self.attr(ino) {
             Some(attr) => reply.entry(&TTL, &attr, Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
@@ -215,6 +303,21 @@ impl Filesystem for ArchiveFs {
     ) {
         match self.read_bytes(ino.0, offset, size) {
             Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        match self.seek(ino.0, offset, whence) {
+            Ok(to) => reply.offset(to as i64),
             Err(e) => reply.error(e),
         }
     }
@@ -278,7 +381,12 @@ impl Filesystem for ArchiveFs {
                 continue;
             };
             let name = OsStr::from_bytes(name);
-            if reply.add(INodeNo(child), next, name, &TTL, &attr, Generation(0)) {
+            // A damaged empty file's name must be looked up each time, to fail there.
+            let ttl = match self.check_empty(child) {
+                Ok(()) => TTL,
+                Err(_) => Duration::ZERO,
+            };
+            if reply.add(INodeNo(child), next, name, &ttl, &attr, Generation(0)) {
                 break;
             }
         }

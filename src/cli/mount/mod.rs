@@ -6,12 +6,14 @@
 
 mod ahead;
 mod fs;
+mod holes;
+mod options;
 mod tree;
 
 use super::args::parse_size;
 use super::report::{Output, Report, Stream, lossy};
 use anyhow::{Context, Result, bail};
-use fuser::{Config, MountOption, SessionACL};
+use fuser::{Config, MountOption};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,10 +22,13 @@ use znippy_uring::{Archive, CacheStats, ChunkCache};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Archive to mount.
+    /// Archive to mount (a file: a mount reads it at random, so not `-`).
     archive: PathBuf,
-    /// Directory to mount it on (an empty directory).
+    /// Directory to mount it on (an empty directory, unless `--nonempty`).
     mountpoint: PathBuf,
+    /// Mount on a directory that is not empty, hiding what it holds while mounted.
+    #[arg(long)]
+    nonempty: bool,
     /// Memory for decompressed chunks, shared by all readers (suffixes K, M, G); the
     /// default holds 128 chunks of 4 MiB.
     #[arg(long, default_value = "512M", value_parser = parse_size)]
@@ -38,8 +43,10 @@ pub struct Args {
     /// Let root see the file system too.
     #[arg(long, conflicts_with = "allow_other")]
     allow_root: bool,
-    /// Further mount options, comma-separated, as mount.fuse takes them (noexec,
-    /// nosuid, nodev, noatime, fsname=NAME, allow_other, ...).
+    /// Further mount options, comma-separated: ro, default_permissions,
+    /// allow_other, allow_root, noexec/exec, nosuid/suid, nodev/dev (nosuid and
+    /// nodev are the default), noatime/atime, kernel_cache (always on),
+    /// fsname=NAME, nonempty, auto_unmount (with allow_other or allow_root).
     #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
     options: Vec<String>,
     /// An archive this incremental archive builds on, when not beside it under its
@@ -75,7 +82,15 @@ impl Report for MountJson<'_> {
 }
 
 pub fn run(args: Args, out: &Output) -> Result<()> {
-    check_can_mount()?;
+    if args.archive == Path::new("-") {
+        bail!(
+            "mount: the archive must be a file, not `-`: a mount reads it at random, \
+             which standard input cannot do (save it to a file first)"
+        );
+    }
+    let options = options::Options::parse(&args.options, args.allow_other, args.allow_root)?;
+    check_can_mount(&options)?;
+    check_mountpoint(&args.mountpoint, args.nonempty || options.nonempty)?;
     let start = Instant::now();
     let archive = Archive::open(&args.archive)?.with_bases(&args.bases)?;
     archive.require_bases()?;
@@ -89,7 +104,8 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     let ahead = ahead::Ahead::start(cache.clone(), tree::ino_of);
     let notifier = ahead.notifier.clone();
     let fs = fs::ArchiveFs::new(tree, cache.clone(), ahead);
-    let session = fuser::Session::new(fs, &args.mountpoint, &args.config(&archive))
+    let config = args.config(&archive, &options);
+    let session = fuser::Session::new(fs, &args.mountpoint, &config)
         .with_context(|| format!("{}: mount", args.mountpoint.display()))?
         .spawn()
         .with_context(|| format!("{}: serve", args.mountpoint.display()))?;
@@ -103,13 +119,17 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         );
     }
     wait_for_stop(&signals, &session.guard);
-    // Unmounted from outside already, the unmount fails harmlessly; otherwise a
-    // failure (the mount busy) is the command's.
+    // Unmounted from outside already, the unmount fails harmlessly. Busy (a process
+    // has a file open or its directory inside), it is detached lazily, as libfuse
+    // does: gone from the tree at once, and those processes' reads fail once this
+    // process has exited.
     if let Err(e) = session.umount_and_join()
         && still_mounted(&args.mountpoint)
     {
-        bail!(
-            "{}: unmount: {e} (still mounted: `umount -l` detaches it)",
+        detach_lazily(&args.mountpoint)
+            .with_context(|| format!("{}: unmount: {e}", args.mountpoint.display()))?;
+        log::warn!(
+            "{}: busy ({e}): detached lazily; files still open there now fail",
             args.mountpoint.display()
         );
     }
@@ -130,55 +150,69 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
 impl Args {
     /// The session's configuration: read-only, permissions checked by the kernel
     /// from the archived modes, several threads each with its own /dev/fuse clone.
-    fn config(&self, archive: &Archive) -> Config {
-        let mut options = vec![
+    fn config(&self, archive: &Archive, options: &options::Options) -> Config {
+        let mut mount_options = vec![
             MountOption::RO,
             MountOption::DefaultPermissions,
             MountOption::FSName(archive.path().display().to_string()),
             MountOption::Subtype("znippy".into()),
         ];
-        let mut acl = if self.allow_other {
-            SessionACL::All
-        } else if self.allow_root {
-            SessionACL::RootAndOwner
-        } else {
-            SessionACL::Owner
-        };
-        for o in self
-            .options
-            .iter()
-            .map(|o| o.trim())
-            .filter(|o| !o.is_empty())
-        {
-            match o {
-                "allow_other" => acl = SessionACL::All,
-                "allow_root" => acl = SessionACL::RootAndOwner,
-                "ro" | "default_permissions" => {}
-                "noexec" => options.push(MountOption::NoExec),
-                "nosuid" => options.push(MountOption::NoSuid),
-                "nodev" => options.push(MountOption::NoDev),
-                "noatime" => options.push(MountOption::NoAtime),
-                "auto_unmount" => options.push(MountOption::AutoUnmount),
-                other => match other.strip_prefix("fsname=") {
-                    Some(name) => {
-                        options.retain(|o| !matches!(o, MountOption::FSName(_)));
-                        options.push(MountOption::FSName(name.into()));
-                    }
-                    None => options.push(MountOption::CUSTOM(other.into())),
-                },
-            }
+        if options.fsname.is_some() {
+            mount_options.retain(|o| !matches!(o, MountOption::FSName(_)));
         }
+        mount_options.extend(options.mount.iter().cloned());
         let threads = self
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
             .max(2);
         let mut config = Config::default();
-        config.mount_options = options;
-        config.acl = acl;
+        config.mount_options = mount_options;
+        config.acl = options.acl;
         config.n_threads = Some(threads);
         config.clone_fd = true;
         config
     }
+}
+
+/// Refuses a mount point that is not a directory, or (unless `nonempty`) one that
+/// holds anything: mounted over, its files would be hidden until the unmount.
+fn check_mountpoint(dir: &Path, nonempty: bool) -> Result<()> {
+    let meta = std::fs::metadata(dir).with_context(|| format!("{}: mount point", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("{}: mount point is not a directory", dir.display());
+    }
+    let mut listing =
+        std::fs::read_dir(dir).with_context(|| format!("{}: mount point", dir.display()))?;
+    if !nonempty && listing.next().is_some() {
+        bail!(
+            "{}: mount point is not empty (its files would be hidden while mounted; \
+             --nonempty mounts over them anyway)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Detaches the mount at `dir` lazily: umount2(MNT_DETACH) as root, `fusermount3
+/// -u -z` otherwise (as libfuse does).
+fn detach_lazily(dir: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: a valid C string; umount2 has no other preconditions.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return Ok(());
+    }
+    let umount2 = std::io::Error::last_os_error();
+    for helper in ["fusermount3", "fusermount"] {
+        let status = std::process::Command::new(helper)
+            .args(["-u", "-z", "-q", "--"])
+            .arg(dir)
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            return Ok(());
+        }
+    }
+    bail!("lazy detach failed (umount2: {umount2}; fusermount3 -u -z failed too)")
 }
 
 /// Whether `dir` is a mount point in /proc/self/mounts.
@@ -191,7 +225,7 @@ fn still_mounted(dir: &Path) -> bool {
 }
 
 /// Says clearly why a mount cannot work here, before trying.
-fn check_can_mount() -> Result<()> {
+fn check_can_mount(options: &options::Options) -> Result<()> {
     if !Path::new("/dev/fuse").exists() {
         bail!("cannot mount: /dev/fuse is missing (load the fuse module: modprobe fuse)");
     }
@@ -205,6 +239,9 @@ fn check_can_mount() -> Result<()> {
         bail!(
             "cannot mount: not root and no fusermount3 helper (install the fuse3 package, or run as root)"
         );
+    }
+    if !helper && options.mount.contains(&MountOption::AutoUnmount) {
+        bail!("cannot mount: -o auto_unmount needs the fusermount3 helper (the fuse3 package)");
     }
     Ok(())
 }
