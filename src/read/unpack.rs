@@ -302,9 +302,9 @@ impl Archive {
         report.files += workers.iter().map(|w| w.files).sum::<u64>();
         report.bytes = workers.iter().map(|w| w.bytes).sum();
         let tallies = workers.into_iter().map(|w| w.tally).collect();
-        let damaged = conclude(self, selected, tallies);
+        let mut damaged = conclude(self, selected, tallies);
         report.files += job.complete_split_files(&damaged)?;
-        report.hardlinks = job.hardlinks()?;
+        report.hardlinks = job.hardlinks(&mut damaged)?;
         (report.specials, report.skipped_devices) = job.specials()?;
         report.symlinks = job.symlinks()?;
         report.dirs = job.directory_metadata()?;
@@ -560,16 +560,31 @@ impl<'a> Job<'a> {
         Ok(files)
     }
 
-    /// 5. Hard links, once the files they name are complete.
-    fn hardlinks(&self) -> Result<u64> {
+    /// 5. Hard links, once the files they name are complete. A link to a damaged
+    ///    file (not written) is not made either, and is named as damaged with it.
+    fn hardlinks(&self, damaged: &mut BTreeMap<usize, String>) -> Result<u64> {
+        let bad: std::collections::HashSet<&[u8]> = (damaged.keys())
+            .filter_map(|&i| self.entries.get(i))
+            .map(|e| e.path.as_slice())
+            .collect();
         let mut links = 0;
-        for e in self.each() {
+        let mut also = Vec::new();
+        for &i in self.selected {
+            let Some(e) = self.entries.get(i) else {
+                continue;
+            };
             if let (EntryKind::Hardlink, Some(target)) = (e.kind, &e.link_target) {
+                if bad.contains(target.as_slice()) {
+                    let shown = String::from_utf8_lossy(target);
+                    also.push((i, format!("hard link to {shown}, which is damaged")));
+                    continue;
+                }
                 (self.root.hardlink(target, &e.path))
                     .map_err(self.root.err(&e.path, "hard link"))?;
                 links += 1;
             }
         }
+        damaged.extend(also);
         Ok(links)
     }
 
