@@ -216,3 +216,42 @@ fn a_chmod_alone_keeps_the_data_once_its_bytes_are_confirmed() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// The recorded ctime of `rel` in `archive`.
+fn ctime(archive: &Path, rel: &str) -> Option<i64> {
+    let a = znippy_uring::Archive::open(archive).unwrap();
+    let e = a
+        .entries()
+        .iter()
+        .find(|e| e.path == rel.as_bytes())
+        .unwrap();
+    e.ctime_ns
+}
+
+#[test]
+fn a_file_changed_just_before_the_pack_is_recorded_without_its_ctime() {
+    let s = Scratch::new("since-racy");
+    let src = s.path("src");
+    write(&src, "fresh.txt", b"written a moment ago");
+    let (g0, g1) = (s.path("g0.znippy"), s.path("g1.znippy"));
+    // Within the window (3 s by default): no ctime, so the next --since reads and
+    // hashes the file before reusing its data.
+    pack(&src, &g0, None, &[]);
+    assert_eq!(ctime(&g0, "fresh.txt"), None);
+    let report = pack(&src, &g1, Some(&g0), &[]);
+    assert_eq!(report["reused_files"], 1, "{report}");
+    // With no window, the ctime is kept.
+    let out = std::process::Command::new(bin())
+        .args([
+            os("pack"),
+            src.as_os_str(),
+            os("-o"),
+            g0.as_os_str(),
+            os("-q"),
+        ])
+        .env("ZNIPPY_RACY_CTIME_MS", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(ctime(&g0, "fresh.txt").is_some());
+}

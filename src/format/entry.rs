@@ -110,7 +110,8 @@ pub struct Entry {
     /// Device number (character and block devices).
     pub rdev: Option<u64>,
     /// Status change time, nanoseconds since the Unix epoch, when packed from a file
-    /// system (what `pack --since` compares, with size and mtime).
+    /// system (what `pack --since` compares, with size and mtime); `None` too when it
+    /// was too close to the pack's start to be trusted (docs/FORMAT.md).
     pub ctime_ns: Option<i64>,
     /// (device, inode) when packed from a file system: how `pack --since` finds a
     /// file that was renamed or moved.

@@ -360,6 +360,7 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
 /// ```
 pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> Result<PackReport> {
     let started = Instant::now();
+    let racy_from = unix_ns(std::time::SystemTime::now()) - racy_window_ns();
     let budget = opts.budget()?;
     let src = selection.root();
     let root = Arc::new(Root::open(src)?);
@@ -383,6 +384,7 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
             stopped = true;
             return Err(Error::Invalid("pipeline stopped".into()));
         }
+        forget_racy_ctime(&mut e, racy_from);
         entries.push((group.clone(), e));
         Ok(())
     };
@@ -423,6 +425,37 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
         bases: since.map(|s| s.bases).unwrap_or_default(),
     };
     finish(output, pipeline, fed, opts, Some(&root))
+}
+
+/// How long before the pack's start a ctime counts as racy (see [`forget_racy_ctime`]):
+/// more than any file system's timestamp granularity (FAT's 2 s).
+const RACY_CTIME_NS: i64 = 3_000_000_000;
+
+/// [`RACY_CTIME_NS`], or for tests the milliseconds in `ZNIPPY_RACY_CTIME_MS` (0 lets
+/// them exercise the fast path of `--since` on files they have just written).
+fn racy_window_ns() -> i64 {
+    std::env::var("ZNIPPY_RACY_CTIME_MS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .map_or(RACY_CTIME_NS, |ms| ms.saturating_mul(1_000_000))
+}
+
+/// Nanoseconds since the epoch (negative before it).
+fn unix_ns(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Leaves out the ctime of an entry changed at or after `racy_from` (just before the
+/// pack started, or during it). On a file system with coarse timestamps, a change in
+/// the same tick as the walk's stat would keep that ctime, so a later `--since`
+/// must not trust it: with no ctime recorded, it confirms the file by content.
+fn forget_racy_ctime(e: &mut Entry, racy_from: i64) {
+    if e.ctime_ns.is_some_and(|c| c >= racy_from) {
+        e.ctime_ns = None;
+    }
 }
 
 /// Hands entry `e` (number `n`) to the pipeline: a file's data goes to the segmenter,

@@ -6,8 +6,11 @@
 //!   mode and owner are those PREVIOUS recorded for its path (and its device and
 //!   inode, with `--check-inode`): its data is reused without being read.
 //! - **Same path, same size and mtime, but something else changed** (the ctime, after
-//!   a chmod, a chown, or a rewrite whose old mtime was put back): the file is read
-//!   and hashed, and reused only if its BLAKE3 equals the recorded digest.
+//!   a chmod, a chown, or a rewrite whose old mtime was put back), or no ctime
+//!   recorded (an archive from before ctimes were kept, or a file changed within 3 s
+//!   of PREVIOUS's start or during it, whose ctime a pack leaves out because a change
+//!   in the same timestamp tick would not show): the file is read and hashed, and
+//!   reused only if its BLAKE3 equals the recorded digest.
 //! - **Renamed or moved.** A file at a path PREVIOUS does not hold, whose device,
 //!   inode, size and mtime are those of a file in PREVIOUS, may have been renamed. Inode
 //!   numbers are recycled (delete a tree and extract it again and the new files get the
