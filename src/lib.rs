@@ -53,7 +53,8 @@ pub use format::manifest::Group;
 pub use io::{Backend, IoMode};
 pub use pack::{
     DEFAULT_CHUNK_SIZE, DEFAULT_MEMORY, Destination, Ingest, IngestEntry, OnChange, OnUnreadable,
-    PackOptions, PackReport, Selection, Skipped, pack, pack_to, remove_temporaries_on_signal,
+    PackOptions, PackReport, RACY_CTIME, Selection, Skipped, pack, pack_to,
+    remove_temporaries_on_signal,
 };
 pub use progress::Progress;
 pub use read::export;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// failing the test if it has not finished after a minute: a hang is the bug.
 fn bounded(dir: &Path, args: &[&OsStr], stdin: Option<&Path>) -> Output {
     let (out, err) = (dir.join(".stdout"), dir.join(".stderr"));
-    let mut child = Command::new(bin())
+    let mut child = command()
         .args(args)
         .stdin(stdin.map_or(Stdio::null(), |p| Stdio::from(fs::File::open(p).unwrap())))
         .stdout(fs::File::create(&out).unwrap())

@@ -43,11 +43,7 @@ fn catalog(archives: &[&Path], dir: &Path, extra: &[&str]) -> Output {
     args.extend(archives.iter().map(|a| a.as_os_str()));
     args.extend([os("-o"), dir.as_os_str(), os("--json")]);
     args.extend(extra.iter().map(os));
-    Command::new(bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    command().args(args).stdin(Stdio::null()).output().unwrap()
 }
 
 fn report(out: &Output) -> serde_json::Value {
@@ -268,7 +264,7 @@ fn run_bounded(archives: &[&Path], dir: &Path, extra: &[&str]) -> Output {
     args.extend(archives.iter().map(|a| a.as_os_str()));
     args.extend([os("-o"), dir.as_os_str(), os("--json")]);
     args.extend(extra.iter().map(os));
-    let mut child = Command::new(bin())
+    let mut child = command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -446,7 +442,7 @@ fn a_catalog_killed_while_writing_leaves_nothing_the_next_run_keeps() {
         })
         .collect();
     let dir = s.path("catalog");
-    let mut cmd = Command::new(bin());
+    let mut cmd = command();
     cmd.arg("catalog").args(&archives).arg("-o").arg(&dir);
     cmd.args(["--partition", "d={parent}", "--threads", "4", "-q"]);
     let mut child = cmd.stdin(Stdio::null()).spawn().unwrap();

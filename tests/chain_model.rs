@@ -351,7 +351,7 @@ fn run_seed(seed: u64, generations: usize) {
         // Half the seeds pack with no racy-ctime window, so that files just written
         // take the unread path of --since; the others confirm them by content.
         let window = if seed % 4 < 2 { "0" } else { "3000" };
-        let out = Command::new(bin())
+        let out = command()
             .args(&args)
             .env("ZNIPPY_RACY_CTIME_MS", window)
             .output()

@@ -115,7 +115,7 @@ fn every_json_report_follows_the_documented_schema() {
     if Path::new("/dev/fuse").exists() && is_root() {
         let mnt = s.path("mnt");
         std::fs::create_dir_all(&mnt).unwrap();
-        let child = Command::new(bin())
+        let child = command()
             .args([os("mount"), a, mnt.as_os_str(), os("--json")])
             .stdout(std::process::Stdio::piped())
             .spawn()

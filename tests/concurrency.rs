@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::process::Command;
 
 fn leftovers(dir: &std::path::Path) -> Vec<String> {
     fs::read_dir(dir)
@@ -26,7 +25,7 @@ fn packs_racing_to_one_target_leave_one_whole_archive() {
     let target = s.path("out.znippy");
     for round in 0..8 {
         let spawn = |src: &std::path::Path, threads: &str| {
-            Command::new(bin())
+            command()
                 .args([os("pack"), src.as_os_str(), os("-o"), target.as_os_str()])
                 .args(["--threads", threads, "--chunk-size", "64K", "-q"])
                 .spawn()
@@ -64,7 +63,7 @@ fn an_incremental_pack_beside_a_racing_full_pack_keeps_its_chain() {
     ]);
     for round in 0..6 {
         write(&src, "changing.txt", format!("round {round}\n").as_bytes());
-        let mut full = Command::new(bin())
+        let mut full = command()
             .args([
                 os("pack"),
                 src.as_os_str(),

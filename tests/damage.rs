@@ -261,7 +261,7 @@ fn io_uring_failure_falls_back_to_portable_with_one_line_or_fails_when_forced() 
     let b = s.path("b.znippy");
     ok(&[os("pack"), src.as_os_str(), os("-o"), a.as_os_str()]);
     for fault in ["setup", "register"] {
-        let r = std::process::Command::new(bin())
+        let r = command()
             .env("ZNIPPY_IO_FAULT", fault)
             .args([os("pack"), src.as_os_str(), os("-o"), b.as_os_str()])
             .output()
@@ -271,7 +271,7 @@ fn io_uring_failure_falls_back_to_portable_with_one_line_or_fails_when_forced() 
         assert_eq!(err.matches("io_uring unavailable").count(), 1, "{err}");
         assert!(err.contains("[portable]"), "{err}");
         assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
-        let forced = std::process::Command::new(bin())
+        let forced = command()
             .env("ZNIPPY_IO_FAULT", fault)
             .args([
                 os("pack"),
@@ -286,7 +286,7 @@ fn io_uring_failure_falls_back_to_portable_with_one_line_or_fails_when_forced() 
         assert_eq!(forced.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&forced.stderr).contains("io_uring unavailable"));
     }
-    let env = std::process::Command::new(bin())
+    let env = command()
         .env("ZNIPPY_IO", "portable")
         .args([os("pack"), src.as_os_str(), os("-o"), b.as_os_str()])
         .output()

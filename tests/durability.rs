@@ -136,7 +136,7 @@ fn a_pack_killed_at_any_moment_leaves_no_archive_or_one_that_verifies() {
     }
     let archive = s.path("a.znippy");
     let pack = |extra: &[&str]| {
-        let mut c = Command::new(bin());
+        let mut c = command();
         c.arg("pack")
             .arg(&src)
             .arg("-o")

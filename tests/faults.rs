@@ -28,7 +28,7 @@ fn sigint_and_sigterm_during_pack_remove_the_temporary_archive() {
     for sig in [libc_sig::SIGINT, libc_sig::SIGTERM] {
         let out = outdir.join("a.znippy");
         // Level 19 on one thread takes seconds: time enough to interrupt it.
-        let child = Command::new(bin())
+        let child = command()
             .args([
                 os("pack"),
                 src.as_os_str(),
@@ -407,7 +407,7 @@ fn as_reader_without_rights(args: &[&str]) -> std::process::Output {
             .join(" ");
         as_nobody(&cmd)
     } else {
-        Command::new(bin()).args(args).output().unwrap()
+        command().args(args).output().unwrap()
     }
 }
 
@@ -534,7 +534,7 @@ fn a_file_that_fails_to_read_is_left_out_and_named_on_both_backends() {
     let out = s.path("a.znippy");
     for io in ["uring", "portable"] {
         // The second read of the one compressor fails with EIO; the archive is fine.
-        let r = Command::new(bin())
+        let r = command()
             .env("ZNIPPY_IO_FAULT", "eio-read-after:2")
             .args([os("pack"), src.as_os_str(), os("-o"), out.as_os_str()])
             .args(["--io", io, "--threads", "1"])

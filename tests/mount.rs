@@ -52,7 +52,7 @@ fn is_mounted(dir: &Path) -> bool {
 impl Mounted {
     fn new(archive: &Path, dir: &Path, extra: &[&str]) -> Mounted {
         fs::create_dir_all(dir).unwrap();
-        let child = Command::new(bin())
+        let child = command()
             .arg("mount")
             .arg(archive)
             .arg(dir)
@@ -416,12 +416,7 @@ fn an_incremental_archive_mounts_with_its_base() {
     drop(m);
     // Without its base it does not mount, and says which archive is missing.
     fs::rename(&full, s.path("moved.znippy")).unwrap();
-    let out = Command::new(bin())
-        .arg("mount")
-        .arg(&inc)
-        .arg(&mnt)
-        .output()
-        .unwrap();
+    let out = command().arg("mount").arg(&inc).arg(&mnt).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("full.znippy"));
 }
@@ -429,7 +424,7 @@ fn an_incremental_archive_mounts_with_its_base() {
 /// Runs `mount`, which must refuse (end within 20 s), returning its exit code and
 /// stderr; a mount that went ahead is stopped and unmounted, and fails the test.
 fn refused_mount(args: &[&OsStr]) -> (Option<i32>, String) {
-    let mut child = Command::new(bin())
+    let mut child = command()
         .arg("mount")
         .args(args)
         .stdout(Stdio::null())

@@ -15,6 +15,8 @@ fn opts(io: IoMode, threads: usize) -> PackOptions {
         chunk_size: CHUNK,
         threads,
         io,
+        // Every ctime recorded, so that packs of the same tree at any moment agree.
+        racy_ctime: std::time::Duration::ZERO,
         ..PackOptions::default()
     }
 }

@@ -19,7 +19,7 @@ fn listed(archive: &std::path::Path) -> Vec<String> {
 
 /// Runs the binary with `input` on standard input.
 fn with_stdin(args: &[&std::ffi::OsStr], input: &[u8]) -> std::process::Output {
-    let mut child = Command::new(bin())
+    let mut child = command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -89,7 +89,7 @@ fn from_list_packs_exactly_the_listed_paths_in_walk_order() {
         .output()
         .unwrap();
     let b = s.path("b.znippy");
-    let piped = Command::new(bin())
+    let piped = command()
         .args([
             os("pack"),
             os("--from-list"),
@@ -186,7 +186,7 @@ fn from_list_refuses_bad_lists_naming_the_path() {
 
 /// Packs `src` with `args` to standard output read through a pipe.
 fn pack_to_pipe(src: &std::path::Path, args: &[&str], env: (&str, &str)) -> (Vec<u8>, String) {
-    let mut child = Command::new(bin())
+    let mut child = command()
         .arg("pack")
         .arg(src)
         .args(["-o", "-"])
@@ -241,7 +241,7 @@ fn an_archive_streamed_through_a_pipe_equals_the_one_written_to_a_file() {
     assert_eq!(report["bytes_out"], expected.len());
     // An archive written into a file inside the tree is left out of it.
     let inside = src.join("self.znippy");
-    let status = Command::new(bin())
+    let status = command()
         .arg("pack")
         .arg(&src)
         .args(["-o", "-", "-q"])
@@ -257,7 +257,7 @@ fn a_stream_whose_reader_goes_away_fails_the_pack() {
     let s = Scratch::new("stdout-closed");
     let src = s.path("src");
     write(&src, "big.bin", &bytes(5, 8 << 20, false));
-    let mut child = Command::new(bin())
+    let mut child = command()
         .arg("pack")
         .arg(&src)
         .args(["-o", "-", "--chunk-size", "64K"])
@@ -380,14 +380,14 @@ fn read_commands_take_the_archive_from_standard_input() {
 
     // `pack -o - | unpack -`: two processes joined by a pipe.
     let dest = s.path("dest");
-    let mut packer = Command::new(bin())
+    let mut packer = command()
         .arg("pack")
         .arg(&src)
         .args(["-o", "-", "-q"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let unpacked = Command::new(bin())
+    let unpacked = command()
         .args([os("unpack"), os("-"), os("-C"), dest.as_os_str(), os("-q")])
         .stdin(packer.stdout.take().unwrap())
         .output()
@@ -407,7 +407,7 @@ fn read_commands_take_the_archive_from_standard_input() {
     assert_eq!(piped.stdout, by_path);
     let cat = with_stdin(&[os("cat"), os("-"), os("big.txt")], &archive);
     assert_eq!(cat.stdout, bytes(4, 1 << 20, true));
-    let verified = Command::new(bin())
+    let verified = command()
         .args(["verify", "-", "--json"])
         .stdin(fs::File::open(&file).unwrap())
         .output()

@@ -39,7 +39,7 @@ fn writers(src: &Path, archive: &Path, out: &Path) -> Vec<Vec<std::ffi::OsString
 }
 
 fn run_owned(args: &[std::ffi::OsString]) -> std::process::Output {
-    Command::new(bin()).args(args).output().unwrap()
+    command().args(args).output().unwrap()
 }
 
 fn setup(name: &str) -> (Scratch, PathBuf, PathBuf) {

@@ -218,6 +218,17 @@ impl Args {
             sync: !self.no_sync,
             since: self.since.clone(),
             check_inode: self.check_inode,
+            racy_ctime: racy_ctime(),
         }
     }
+}
+
+/// `PackOptions::racy_ctime`: the library's default, or for tests the milliseconds in
+/// `ZNIPPY_RACY_CTIME_MS` (0 lets them reach the unread path of `--since` on files
+/// they have just written).
+fn racy_ctime() -> std::time::Duration {
+    std::env::var("ZNIPPY_RACY_CTIME_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(znippy_uring::RACY_CTIME, std::time::Duration::from_millis)
 }

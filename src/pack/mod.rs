@@ -114,7 +114,17 @@ pub struct PackOptions {
     /// data before it is renamed into place, its directory after. Off (`--no-sync`)
     /// for scratch work: the archive may then be lost or empty after a power cut.
     pub sync: bool,
+    /// A file whose ctime is at most this long before the pack's start, or later, is
+    /// recorded without it (default [`RACY_CTIME`]): on a file system with coarse
+    /// timestamps a change in the same tick would not show, so a later `since` pack
+    /// confirms such a file by content. Zero records every ctime (archives of a tree
+    /// just written are then the same whenever they are packed).
+    pub racy_ctime: std::time::Duration,
 }
+
+/// Default [`PackOptions::racy_ctime`]: more than any file system's timestamp
+/// granularity (FAT's 2 s).
+pub const RACY_CTIME: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What to do when a file's size or mtime changed between the walk and the end of its
 /// read (it was written to while being packed).
@@ -172,6 +182,7 @@ impl Default for PackOptions {
             since: None,
             check_inode: false,
             sync: true,
+            racy_ctime: RACY_CTIME,
         }
     }
 }
@@ -360,7 +371,8 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
 /// ```
 pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> Result<PackReport> {
     let started = Instant::now();
-    let racy_from = unix_ns(std::time::SystemTime::now()) - racy_window_ns();
+    let window = i64::try_from(opts.racy_ctime.as_nanos()).unwrap_or(i64::MAX);
+    let racy_from = unix_ns(std::time::SystemTime::now()).saturating_sub(window);
     let budget = opts.budget()?;
     let src = selection.root();
     let root = Arc::new(Root::open(src)?);
@@ -425,19 +437,6 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
         bases: since.map(|s| s.bases).unwrap_or_default(),
     };
     finish(output, pipeline, fed, opts, Some(&root))
-}
-
-/// How long before the pack's start a ctime counts as racy (see [`forget_racy_ctime`]):
-/// more than any file system's timestamp granularity (FAT's 2 s).
-const RACY_CTIME_NS: i64 = 3_000_000_000;
-
-/// [`RACY_CTIME_NS`], or for tests the milliseconds in `ZNIPPY_RACY_CTIME_MS` (0 lets
-/// them exercise the fast path of `--since` on files they have just written).
-fn racy_window_ns() -> i64 {
-    std::env::var("ZNIPPY_RACY_CTIME_MS")
-        .ok()
-        .and_then(|v| v.parse::<i64>().ok())
-        .map_or(RACY_CTIME_NS, |ms| ms.saturating_mul(1_000_000))
 }
 
 /// Nanoseconds since the epoch (negative before it).

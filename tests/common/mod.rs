@@ -170,9 +170,20 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_znippy-uring"))
 }
 
-/// Runs the binary with `args`, returning its output.
+/// Runs the binary with `args`, returning its output. Packs record every ctime (no
+/// racy-ctime window, `ZNIPPY_RACY_CTIME_MS=0`, unless the environment sets one), so
+/// that archives of trees just written are the same whenever they are packed.
 pub fn run(args: &[&OsStr]) -> Output {
-    Command::new(bin()).args(args).output().unwrap()
+    command().args(args).output().unwrap()
+}
+
+/// The binary as a command, with the environment of [`run`].
+pub fn command() -> Command {
+    let mut c = Command::new(bin());
+    if std::env::var_os("ZNIPPY_RACY_CTIME_MS").is_none() {
+        c.env("ZNIPPY_RACY_CTIME_MS", "0");
+    }
+    c
 }
 
 /// Runs the binary and asserts success.
