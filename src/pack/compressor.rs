@@ -13,7 +13,6 @@ use crate::format::chunk::Codec;
 use crate::io::{Completion, Op, Queue};
 use crate::stages::Clock;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use rustix::fs::{Mode, OFlags};
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -60,6 +59,9 @@ pub struct Changes {
     /// Files that could not be opened or read (`OnUnreadable::Warn`), by entry: left
     /// out of the archive (the bytes their pieces took are zeros).
     pub unreadable: BTreeMap<usize, Skipped>,
+    /// Files that vanished, or were replaced by something else, between the walk and
+    /// their read (`OnChange::Warn` or `Ignore`), as warning lines, by entry: left out.
+    pub vanished: BTreeMap<usize, String>,
 }
 
 /// The pack root, for opening files relative to it.
@@ -81,6 +83,63 @@ impl Root {
             fd,
             path: path.into(),
         })
+    }
+
+    /// Opens the regular file the walk found at `rel` for reading. It is opened
+    /// without following a symlink and without blocking (a FIFO swapped in since the
+    /// walk would wait for a writer forever), checked to be a regular file still, and
+    /// then made blocking again (io_uring would answer EAGAIN on a non-blocking file).
+    pub fn open_file(&self, rel: &Path) -> std::result::Result<OwnedFd, OpenError> {
+        use rustix::fs::{FileType, Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(&self.fd, rel, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Err(OpenError::Gone("vanished")),
+            Err(rustix::io::Errno::LOOP) => return Err(OpenError::Gone("replaced by a symlink")),
+            Err(rustix::io::Errno::NOTDIR) => {
+                return Err(OpenError::Gone("its directory was replaced"));
+            }
+            Err(e) => return Err(OpenError::Os(e.into())),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| OpenError::Os(e.into()))?;
+        let gone = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => None,
+            FileType::Directory => Some("replaced by a directory"),
+            FileType::Fifo => Some("replaced by a FIFO"),
+            FileType::CharacterDevice => Some("replaced by a character device"),
+            FileType::BlockDevice => Some("replaced by a block device"),
+            _ => Some("replaced by something that is not a regular file"),
+        };
+        if let Some(why) = gone {
+            return Err(OpenError::Gone(why));
+        }
+        let blocking = rustix::fs::fcntl_getfl(&fd).map(|f| f - OFlags::NONBLOCK);
+        blocking
+            .and_then(|f| rustix::fs::fcntl_setfl(&fd, f))
+            .map_err(|e| OpenError::Os(e.into()))?;
+        Ok(fd)
+    }
+}
+
+/// Why [`Root::open_file`] gave no file.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The file the walk found is not there any more: what happened instead.
+    Gone(&'static str),
+    /// The operating system refused or failed the open.
+    Os(std::io::Error),
+}
+
+impl OpenError {
+    /// As an error of the pack, for the file at `path`.
+    pub fn into_error(self, path: PathBuf) -> Error {
+        match self {
+            OpenError::Gone(why) => Error::Input {
+                path,
+                problem: format!("{why} while being packed"),
+            },
+            OpenError::Os(e) => Error::io(&path, "open", e),
+        }
     }
 }
 
@@ -313,24 +372,16 @@ impl Compressor {
                     dst[p.chunk_offset..p.chunk_offset + p.len].copy_from_slice(src);
                 }
                 Source::File { rel, .. } => {
-                    let fd = match self.open(rel).map_err(|e| self.on_unreadable.skip(e)) {
+                    let fd = match self.open(rel) {
                         Ok(fd) => fd,
-                        Err(Ok(skipped)) => {
+                        Err(e) => {
+                            self.not_opened(p.entry, rel, e)?;
+                            // Left out, or read again later: its bytes here are zeros.
                             // SAFETY: we own the slot; the piece lies inside the chunk.
                             let dst = unsafe { self.ring.slot(slot, plan.len) };
                             dst[p.chunk_offset..p.chunk_offset + p.len].fill(0);
-                            self.unreadable(p.entry, skipped);
                             continue;
                         }
-                        Err(Err(_)) if self.on_change == super::OnChange::Retry => {
-                            // Gone since the walk: the re-read pass decides what it is now.
-                            // SAFETY: we own the slot; the piece lies inside the chunk.
-                            let dst = unsafe { self.ring.slot(slot, plan.len) };
-                            dst[p.chunk_offset..p.chunk_offset + p.len].fill(0);
-                            self.reread(p.entry);
-                            continue;
-                        }
-                        Err(Err(e)) => return Err(e),
                     };
                     let op = Op::Read {
                         fd: fd.as_raw_fd(),
@@ -367,18 +418,14 @@ impl Compressor {
         full_path(self.root_path(), rel.as_os_str().as_encoded_bytes())
     }
 
-    fn open(&self, rel: &Path) -> Result<OwnedFd> {
+    fn open(&self, rel: &Path) -> std::result::Result<OwnedFd, OpenError> {
         let root = self
             .root
             .as_ref()
-            .ok_or_else(|| Error::Invalid("file source without a root".into()))?;
-        rustix::fs::openat(
-            &root.fd,
-            rel,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io(self.full(rel), "open", e.into()))
+            .ok_or(OpenError::Os(std::io::Error::other(
+                "file source without a root",
+            )))?;
+        root.open_file(rel)
     }
 
     /// Accounts for one finished read; finishes short reads synchronously.
@@ -418,10 +465,12 @@ impl Compressor {
             // SAFETY: we own the slot and no other read into this piece is in flight.
             let buf = unsafe { self.ring.slot(slot, f.plan.len) };
             let dst = &mut buf[p.chunk_offset + done..p.chunk_offset + p.len];
-            let rest = self.open(rel).and_then(|fd| {
-                read_exact_at(&fd, dst, p.file_offset + done as u64)
-                    .map_err(|e| Error::io(self.full(rel), "read", e))
-            });
+            let offset = p.file_offset + done as u64;
+            let rest = (self.open(rel))
+                .map_err(|e| e.into_error(self.full(rel)))
+                .and_then(|fd| {
+                    read_at_most(&fd, dst, offset).map_err(|e| Error::io(self.full(rel), "read", e))
+                });
             let rest = match rest.map_err(|e| self.on_unreadable.skip(e)) {
                 Err(Ok(skipped)) => {
                     dst.fill(0);
@@ -429,25 +478,31 @@ impl Compressor {
                     return Ok(());
                 }
                 Err(Err(e)) => Err(e),
-                Ok(()) => Ok(()),
+                Ok(got) => Ok(got),
             };
-            if rest.is_err() && self.on_change == super::OnChange::Retry {
-                dst.fill(0);
-                self.reread(p.entry);
-                return Ok(());
-            }
-            rest.map_err(|e| match e {
-                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    Error::Input {
-                        path: self.full(rel),
-                        problem: format!(
-                            "file shrank while being packed (expected {} bytes)",
-                            p.file_offset + p.len as u64
-                        ),
+            match rest {
+                Ok(got) if got == dst.len() => {}
+                Ok(got) => {
+                    // The file ended early: it shrank since the walk.
+                    if let Some(rest) = dst.get_mut(got..) {
+                        rest.fill(0);
                     }
+                    let walked = match &p.source {
+                        Source::File { size, .. } => *size,
+                        Source::Memory(_) => 0,
+                    };
+                    let problem = format!(
+                        "shrank while being packed (the walk saw {walked} bytes; it ended at {})",
+                        offset + got as u64
+                    );
+                    self.changed(p.entry, rel, problem)?;
                 }
-                other => other,
-            })?;
+                Err(_) if self.on_change == super::OnChange::Retry => {
+                    dst.fill(0);
+                    self.reread(p.entry);
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -482,25 +537,55 @@ impl Compressor {
                     })
                 }
             };
-            let Some(problem) = problem else {
-                continue;
-            };
-            let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-            if changes.unreadable.contains_key(&p.entry) {
-                continue; // left out anyway
+            if let Some(problem) = problem {
+                self.changed(p.entry, rel, problem)?;
             }
-            let path = self.full(rel);
-            match self.on_change {
-                super::OnChange::Fail | super::OnChange::Ignore => {
-                    return Err(Error::Input { path, problem });
-                }
-                super::OnChange::Warn => {
-                    (changes.warnings.entry(p.entry)).or_insert_with(|| {
-                        format!("{}: {problem}; archived as read", path.display())
-                    });
-                }
-                super::OnChange::Retry => changes.reread.push(p.entry),
+        }
+        Ok(())
+    }
+
+    /// File `entry` (at `rel`) changed while being read, as `problem` says: fails the
+    /// pack (`OnChange::Fail`), is kept as read with a warning, one per file (`Warn`,
+    /// and `Ignore` for what it cannot help seeing: a file that ended early), or is
+    /// left to the re-read pass (`Retry`).
+    fn changed(&self, entry: usize, rel: &Path, problem: String) -> Result<()> {
+        let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        if changes.unreadable.contains_key(&entry) || changes.vanished.contains_key(&entry) {
+            return Ok(()); // left out anyway
+        }
+        let path = self.full(rel);
+        match self.on_change {
+            super::OnChange::Fail => return Err(Error::Input { path, problem }),
+            super::OnChange::Warn | super::OnChange::Ignore => {
+                (changes.warnings.entry(entry))
+                    .or_insert_with(|| format!("{}: {problem}; archived as read", path.display()));
             }
+            super::OnChange::Retry => changes.reread.push(entry),
+        }
+        Ok(())
+    }
+
+    /// What becomes of file `entry` (at `rel`), which could not be opened: left out
+    /// when unreadable under `OnUnreadable::Warn`; read again later under
+    /// `OnChange::Retry`; left out with a warning when it vanished or was replaced
+    /// since the walk under `Warn` or `Ignore`; otherwise the error that fails the pack.
+    fn not_opened(&self, entry: usize, rel: &Path, e: OpenError) -> Result<()> {
+        use super::OnChange;
+        let path = self.full(rel);
+        match e {
+            OpenError::Os(os) => match self.on_unreadable.skip(Error::io(&path, "open", os)) {
+                Ok(skipped) => self.unreadable(entry, skipped),
+                Err(_) if self.on_change == OnChange::Retry => self.reread(entry),
+                Err(e) => return Err(e),
+            },
+            OpenError::Gone(_) if self.on_change == OnChange::Retry => self.reread(entry),
+            OpenError::Gone(why) if matches!(self.on_change, OnChange::Warn | OnChange::Ignore) => {
+                let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+                (changes.vanished.entry(entry)).or_insert_with(|| {
+                    format!("{}: {why} while being packed; not archived", path.display())
+                });
+            }
+            gone => return Err(gone.into_error(path)),
         }
         Ok(())
     }
@@ -583,6 +668,21 @@ impl Compressor {
             left = left.saturating_sub(out.len());
         }
     }
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends; returns how
+/// many bytes were read.
+fn read_at_most(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
+        match rustix::io::pread(fd, rest, offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(got)
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`.

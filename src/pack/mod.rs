@@ -615,10 +615,13 @@ fn finish(
     let again: Vec<usize> = (changes.reread.into_iter())
         .filter(|i| !data.unreadable.contains_key(i))
         .collect();
-    let dropped = match root {
+    let mut dropped = match root {
         Some(root) if !again.is_empty() => data.reread(root, &output, opts, again)?,
         _ => Vec::new(),
     };
+    // Vanished or replaced since the walk: left out, with their hard links.
+    dropped.extend(changes.vanished.keys().copied());
+    data.warnings.extend(changes.vanished.into_values());
     if let Some(root) = root {
         data.unreadable_links(&root.path);
     }

@@ -6,14 +6,13 @@
 //! archive, unreferenced (their chunks still verify). Changed files are rare, so this
 //! pass is plain pread/pwrite on the calling thread.
 
-use super::compressor::{Root, read_exact_at};
+use super::compressor::{OpenError, Root, read_exact_at};
 use super::output::Output;
 use super::scanner::full_path;
 use crate::digest::{self, PieceDigest};
 use crate::error::{Error, Result};
 use crate::format::chunk::{ChunkRecord, Codec};
 use crate::format::entry::DataLocation;
-use rustix::fs::{Mode, OFlags};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -78,22 +77,12 @@ impl<'a> Rereader<'a> {
         let path = full_path(&self.root.path, rel);
         let rel = Path::new(std::ffi::OsStr::from_bytes(rel));
         for _ in 0..ATTEMPTS {
-            let fd = match rustix::fs::openat(
-                &self.root.fd,
-                rel,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
+            let fd = match self.root.open_file(rel) {
                 Ok(fd) => fd,
-                Err(rustix::io::Errno::NOENT) => {
-                    return Ok(Outcome::Vanished("vanished while being packed".into()));
+                Err(OpenError::Gone(why)) => {
+                    return Ok(Outcome::Vanished(format!("{why} while being packed")));
                 }
-                Err(rustix::io::Errno::LOOP) => {
-                    return Ok(Outcome::Vanished(
-                        "replaced by a symlink while being packed".into(),
-                    ));
-                }
-                Err(e) => return Err(Error::io(&path, "open", e.into())),
+                Err(OpenError::Os(e)) => return Err(Error::io(&path, "open", e)),
             };
             let before = stamp(&fd, &path)?;
             if before.2 {
