@@ -267,3 +267,74 @@ fn a_file_changed_just_before_the_pack_is_recorded_without_its_ctime() {
     pack(&src, &g0, None, &[]);
     assert!(ctime(&g0, "fresh.txt").is_some());
 }
+
+#[test]
+fn an_archive_of_the_chain_cannot_be_the_output_stream_either() {
+    let s = Scratch::new("since-chain-stdout");
+    let src = s.path("src");
+    let gs = chain(&s);
+    let before = fs::read(&gs[0]).unwrap();
+    for (append, target) in [(false, &gs[0]), (true, &gs[0]), (false, &gs[2])] {
+        // `-o - 1<>g0.znippy` and `-o - >>g0.znippy`: standard output is that file.
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(!append)
+            .append(append)
+            .open(target)
+            .unwrap();
+        let out = command()
+            .args([os("pack"), src.as_os_str(), os("-o"), os("-")])
+            .args([os("--since"), gs[2].as_os_str()])
+            .stdout(file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("cannot be replaced"), "{err}");
+    }
+    assert_eq!(fs::read(&gs[0]).unwrap(), before);
+    for g in &gs {
+        ok(&[os("verify"), g.as_os_str(), os("-q")]);
+    }
+}
+
+#[test]
+fn a_deeper_base_that_previous_no_longer_needs_is_protected_too() {
+    // mon <- tue (reuses f2, f3 from mon) <- wed (f2, f3 rewritten: wed needs only
+    // tue, where f4 lies). Replacing mon would break tue.
+    let s = Scratch::new("since-deeper");
+    let src = s.path("src");
+    let (mon, tue, wed) = (
+        s.path("mon.znippy"),
+        s.path("tue.znippy"),
+        s.path("wed.znippy"),
+    );
+    write(&src, "f2", &bytes(2, 30_000, true));
+    write(&src, "f3", &bytes(3, 30_000, true));
+    pack(&src, &mon, None, &[]);
+    write(&src, "f4", b"tuesday");
+    pack(&src, &tue, Some(&mon), &[]);
+    write(&src, "f2", &bytes(22, 30_000, true));
+    write(&src, "f3", &bytes(33, 30_000, true));
+    pack(&src, &wed, Some(&tue), &[]); // f4 still lies in tue: wed's one base
+    let bases = ok(&[os("info"), wed.as_os_str(), os("--json")]).stdout;
+    let bases = String::from_utf8_lossy(&bases);
+    assert!(
+        bases.contains("tue.znippy") && !bases.contains("mon.znippy"),
+        "{bases}"
+    );
+    let out = run(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        mon.as_os_str(),
+        os("--since"),
+        wed.as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot be replaced"), "{err}");
+    for a in [&mon, &tue, &wed] {
+        ok(&[os("verify"), a.as_os_str(), os("-q")]);
+    }
+}

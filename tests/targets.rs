@@ -308,3 +308,37 @@ fn a_regular_file_is_replaced_and_a_non_utf8_name_works() {
     names.sort();
     assert_eq!(names.len(), 3, "{names:?}");
 }
+
+#[test]
+fn index_never_replaces_the_archive_it_reads_nor_a_base_of_it() {
+    let (s, src, archive) = setup("target-index-self");
+    let link = s.path("link.arrow");
+    std::os::unix::fs::symlink(&archive, &link).unwrap();
+    let copy = s.path("copy.znippy");
+    fs::copy(&archive, &copy).unwrap();
+    let inc = s.path("inc.znippy");
+    write(&src, "b.txt", b"more");
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        inc.as_os_str(),
+        os("--since"),
+        archive.as_os_str(),
+        os("-q"),
+    ]);
+    let before = fs::read(&archive).unwrap();
+    for (read, target) in [
+        (&archive, &archive),
+        (&archive, &link),
+        (&archive, &copy),
+        (&inc, &archive),
+    ] {
+        let out = run(&[os("index"), read.as_os_str(), os("-o"), target.as_os_str()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", target.display());
+        assert!(err.contains("cannot be replaced"), "{err}");
+    }
+    assert_eq!(fs::read(&archive).unwrap(), before);
+    ok(&[os("verify"), inc.as_os_str(), os("-q")]);
+}

@@ -41,9 +41,7 @@ use pipeline::{Config, Pipeline};
 use segmenter::{Segmenter, Source};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -485,8 +483,8 @@ fn feed(
 }
 
 /// The earlier archive of an incremental pack (`since`), opened for a walk of `root`.
-/// The new archive may not replace any archive it would reference: PREVIOUS, or any
-/// base PREVIOUS records (by the same file, or by the same manifest digest).
+/// The new archive may not replace or write over any archive of PREVIOUS's chain:
+/// PREVIOUS, its bases, theirs (by the same file, or by the same manifest digest).
 fn open_since(
     opts: &PackOptions,
     dest: &output::Resolved,
@@ -495,31 +493,13 @@ fn open_since(
     let Some(p) = &opts.since else {
         return Ok(None);
     };
-    let refuse = |target: &Path, what: String| {
-        Err(Error::Invalid(format!(
-            "{}: cannot be replaced by an archive that builds on it (--since {}): it is {what}",
-            target.display(),
-            p.display()
-        )))
-    };
-    if let (output::Resolved::File(target), Ok(previous)) = (dest, fs::metadata(p))
-        && fs::metadata(target)
-            .is_ok_and(|t| (t.dev(), t.ino()) == (previous.dev(), previous.ino()))
-    {
-        return refuse(target, "that archive".into());
-    }
     let target = match dest {
         output::Resolved::File(t) => Some(t.as_path()),
         output::Resolved::Stream(..) => None,
     };
     let since = since::Since::open(p, target, opts.check_inode, root.clone())?;
-    if let output::Resolved::File(target) = dest
-        && fs::symlink_metadata(target).is_ok_and(|m| m.is_file())
-        && let Ok(existing) = crate::read::Archive::open_index(target)
-        && since.chain_digests().contains(&existing.manifest_digest())
-    {
-        return refuse(target, format!("archive {} of its chain", existing.id()));
-    }
+    let why = format!("an archive that builds on it (--since {})", p.display());
+    output::refuse_overwrite(dest, &crate::read::lineage(p), &why)?;
     Ok(Some(since))
 }
 

@@ -40,6 +40,48 @@ pub(crate) enum Resolved {
     Stream(File, PathBuf),
 }
 
+/// Fails if `dest` would replace or write over an archive of `lineage`: the same
+/// file (by device and inode, for a stream too), or for a path, a copy of one (by
+/// manifest digest). `why` says what the written file is to those archives.
+pub(crate) fn refuse_overwrite(
+    dest: &Resolved,
+    lineage: &crate::read::Lineage,
+    why: &str,
+) -> Result<()> {
+    let same = |m: &fs::Metadata| m.is_file() && lineage.inodes.contains(&(m.dev(), m.ino()));
+    let refuse = |path: &Path, what: String| {
+        Err(Error::Input {
+            path: path.to_path_buf(),
+            problem: format!("is {what}; it cannot be replaced by {why}"),
+        })
+    };
+    match dest {
+        Resolved::File(target) => {
+            let Ok(meta) = fs::metadata(target) else {
+                return Ok(()); // nothing there yet
+            };
+            if same(&meta) {
+                return refuse(target, "an archive it needs".into());
+            }
+            if meta.is_file()
+                && let Ok(existing) = crate::read::Archive::open_index(target)
+                && lineage.digests.contains(&existing.manifest_digest())
+            {
+                return refuse(
+                    target,
+                    format!("a copy of archive {}, which it needs", existing.id()),
+                );
+            }
+        }
+        Resolved::Stream(file, name) => {
+            if file.metadata().is_ok_and(|m| same(&m)) {
+                return refuse(name, "an archive it needs (as the output stream)".into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Hops through symlinks before giving up, as the kernel does (ELOOP).
 const MAX_SYMLINKS: usize = 40;
 

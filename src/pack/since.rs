@@ -138,14 +138,6 @@ impl Since {
         ))
     }
 
-    /// The manifest digests of every archive the new one may reference: PREVIOUS and
-    /// the bases it records (which include theirs: a chain is flat).
-    pub fn chain_digests(&self) -> Vec<[u8; 32]> {
-        let mut all = vec![self.itself.manifest_digest];
-        all.extend(self.archive.index_bases().iter().map(|b| b.manifest_digest));
-        all
-    }
-
     fn unchanged(&self, p: &Entry, e: &Entry) -> bool {
         p.size == e.size
             && p.mtime_ns == e.mtime_ns

@@ -391,6 +391,12 @@ impl Archive {
         &self.path
     }
 
+    /// (device, inode) of the archive's file, if it can be told.
+    pub(crate) fn identity(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+
     /// The archive's size in bytes.
     pub fn len(&self) -> u64 {
         self.len

@@ -185,6 +185,56 @@ impl Chain {
     }
 }
 
+/// The archives a chain is made of, as far as their recorded places find them: what a
+/// command that writes must never replace.
+#[derive(Debug, Default)]
+pub struct Lineage {
+    /// (device, inode) of each archive found: the first one and its bases, theirs, ...
+    pub inodes: std::collections::HashSet<(u64, u64)>,
+    /// Manifest BLAKE3 of each of them, and of every base recorded, found or not.
+    pub digests: std::collections::HashSet<[u8; 32]>,
+}
+
+/// How many archives [`lineage`] opens at most (a chain is one per night).
+const LINEAGE_LIMIT: usize = 100_000;
+
+/// The lineage of the archive at `path`: itself, its bases, their bases and so on,
+/// each looked for where the archive that names it recorded it (relative path, then
+/// name beside it) and taken only if its manifest digest is the recorded one. An
+/// archive that cannot be opened ends its branch; the digests recorded still count.
+pub fn lineage(path: &Path) -> Lineage {
+    let mut found = Lineage::default();
+    let mut queue: Vec<(PathBuf, Option<[u8; 32]>)> = vec![(path.to_path_buf(), None)];
+    let mut opened = 0;
+    while let Some((at, expected)) = queue.pop() {
+        opened += 1;
+        if opened > LINEAGE_LIMIT {
+            break;
+        }
+        let Ok(o) = Opened::open(&at) else {
+            continue;
+        };
+        if expected.is_some_and(|d| d != o.index.manifest_digest) {
+            continue; // something else lies where the hint points
+        }
+        found.inodes.insert(o.inode);
+        found.digests.insert(o.index.manifest_digest);
+        let dir = at
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        for base in &o.index.bases {
+            if !found.digests.insert(base.manifest_digest) {
+                continue; // seen: its own bases are queued already
+            }
+            for hint in hints(base, dir) {
+                queue.push((hint, Some(base.manifest_digest)));
+            }
+        }
+    }
+    found
+}
+
 /// `base`, where the bases table says it was, relative to `dir` (the archive's
 /// directory), else beside the archive; if it is in neither place, what was found
 /// there.

@@ -307,13 +307,36 @@ pub fn export(
 /// a symlink is followed; a character device (`/dev/null`), FIFO or socket is written
 /// in place as a stream; a directory or block device is refused.
 pub fn export_to_path(archive: &Archive, table: Table, format: Format, path: &Path) -> Result<()> {
-    write_to_path(&batch(archive, table), format, path)
+    use crate::pack::output::{Destination, refuse_overwrite, resolve};
+    let dest = resolve(Destination::Path(path.into()))?;
+    // Never the archive read, nor one of its bases.
+    let mut lineage = super::lineage(archive.path());
+    lineage.inodes.extend(archive.identity());
+    lineage.digests.insert(archive.manifest_digest());
+    refuse_overwrite(&dest, &lineage, "its own index")?;
+    write_resolved(&batch(archive, table), format, dest, path)
 }
 
 /// [`write`] to the file at `path`, by the rules of [`export_to_path`].
 pub fn write_to_path(batch: &RecordBatch, format: Format, path: &Path) -> Result<()> {
-    use crate::pack::output::{Destination, Output, Writer, resolve};
-    let out = Output::open_plain(resolve(Destination::Path(path.into()))?, true)?;
+    use crate::pack::output::{Destination, resolve};
+    write_resolved(
+        batch,
+        format,
+        resolve(Destination::Path(path.into()))?,
+        path,
+    )
+}
+
+/// [`write`] to `dest`, named `path`.
+fn write_resolved(
+    batch: &RecordBatch,
+    format: Format,
+    dest: crate::pack::output::Resolved,
+    path: &Path,
+) -> Result<()> {
+    use crate::pack::output::{Output, Writer};
+    let out = Output::open_plain(dest, true)?;
     let mut w = std::io::BufWriter::new(Writer::new(&out));
     write(batch, format, &mut w, path)?;
     let end = match w.into_inner() {

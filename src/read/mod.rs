@@ -14,5 +14,6 @@ mod visit;
 
 pub use archive::Archive;
 pub use cache::{CacheStats, ChunkCache};
+pub(crate) use chain::{Lineage, lineage};
 pub use unpack::{UnpackOptions, UnpackReport};
 pub use verify::VerifyReport;
