@@ -272,3 +272,54 @@ fn hard_links_that_do_not_name_a_file_of_the_archive_are_refused_before_anything
         assert!(text.contains(&format!("hard link {name} names")), "{text}");
     }
 }
+
+#[test]
+fn extracting_a_hard_link_never_writes_the_file_it_names_unasked() {
+    let s = Scratch::new("extract-link");
+    let src = s.path("src");
+    write(&src, "a/orig", b"archived version\n");
+    std::fs::create_dir_all(src.join("b")).unwrap();
+    std::fs::hard_link(src.join("a/orig"), src.join("b/link")).unwrap();
+    let archive = s.path("h.znippy");
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        archive.as_os_str(),
+        os("-q"),
+    ]);
+    let live = s.path("live");
+    write(&live, "a/orig", b"NEWER, not in the archive\n");
+    for selection in ["b/link", "b"] {
+        let out = run(&[
+            os("extract"),
+            archive.as_os_str(),
+            os(selection),
+            os("-C"),
+            live.as_os_str(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{selection}: {err}");
+        assert!(err.contains("b/link") && err.contains("a/orig"), "{err}");
+        assert_eq!(
+            std::fs::read(live.join("a/orig")).unwrap(),
+            b"NEWER, not in the archive\n"
+        );
+        assert!(!live.join("b/link").exists());
+    }
+    // Named together, both come out, linked.
+    ok(&[
+        os("extract"),
+        archive.as_os_str(),
+        os("a/orig"),
+        os("b/link"),
+        os("-C"),
+        s.path("both").as_os_str(),
+    ]);
+    use std::os::unix::fs::MetadataExt;
+    let (x, y) = (
+        std::fs::metadata(s.path("both/a/orig")).unwrap(),
+        std::fs::metadata(s.path("both/b/link")).unwrap(),
+    );
+    assert_eq!(x.ino(), y.ino());
+}

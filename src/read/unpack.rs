@@ -208,8 +208,10 @@ impl Archive {
     }
 
     /// Unpacks the entries named by `paths` into `dest`; a directory brings everything
-    /// under it. Every path must be in the archive. Of an incremental archive's bases,
-    /// only those holding data of the selected files are needed.
+    /// under it. Every path must be in the archive. A hard link brings the file it
+    /// names, unless that path exists in `dest` already (then it fails: nothing is
+    /// written over that was not asked for). Of an incremental archive's bases, only
+    /// those holding data of the selected files are needed.
     ///
     /// ```
     /// use znippy_uring::{Archive, UnpackOptions};
@@ -256,19 +258,42 @@ impl Archive {
             }
         }
         // A selected hard link needs the file it names (a link to anything else is
-        // refused by `check_selected`).
-        let targets: Vec<usize> = selected
+        // refused by `check_selected`): it is brought in, unless something is at its
+        // path in `dest` already, which would be written over though not asked for.
+        let targets: Vec<(usize, &Entry)> = selected
             .iter()
             .filter_map(|&i| self.data_entries().get(i))
             .filter(|e| e.kind == EntryKind::Hardlink)
-            .filter_map(|e| e.link_target.as_deref().and_then(|t| self.find(t)))
-            .filter(|&t| {
+            .filter_map(|e| {
+                e.link_target
+                    .as_deref()
+                    .and_then(|t| self.find(t))
+                    .map(|t| (t, e))
+            })
+            .filter(|&(t, _)| !selected.contains(&t))
+            .filter(|&(t, _)| {
                 self.data_entries()
                     .get(t)
                     .is_some_and(|t| t.kind == EntryKind::File)
             })
             .collect();
-        selected.extend(targets);
+        for &(t, link) in &targets {
+            let Some(file) = self.data_entries().get(t) else {
+                continue;
+            };
+            let at = dest
+                .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&file.path));
+            if check_path(&file.path).is_ok() && std::fs::symlink_metadata(&at).is_ok() {
+                return Err(Error::Invalid(format!(
+                    "{}: a hard link to {}, which is not among the paths extracted and \
+                     exists in {} already: name it too to replace it, or extract elsewhere",
+                    link.display_path(),
+                    file.display_path(),
+                    dest.display()
+                )));
+            }
+        }
+        selected.extend(targets.into_iter().map(|(t, _)| t));
         let selected: Vec<usize> = selected.into_iter().collect();
         self.unpack_selected(&selected, dest, opts)
     }
