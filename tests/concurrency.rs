@@ -91,3 +91,34 @@ fn an_incremental_pack_beside_a_racing_full_pack_keeps_its_chain() {
     }
     assert!(leftovers(&s.0).is_empty());
 }
+
+#[test]
+fn a_temporary_file_locked_by_a_pack_elsewhere_is_left_alone() {
+    // A pack in another PID namespace (or on another host of a shared file system):
+    // its process id means nothing here, its lock does.
+    let s = Scratch::new("race-namespace");
+    let src = s.path("src");
+    write(&src, "a.txt", b"data");
+    let target = s.path("out.znippy");
+    let theirs = s.path(".out.znippy.tmp-znippy-2147483646-0");
+    fs::write(&theirs, b"ZNPYURNG").unwrap();
+    let f = fs::File::open(&theirs).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        target.as_os_str(),
+        os("-q"),
+    ]);
+    assert!(theirs.exists(), "a live pack's temporary file was removed");
+    drop(f); // that pack is gone now
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        target.as_os_str(),
+        os("-q"),
+    ]);
+    assert!(!theirs.exists(), "a dead pack's temporary file was left");
+}

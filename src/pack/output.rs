@@ -235,7 +235,16 @@ impl Output {
                 .mode(0o644)
                 .open(&tmp);
             match opened {
-                Ok(file) => break (tmp, file),
+                Ok(file) => {
+                    // Held while the file lives: how another pack, in another PID
+                    // namespace or on another host of a shared file system, tells it
+                    // is in use (see `remove_leftovers`).
+                    let _ = rustix::fs::flock(
+                        &file,
+                        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+                    );
+                    break (tmp, file);
+                }
                 // Left by a killed process that had our number: take the next one.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io(target, "create", e)),
@@ -376,8 +385,9 @@ fn sync_directory_of(path: &Path) -> Result<()> {
 }
 
 /// Removes, from `dir`, the temporary files of packs to `name` whose process is gone
-/// (killed before they could clean up), when they hold nothing but the start of an
-/// archive. Files of live packs, and anything that is not ours, stay.
+/// (killed before they could clean up) and whose lock nobody holds, when they hold
+/// nothing but the start of an archive. Files of live packs (in this PID namespace or
+/// any other, which their lock tells), and anything that is not ours, stay.
 fn remove_leftovers(dir: &Path, name: &std::ffi::OsStr) {
     use std::os::unix::ffi::OsStrExt;
     let mut prefix = b".".to_vec();
@@ -398,7 +408,7 @@ fn remove_leftovers(dir: &Path, name: &std::ffi::OsStr) {
         let Some(pid) = pid.filter(|&p| p > 0 && p != std::process::id() as i32) else {
             continue;
         };
-        if process_alive(pid) || !starts_like_an_archive(&entry.path()) {
+        if process_alive(pid) || in_use(&entry.path()) || !starts_like_an_archive(&entry.path()) {
             continue;
         }
         if fs::remove_file(entry.path()).is_ok() {
@@ -407,6 +417,17 @@ fn remove_leftovers(dir: &Path, name: &std::ffi::OsStr) {
                 entry.path().display()
             );
         }
+    }
+}
+
+/// Whether a pack still holds the lock it takes on its temporary file at `path`: its
+/// process id may be one of another PID namespace or host. A file that cannot be
+/// opened counts as in use.
+fn in_use(path: &Path) -> bool {
+    use rustix::fs::{FlockOperation, flock};
+    match File::open(path) {
+        Ok(f) => flock(&f, FlockOperation::NonBlockingLockShared).is_err(),
+        Err(_) => true,
     }
 }
 
