@@ -444,3 +444,37 @@ fn fifos_always_and_device_nodes_only_as_root_or_when_asked() {
         eprintln!("SKIPPED: device nodes need root");
     }
 }
+
+#[test]
+fn an_mtime_beyond_what_the_format_holds_is_clamped_with_a_warning() {
+    let s = Scratch::new("mtime-2300");
+    let src = s.path("src");
+    write(&src, "future", b"from the future");
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(10_413_792_000); // 2300
+    fs::OpenOptions::new()
+        .write(true)
+        .open(src.join("future"))
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    let archive = s.path("a.znippy");
+    let out = ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("future") && err.contains("2262-04-11"),
+        "{err}"
+    );
+    let listed =
+        String::from_utf8(ok(&[os("list"), os("-l"), archive.as_os_str()]).stdout).unwrap();
+    assert!(listed.contains("2262-04-11"), "{listed}");
+    let dest = s.path("out");
+    ok(&[
+        os("unpack"),
+        archive.as_os_str(),
+        os("-C"),
+        dest.as_os_str(),
+    ]);
+    use std::os::unix::fs::MetadataExt;
+    let year = fs::metadata(dest.join("future")).unwrap().mtime() / 31_556_952 + 1970;
+    assert_eq!(year, 2262);
+}

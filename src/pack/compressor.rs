@@ -530,7 +530,8 @@ impl Compressor {
             let problem = match now {
                 Err(e) => Some(format!("vanished while being packed ({e})")),
                 Ok(st) => {
-                    let mtime = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+                    let mtime = super::scanner::time_ns(st.st_mtime, st.st_mtime_nsec as i64)
+                        .unwrap_or(if st.st_mtime < 0 { i64::MIN } else { i64::MAX });
                     let now_size = st.st_size as u64;
                     (now_size != *size || mtime != *mtime_ns).then(|| {
                         format!("changed while being packed (size {size} -> {now_size}, mtime changed: {})", mtime != *mtime_ns)

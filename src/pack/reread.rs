@@ -189,7 +189,8 @@ fn stamp(fd: &OwnedFd, path: &Path) -> Result<(u64, i64, bool)> {
         rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
     Ok((
         st.st_size as u64,
-        st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+        super::scanner::time_ns(st.st_mtime, st.st_mtime_nsec as i64)
+            .unwrap_or(if st.st_mtime < 0 { i64::MIN } else { i64::MAX }),
         !regular,
     ))
 }

@@ -329,11 +329,26 @@ impl<'a> Scan<'a> {
             }
             Err(e) => return Err(Error::io(&full, "read extended attributes", e)),
         };
+        let mtime_ns = time_ns(meta.mtime(), meta.mtime_nsec()).unwrap_or_else(|| {
+            let clamped = if meta.mtime() < 0 { i64::MIN } else { i64::MAX };
+            (self.notes.warnings).push(format!(
+                "{}: mtime {} s since the epoch is outside what the format holds \
+                 (1677-09-21 to 2262-04-11); archived as {}",
+                full.display(),
+                meta.mtime(),
+                if clamped < 0 {
+                    "1677-09-21"
+                } else {
+                    "2262-04-11"
+                }
+            ));
+            clamped
+        });
         Ok(Some(Entry {
             path: rel,
             kind,
             mode: meta.mode(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            mtime_ns,
             uid: meta.uid(),
             gid: meta.gid(),
             user: self.names.user(meta.uid()),
@@ -351,10 +366,17 @@ impl<'a> Scan<'a> {
             sparse: kind == EntryKind::File && meta.blocks().saturating_mul(512) < meta.size(),
             rdev: matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice)
                 .then(|| meta.rdev()),
-            ctime_ns: Some(meta.ctime() * 1_000_000_000 + meta.ctime_nsec()),
+            // A ctime out of range is left out: it then counts as not comparable.
+            ctime_ns: time_ns(meta.ctime(), meta.ctime_nsec()),
             inode: Some((meta.dev(), meta.ino())),
         }))
     }
+}
+
+/// Nanoseconds since the epoch of a time in seconds and nanoseconds, if it fits in the
+/// format's i64 (1677-09-21 to 2262-04-11).
+pub fn time_ns(secs: i64, nsec: i64) -> Option<i64> {
+    secs.checked_mul(1_000_000_000)?.checked_add(nsec)
 }
 
 /// The warning for an entry at `full` that vanished during the walk.
