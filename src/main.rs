@@ -46,6 +46,10 @@ fn main() -> ExitCode {
                 Err(_) => ExitCode::FAILURE,
             }
         }
+        Err(e) if e.is::<cli::Usage>() => {
+            eprintln!("znippy-uring: error: {}", message(&e));
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("znippy-uring: error: {}", message(&e));
             ExitCode::FAILURE

@@ -374,3 +374,33 @@ fn pack_help_and_readme_say_the_same_about_on_change_and_on_unreadable() {
     assert!(help.contains("--on-unreadable") && help.contains("exit with status 3"));
     assert!(readme.contains("| 3 | `pack`: the archive was written, but without entries"));
 }
+
+#[test]
+fn values_out_of_range_are_an_invalid_command_line() {
+    let s = Scratch::new("cli-usage");
+    let src = s.path("src");
+    write(&src, "a", b"a");
+    let out = s.path("a.znippy");
+    for bad in [
+        ["--chunk-size", "3M"],
+        ["--threads", "0"],
+        ["--level", "99"],
+        ["--memory", "1K"],
+    ] {
+        let r = run(&[
+            os("pack"),
+            src.as_os_str(),
+            os("-o"),
+            out.as_os_str(),
+            os(bad[0]),
+            os(bad[1]),
+        ]);
+        assert_eq!(
+            r.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert!(!out.exists());
+    }
+}

@@ -155,6 +155,9 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         progress: Some(bar.counters()),
         ..args.options()
     };
+    if let Err(e) = opts.validate() {
+        return Err(super::Usage(e.to_string()).into());
+    }
     let r = znippy_uring::pack_to(&selection, dest, &opts);
     drop(bar);
     let r = r?;
