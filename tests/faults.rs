@@ -358,7 +358,7 @@ fn a_tree_1900_directories_deep_round_trips() {
 }
 
 #[test]
-fn paths_near_path_max_round_trip_and_deeper_ones_fail_cleanly() {
+fn paths_near_path_max_round_trip_and_deeper_ones_are_left_out_by_name() {
     let s = Scratch::new("deep");
     let src = s.path("src");
     // 38 levels of 99-byte names: a relative path of about 3,800 bytes.
@@ -377,7 +377,7 @@ fn paths_near_path_max_round_trip_and_deeper_ones_fail_cleanly() {
     );
 
     // Deeper than PATH_MAX, made relative to directory descriptors (no path that long
-    // can be named at once); pack refuses it with one clear line.
+    // can be named at once).
     let script = format!(
         "import os\nfd = os.open({:?}, os.O_RDONLY)\nfor _ in range(50):\n    os.mkdir('{name}', dir_fd=fd)\n    fd = os.open('{name}', os.O_RDONLY, dir_fd=fd)\n",
         src.display().to_string()
@@ -388,7 +388,24 @@ fn paths_near_path_max_round_trip_and_deeper_ones_fail_cleanly() {
         .status()
         .unwrap();
     assert!(made.success());
+    // By default (--on-unreadable warn) the part past PATH_MAX is left out by name, and
+    // the rest archived: exit status 3.
     let r = run(&[os("pack"), src.as_os_str(), os("-o"), out.as_os_str()]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(3), "{err}");
+    assert!(err.contains("File name too long"), "{err}");
+    let listed = String::from_utf8(ok(&[os("list"), out.as_os_str()]).stdout).unwrap();
+    assert!(listed.contains("leaf.txt"), "{listed}");
+    ok(&[os("verify"), out.as_os_str(), os("-q")]);
+    // With --on-unreadable fail, the pack fails with one clear line.
+    let r = run(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--on-unreadable"),
+        os("fail"),
+    ]);
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1), "{err}");
     assert!(err.contains("File name too long"), "{err}");

@@ -158,6 +158,12 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     if let Err(e) = opts.validate() {
         return Err(super::Usage(e.to_string()).into());
     }
+    if opts.since.as_deref().is_some_and(|p| p.as_os_str() == "-") {
+        return Err(super::Usage(
+            "--since -: the archive to build on must be a file (its index is read from its end, and it is named as a base)".into(),
+        )
+        .into());
+    }
     let r = znippy_uring::pack_to(&selection, dest, &opts);
     drop(bar);
     let r = r?;

@@ -64,6 +64,13 @@ pub fn open_archive(path: &Path) -> Result<Archive> {
 /// `bases` (`--base`) first. Each of them must be an archive (else this fails, naming
 /// it); one that is none of the archive's bases is ignored with a warning.
 pub fn open_archive_with(path: &Path, bases: &[std::path::PathBuf]) -> Result<Archive> {
+    if bases.iter().any(|b| b.as_os_str() == "-") {
+        return Err(super::Usage(
+            "--base -: a base must be a file (standard input can carry only the archive itself)"
+                .into(),
+        )
+        .into());
+    }
     let archive = open_alone(path)?.with_bases(bases)?;
     for b in archive.unneeded_bases() {
         eprintln!(

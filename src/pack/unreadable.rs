@@ -55,11 +55,12 @@ impl OnUnreadable {
 }
 
 /// Whether `e` says the file cannot be read: permission denied, operation not
-/// permitted, or an I/O error.
+/// permitted, an I/O error, or a path longer than the kernel takes (PATH_MAX: the
+/// walk names entries by their path from the pack root).
 pub fn is_unreadable(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EIO)
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EIO) | Some(libc::ENAMETOOLONG)
     )
 }
 
