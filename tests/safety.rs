@@ -323,3 +323,45 @@ fn extracting_a_hard_link_never_writes_the_file_it_names_unasked() {
     );
     assert_eq!(x.ino(), y.ino());
 }
+
+#[test]
+fn what_unpack_refuses_verify_does_not_pass_and_entries_under_a_file_are_refused_first() {
+    let s = Scratch::new("verify-refuses");
+    let cases: [(&str, Vec<Entry>, &str); 3] = [
+        (
+            "dup",
+            vec![
+                entry(b"same", EntryKind::File, None),
+                entry(b"same", EntryKind::Dir, None),
+            ],
+            "duplicate path same",
+        ),
+        (
+            "under-file",
+            vec![
+                entry(b"multi", EntryKind::File, None),
+                entry(b"multi/x", EntryKind::File, None),
+            ],
+            "multi/x lies under multi",
+        ),
+        (
+            "traversal",
+            vec![entry(b"../../x", EntryKind::File, None)],
+            "../../x",
+        ),
+    ];
+    for (name, entries, why) in cases {
+        let a = s.path(&format!("{name}.znippy"));
+        craft(&a, &entries);
+        let archive = Archive::open(&a).unwrap();
+        let err = archive.verify(1).unwrap_err();
+        assert!(err.to_string().contains(why), "{name}: {err}");
+        let dest = s.path(&format!("d-{name}"));
+        let err = archive
+            .unpack(&dest, &UnpackOptions::default())
+            .unwrap_err();
+        assert!(err.to_string().contains(why), "{name}: {err}");
+        // Refused before anything was written.
+        assert!(!dest.join("multi").exists(), "{name}");
+    }
+}

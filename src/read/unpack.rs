@@ -359,7 +359,7 @@ impl Archive {
     /// Refuses unsafe paths (and hard link targets), duplicate paths, and hard links
     /// that do not name a file of the archive among the selected entries, before
     /// anything is written.
-    fn check_selected(&self, selected: &[usize]) -> Result<()> {
+    pub(super) fn check_selected(&self, selected: &[usize]) -> Result<()> {
         let unsafe_path = |path: &[u8], why| Error::UnsafePath {
             archive: self.path().into(),
             path: String::from_utf8_lossy(path).into_owned(),
@@ -377,6 +377,28 @@ impl Archive {
                 return Err(Error::corrupt(
                     self.path(),
                     format!("duplicate path {}", e.display_path()),
+                ));
+            }
+        }
+        // No entry may lie under one that is not a directory (`f` a file, `f/x` too).
+        let entries = self.data_entries();
+        let not_dirs: HashSet<&[u8]> = (selected.iter())
+            .filter_map(|&i| entries.get(i))
+            .filter(|e| e.kind != EntryKind::Dir)
+            .map(|e| e.path.as_slice())
+            .collect();
+        for e in selected.iter().filter_map(|&i| entries.get(i)) {
+            let parents = (e.path.iter().enumerate())
+                .filter(|&(_, &b)| b == b'/')
+                .filter_map(|(k, _)| e.path.get(..k));
+            if let Some(p) = parents.into_iter().find(|p| not_dirs.contains(p)) {
+                return Err(Error::corrupt(
+                    self.path(),
+                    format!(
+                        "{} lies under {}, which is not a directory",
+                        e.display_path(),
+                        String::from_utf8_lossy(p)
+                    ),
                 ));
             }
         }

@@ -154,6 +154,9 @@ impl Archive {
     pub fn verify(&self, threads: usize) -> Result<VerifyReport> {
         self.require_bases()?;
         let all: Vec<usize> = (0..self.data_entries().len()).collect();
+        // What unpack refuses, verify does not pass: unsafe or duplicate paths, bad
+        // hard links, entries under a file.
+        self.check_selected(&all)?;
         let layout = Layout::new(self.data_entries(), self.data_chunks(), &all);
         // Every chunk is checked, including any that no file refers to.
         let ids: Vec<u64> = (0..self.data_chunks().len() as u64).collect();
