@@ -522,6 +522,7 @@ impl Compressor {
                 rel,
                 size,
                 mtime_ns,
+                ctime_ns,
             } = &p.source
             else {
                 continue;
@@ -533,8 +534,14 @@ impl Compressor {
                     let mtime = super::scanner::time_ns(st.st_mtime, st.st_mtime_nsec as i64)
                         .unwrap_or(if st.st_mtime < 0 { i64::MIN } else { i64::MAX });
                     let now_size = st.st_size as u64;
-                    (now_size != *size || mtime != *mtime_ns).then(|| {
-                        format!("changed while being packed (size {size} -> {now_size}, mtime changed: {})", mtime != *mtime_ns)
+                    let ctime = super::scanner::time_ns(st.st_ctime, st.st_ctime_nsec as i64);
+                    // As GNU tar: the ctime tells a write whose old mtime was put back.
+                    let ctime_moved = ctime_ns.is_some() && ctime != *ctime_ns;
+                    (now_size != *size || mtime != *mtime_ns || ctime_moved).then(|| {
+                        format!(
+                            "changed while being packed (size {size} -> {now_size}, mtime changed: {}, ctime changed: {ctime_moved})",
+                            mtime != *mtime_ns
+                        )
                     })
                 }
             };

@@ -475,6 +475,7 @@ fn feed(
             rel: Arc::from(Path::new(OsStr::from_bytes(&e.path))),
             size: e.size,
             mtime_ns: e.mtime_ns,
+            ctime_ns: e.ctime_ns,
         };
         seg.add(n, source, e.size, opts.stores(&e.path))
             .map_err(|_| ())?;

@@ -26,6 +26,9 @@ pub enum Source {
         size: u64,
         /// Modification time when walked, ns.
         mtime_ns: i64,
+        /// Status change time when walked, ns (a write that puts the old mtime back
+        /// still moves it).
+        ctime_ns: Option<i64>,
     },
     /// Bytes handed over by a library caller.
     Memory(Arc<[u8]>),
