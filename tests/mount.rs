@@ -851,3 +851,35 @@ fn a_base_that_is_not_one_is_warned_about() {
         "{err}"
     );
 }
+
+#[test]
+fn a_serving_thread_that_cannot_start_fails_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-no-threads");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    small_files(&src, 1);
+    pack(&src, &archive, &[]);
+    fs::create_dir(&mnt).unwrap();
+    // 30 descriptors cannot hold 256 /dev/fuse clones: the session fails at once.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 30 && exec \"$0\" mount -q \"$1\" \"$2\" --threads 256")
+        .arg(bin())
+        .arg(&archive)
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let left = is_mounted(&mnt);
+    if left {
+        let _ = Command::new("umount").arg("-l").arg(&mnt).status();
+    }
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("serve") && err.contains("Too many open files"),
+        "{err}"
+    );
+    assert!(!left);
+}
