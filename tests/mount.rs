@@ -883,3 +883,36 @@ fn a_serving_thread_that_cannot_start_fails_the_mount() {
     );
     assert!(!left);
 }
+
+#[test]
+fn a_mount_point_named_through_a_symlink_or_with_odd_bytes_unmounts() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-odd-names");
+    let (src, archive) = (s.path("src"), s.path("a.znippy"));
+    small_files(&src, 2);
+    pack(&src, &archive, &[]);
+    let odd = s.path("a b\\c\td");
+    fs::create_dir(&odd).unwrap();
+    symlink(&odd, s.path("link")).unwrap();
+    for dir in [odd.clone(), s.path("link")] {
+        let mut child = command()
+            .arg("mount")
+            .arg(&archive)
+            .arg(&dir)
+            .arg("-q")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !odd.join("d00").is_dir() {
+            assert!(child.try_wait().unwrap().is_none(), "{dir:?}: mount ended");
+            assert!(start.elapsed() < Duration::from_secs(20), "not mounted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (err, status) = end(child, libc::SIGTERM);
+        assert!(status.success(), "{dir:?}: {err}");
+        assert_eq!(fs::read_dir(&odd).unwrap().count(), 0, "{dir:?}: {err}");
+    }
+}

@@ -26,10 +26,12 @@ pub enum Unmounted {
 }
 
 impl MountId {
-    /// The identity of the mount whose root `dir` is now (not following a final
-    /// symlink); fails if `dir` is not the root of a FUSE mount.
+    /// The identity of the mount whose root `dir` is now (symlinks resolved, as
+    /// fuser does to mount there); fails if that is not the root of a FUSE mount.
     pub fn of(dir: &Path) -> Result<MountId> {
-        let here = statx(dir)?;
+        let real =
+            std::fs::canonicalize(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        let here = statx(&real)?;
         let Some(line) = mountinfo()?.into_iter().find(|l| l.id == here.id) else {
             bail!("{}: not found in /proc/self/mountinfo", dir.display());
         };
