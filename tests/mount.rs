@@ -42,11 +42,17 @@ struct Mounted {
 }
 
 fn is_mounted(dir: &Path) -> bool {
+    mounts_at(dir) > 0
+}
+
+/// How many mounts are stacked at `dir`.
+fn mounts_at(dir: &Path) -> usize {
     let dir = dir.to_string_lossy().into_owned();
     fs::read_to_string("/proc/self/mounts")
         .unwrap_or_default()
         .lines()
-        .any(|l| l.split(' ').nth(1) == Some(dir.as_str()))
+        .filter(|l| l.split(' ').nth(1) == Some(dir.as_str()))
+        .count()
 }
 
 impl Mounted {
@@ -76,19 +82,35 @@ impl Mounted {
 
     /// Sends `signal`, waits for the process, and returns its stderr and status.
     fn stop(mut self, signal: i32) -> (String, std::process::ExitStatus) {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        let status = child.wait().unwrap();
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (err, status)
+        end(self.child.take().unwrap(), signal)
     }
+}
+
+/// Sends `signal` to a mount's process, waits for it (failing the test if it does
+/// not end), and returns its stderr and status.
+fn end(mut child: Child, signal: i32) -> (String, std::process::ExitStatus) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("signal {signal}: the mount did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (err, status)
 }
 
 impl Drop for Mounted {
@@ -708,4 +730,189 @@ fn a_sparse_file_is_served_sparse() {
         "cp -a wrote it dense"
     );
     drop(m);
+}
+
+#[test]
+fn a_signal_unmounts_our_mount_after_its_parent_was_renamed() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-renamed");
+    let (src, archive) = (s.path("src"), s.path("a.znippy"));
+    small_files(&src, 10);
+    pack(&src, &archive, &[]);
+    let m = Mounted::new(&archive, &s.path("par/mp"), &[]);
+    fs::rename(s.path("par"), s.path("par2")).unwrap();
+    let moved = s.path("par2/mp");
+    assert!(is_mounted(&moved));
+    let (err, status) = m.stop(libc::SIGTERM);
+    let left = is_mounted(&moved);
+    if left {
+        let _ = Command::new("umount").arg("-l").arg(&moved).status();
+    }
+    assert!(status.success(), "{err}");
+    assert!(!left, "our mount was left at its new path: {err}");
+    assert_eq!(fs::read_dir(&moved).unwrap().count(), 0);
+}
+
+#[test]
+fn a_signal_leaves_a_mount_stacked_on_ours_alone() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-stacked");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    small_files(&src, 10);
+    pack(&src, &archive, &[]);
+    let mut below = Mounted::new(&archive, &mnt, &[]);
+    let mut above = Mounted::new(&archive, &mnt, &["--nonempty"]);
+    let start = Instant::now();
+    while mounts_at(&mnt) < 2 {
+        assert!(start.elapsed() < Duration::from_secs(20), "not stacked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (err, status) = end(below.child.take().unwrap(), libc::SIGTERM);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("no longer reachable"), "{err}");
+    // The mount on top is untouched and still serves.
+    assert!(mnt.join("d00").is_dir(), "{err}");
+    let (err, status) = end(above.child.take().unwrap(), libc::SIGTERM);
+    assert!(status.success(), "{err}");
+    // What is left is the dead mount below, the one whose process failed.
+    assert!(is_mounted(&mnt));
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    assert!(!is_mounted(&mnt));
+    drop((below, above));
+}
+
+#[test]
+fn a_signal_unmounts_an_auto_unmount_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-auto-unmount");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    small_files(&src, 10);
+    pack(&src, &archive, &[]);
+    for (signal, extra) in [
+        (libc::SIGTERM, ["-o", "allow_other,auto_unmount"]),
+        (libc::SIGINT, ["--allow-root", "-oauto_unmount"]),
+    ] {
+        let m = Mounted::new(&archive, &mnt, &extra);
+        assert!(mnt.join("d00").is_dir());
+        let (err, status) = m.stop(signal);
+        assert!(status.success(), "{extra:?}: {err}");
+        assert!(!is_mounted(&mnt), "{extra:?}: still mounted");
+    }
+}
+
+#[test]
+fn a_thread_count_out_of_range_is_refused() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-threads");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    small_files(&src, 1);
+    pack(&src, &archive, &[]);
+    fs::create_dir(&mnt).unwrap();
+    for n in ["0", "257", "100000"] {
+        let (code, err) = refused_mount(&[
+            archive.as_os_str(),
+            mnt.as_os_str(),
+            OsStr::new("--threads"),
+            OsStr::new(n),
+        ]);
+        assert_eq!(code, Some(2), "--threads {n}: {err}");
+        assert!(err.contains("1..=256"), "--threads {n}: {err}");
+    }
+}
+
+#[test]
+fn a_base_that_is_not_one_is_warned_about() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-unneeded-base");
+    let (src, archive, other, mnt) = (
+        s.path("src"),
+        s.path("a.znippy"),
+        s.path("other.znippy"),
+        s.path("mnt"),
+    );
+    small_files(&src, 2);
+    pack(&src, &archive, &[]);
+    pack(&src, &other, &[]);
+    let m = Mounted::new(&archive, &mnt, &["--base", other.to_str().unwrap()]);
+    let (err, status) = m.stop(libc::SIGTERM);
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("other.znippy: not a base of") && err.contains("(ignored)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_serving_thread_that_cannot_start_fails_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-no-threads");
+    let (src, archive, mnt) = (s.path("src"), s.path("a.znippy"), s.path("mnt"));
+    small_files(&src, 1);
+    pack(&src, &archive, &[]);
+    fs::create_dir(&mnt).unwrap();
+    // 30 descriptors cannot hold 256 /dev/fuse clones: the session fails at once.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 30 && exec \"$0\" mount -q \"$1\" \"$2\" --threads 256")
+        .arg(bin())
+        .arg(&archive)
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let left = is_mounted(&mnt);
+    if left {
+        let _ = Command::new("umount").arg("-l").arg(&mnt).status();
+    }
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("serve") && err.contains("Too many open files"),
+        "{err}"
+    );
+    assert!(!left);
+}
+
+#[test]
+fn a_mount_point_named_through_a_symlink_or_with_odd_bytes_unmounts() {
+    if !fuse_available() {
+        return;
+    }
+    let s = Scratch::new("mount-odd-names");
+    let (src, archive) = (s.path("src"), s.path("a.znippy"));
+    small_files(&src, 2);
+    pack(&src, &archive, &[]);
+    let odd = s.path("a b\\c\td");
+    fs::create_dir(&odd).unwrap();
+    symlink(&odd, s.path("link")).unwrap();
+    for dir in [odd.clone(), s.path("link")] {
+        let mut child = command()
+            .arg("mount")
+            .arg(&archive)
+            .arg(&dir)
+            .arg("-q")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !odd.join("d00").is_dir() {
+            assert!(child.try_wait().unwrap().is_none(), "{dir:?}: mount ended");
+            assert!(start.elapsed() < Duration::from_secs(20), "not mounted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (err, status) = end(child, libc::SIGTERM);
+        assert!(status.success(), "{dir:?}: {err}");
+        assert_eq!(fs::read_dir(&odd).unwrap().count(), 0, "{dir:?}: {err}");
+    }
 }

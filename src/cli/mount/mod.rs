@@ -9,6 +9,7 @@ mod fs;
 mod holes;
 mod options;
 mod tree;
+mod unmount;
 
 use super::args::parse_size;
 use super::report::{Output, Report, Stream, lossy};
@@ -33,9 +34,10 @@ pub struct Args {
     /// default holds 128 chunks of 4 MiB.
     #[arg(long, default_value = "512M", value_parser = parse_size)]
     cache_size: usize,
-    /// Threads serving requests (default: all cores, at least 2).
-    #[arg(long)]
-    threads: Option<usize>,
+    /// Threads serving requests, 1 to 256; at least 2 are started (default: all
+    /// cores, at most 256).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// Let other users see the file system (needs `user_allow_other` in
     /// /etc/fuse.conf unless root); the mode bits still apply.
     #[arg(long)]
@@ -92,7 +94,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     check_can_mount(&options)?;
     check_mountpoint(&args.mountpoint, args.nonempty || options.nonempty)?;
     let start = Instant::now();
-    let archive = Archive::open(&args.archive)?.with_bases(&args.bases)?;
+    let archive = super::stdio::open_archive_with(&args.archive, &args.bases)?;
     archive.require_bases()?;
     let archive = Arc::new(archive);
     let tree = tree::Tree::build(&archive)?;
@@ -110,6 +112,20 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         .spawn()
         .with_context(|| format!("{}: serve", args.mountpoint.display()))?;
     let _ = notifier.set(session.notifier());
+    // fuser unmounts by the mount point's path when its session is dropped, whatever
+    // is there by then: its session is never dropped, the mount is unmounted here by
+    // its identity instead.
+    let session = std::mem::ManuallyDrop::new(session);
+    // SAFETY: `guard` is read out once, and `session` (in ManuallyDrop) is never
+    // dropped or used for it again, so the handle is owned exactly once.
+    let guard = unsafe { std::ptr::read(&session.guard) };
+    let ours = match unmount::MountId::of(&args.mountpoint) {
+        Ok(ours) => ours,
+        Err(e) => bail!(
+            "{}: cannot identify the mount just made ({e:#}); left as it is",
+            args.mountpoint.display()
+        ),
+    };
     if !out.quiet && !out.json {
         eprintln!(
             "mounted {} on {} ({} entries); stop with Ctrl-C or umount",
@@ -118,24 +134,11 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
             archive.entries().len()
         );
     }
-    wait_for_stop(&signals, &session.guard);
-    // Unmounted from outside already, the unmount fails harmlessly. Busy (a process
-    // has a file open or its directory inside), it is detached lazily, as libfuse
-    // does: gone from the tree at once, and those processes' reads fail once this
-    // process has exited.
-    if let Err(e) = session.umount_and_join()
-        && still_mounted(&args.mountpoint)
-    {
-        detach_lazily(&args.mountpoint)
-            .with_context(|| format!("{}: unmount: {e}", args.mountpoint.display()))?;
-        log::warn!(
-            "{}: busy ({e}): detached lazily; files still open there now fail",
-            args.mountpoint.display()
-        );
-    }
+    wait_for_stop(&signals, &guard);
+    let mountpoint = stop(&ours, guard, &args.mountpoint)?;
     let stats: CacheStats = cache.stats();
     let report = MountJson {
-        mountpoint: &args.mountpoint,
+        mountpoint: &mountpoint,
         entries: archive.entries().len(),
         inodes,
         chunks_decoded: stats.misses,
@@ -161,10 +164,10 @@ impl Args {
             mount_options.retain(|o| !matches!(o, MountOption::FSName(_)));
         }
         mount_options.extend(options.mount.iter().cloned());
-        let threads = self
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-            .max(2);
+        let threads = self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 256)),
+            |n| usize::from(n).max(2),
+        );
         let mut config = Config::default();
         config.mount_options = mount_options;
         config.acl = options.acl;
@@ -193,35 +196,54 @@ fn check_mountpoint(dir: &Path, nonempty: bool) -> Result<()> {
     Ok(())
 }
 
-/// Detaches the mount at `dir` lazily: umount2(MNT_DETACH) as root, `fusermount3
-/// -u -z` otherwise (as libfuse does).
-fn detach_lazily(dir: &Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
-    // SAFETY: a valid C string; umount2 has no other preconditions.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-        return Ok(());
-    }
-    let umount2 = std::io::Error::last_os_error();
-    for helper in ["fusermount3", "fusermount"] {
-        let status = std::process::Command::new(helper)
-            .args(["-u", "-z", "-q", "--"])
-            .arg(dir)
-            .status();
-        if status.is_ok_and(|s| s.success()) {
-            return Ok(());
+/// Unmounts our mount (`ours`) and waits for the session (`guard`) to end; returns
+/// where the mount was. Unmounted from outside already, there is nothing to do.
+/// Busy (a process has a file open or its directory inside), it is detached
+/// lazily, as libfuse does, and its connection aborted: gone from the tree at
+/// once, and reads of files still open there fail. Where the mount can no longer
+/// be reached (another mount stacked on it, its path replaced), nothing is
+/// unmounted: its connection is aborted (it then answers "Transport endpoint is
+/// not connected" until unmounted) and this fails, saying so.
+fn stop(
+    ours: &unmount::MountId,
+    guard: std::thread::JoinHandle<std::io::Result<()>>,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let unmounted = ours.unmount();
+    let served = if guard.is_finished() || matches!(unmounted, Ok(unmount::Unmounted::Done(_))) {
+        // The kernel ended the connection with the unmount (or before).
+        guard.join()
+    } else {
+        // Only our own connection is aborted; where that is impossible the
+        // session is not waited for (it ends with this process).
+        match ours.abort() {
+            Ok(()) => guard.join(),
+            Err(e) => {
+                log::debug!("{}: cannot abort our FUSE connection: {e}", dir.display());
+                Ok(Ok(()))
+            }
         }
-    }
-    bail!("lazy detach failed (umount2: {umount2}; fusermount3 -u -z failed too)")
-}
-
-/// Whether `dir` is a mount point in /proc/self/mounts.
-fn still_mounted(dir: &Path) -> bool {
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    mounts
-        .lines()
-        .any(|l| l.split(' ').nth(1).is_some_and(|m| Path::new(m) == dir))
+    };
+    let served = served.unwrap_or_else(|_| Err(std::io::Error::other("the session panicked")));
+    let unmounted = unmounted.map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}; our mount ends with this process, and answers \"Transport endpoint \
+             is not connected\" until unmounted"
+        )
+    })?;
+    let at = match unmounted {
+        unmount::Unmounted::Done(at) => at,
+        unmount::Unmounted::Detached(at, e) => {
+            log::warn!(
+                "{}: busy ({e}): detached lazily; files still open there now fail",
+                at.display()
+            );
+            at
+        }
+        unmount::Unmounted::Gone => dir.to_path_buf(),
+    };
+    served.with_context(|| format!("{}: serve", at.display()))?;
+    Ok(at)
 }
 
 /// Says clearly why a mount cannot work here, before trying.
