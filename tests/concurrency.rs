@@ -123,3 +123,35 @@ fn a_temporary_file_locked_by_a_pack_elsewhere_is_left_alone() {
     ]);
     assert!(!theirs.exists(), "a dead pack's temporary file was left");
 }
+
+#[test]
+fn a_stale_unlocked_temporary_file_of_a_living_pid_is_removed() {
+    // A pack killed as pid 1 of a container: here pid 1 lives, but the file's lock is
+    // free and it has not been written for long.
+    let s = Scratch::new("race-stale");
+    let src = s.path("src");
+    write(&src, "a.txt", b"data");
+    let target = s.path("out.znippy");
+    let (old, fresh) = (
+        s.path(".out.znippy.tmp-znippy-1-0"),
+        s.path(".out.znippy.tmp-znippy-1-1"),
+    );
+    fs::write(&old, b"ZNPYURNG").unwrap();
+    fs::write(&fresh, b"ZNPYURNG").unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        target.as_os_str(),
+        os("-q"),
+    ]);
+    assert!(!old.exists(), "a stale leftover stayed");
+    assert!(fresh.exists(), "a recent file of a living pid was removed");
+}

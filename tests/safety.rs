@@ -365,3 +365,26 @@ fn what_unpack_refuses_verify_does_not_pass_and_entries_under_a_file_are_refused
         assert!(!dest.join("multi").exists(), "{name}");
     }
 }
+
+#[test]
+fn extracting_an_entry_under_a_file_of_the_archive_is_refused() {
+    let s = Scratch::new("extract-under-file");
+    let a = s.path("multi.znippy");
+    craft(
+        &a,
+        &[
+            entry(b"multi", EntryKind::File, None),
+            entry(b"multi/x", EntryKind::File, None),
+        ],
+    );
+    let dest = s.path("o");
+    let err = Archive::open(&a)
+        .unwrap()
+        .extract(&[b"multi/x"], &dest, &UnpackOptions::default())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("multi/x lies under multi"),
+        "{err}"
+    );
+    assert!(!dest.join("multi").exists());
+}

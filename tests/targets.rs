@@ -342,3 +342,37 @@ fn index_never_replaces_the_archive_it_reads_nor_a_base_of_it() {
     assert_eq!(fs::read(&archive).unwrap(), before);
     ok(&[os("verify"), inc.as_os_str(), os("-q")]);
 }
+
+#[test]
+fn index_to_standard_output_never_writes_over_the_archive_it_reads() {
+    let (s, src, archive) = setup("target-index-stdout");
+    let inc = s.path("inc.znippy");
+    write(&src, "b.txt", b"more");
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        inc.as_os_str(),
+        os("--since"),
+        archive.as_os_str(),
+        os("-q"),
+    ]);
+    let before = fs::read(&archive).unwrap();
+    for (read, append) in [(&archive, false), (&archive, true), (&inc, false)] {
+        let stdout = fs::OpenOptions::new()
+            .read(true)
+            .write(!append)
+            .append(append)
+            .open(&archive)
+            .unwrap();
+        let out = command()
+            .args([os("index"), read.as_os_str()])
+            .stdout(stdout)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("cannot be replaced"), "{err}");
+    }
+    assert_eq!(fs::read(&archive).unwrap(), before);
+}

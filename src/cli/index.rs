@@ -60,7 +60,11 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     let output = args.output.as_deref().filter(|o| o.as_os_str() != "-");
     match output {
         Some(path) => export::export_to_path(&a, table, format, path)?,
-        None => to_stdout(|w| Ok(export::export(&a, table, format, w, "<stdout>".as_ref())?))?,
+        None => {
+            let stdout = super::stdio::stdout_file()?;
+            export::refuse_own_chain(&a, &stdout, "standard output".as_ref())?;
+            to_stdout(|w| Ok(export::export(&a, table, format, w, "<stdout>".as_ref())?))?
+        }
     }
     let report = IndexJson {
         output,

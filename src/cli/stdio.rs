@@ -40,6 +40,13 @@ pub fn read_list(list: &Path) -> Result<Vec<Vec<u8>>> {
         .collect())
 }
 
+/// Standard output as a file (a duplicate of its descriptor), to look at.
+pub fn stdout_file() -> Result<File> {
+    let fd =
+        (std::io::stdout().as_fd().try_clone_to_owned()).context("duplicating standard output")?;
+    Ok(File::from(fd))
+}
+
 /// Standard output as a file to stream an archive to; refused on a terminal.
 pub fn stdout_for_archive() -> Result<File> {
     let stdout = std::io::stdout();

@@ -408,7 +408,18 @@ fn remove_leftovers(dir: &Path, name: &std::ffi::OsStr) {
         let Some(pid) = pid.filter(|&p| p > 0 && p != std::process::id() as i32) else {
             continue;
         };
-        if process_alive(pid) || in_use(&entry.path()) || !starts_like_an_archive(&entry.path()) {
+        // A pid of this namespace that lives may be another's (a container's pid 1):
+        // then a file untouched for a while, whose lock is free, is a leftover too.
+        let stale = || {
+            (entry.metadata().ok())
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_AFTER)
+        };
+        if (process_alive(pid) && !stale())
+            || in_use(&entry.path())
+            || !starts_like_an_archive(&entry.path())
+        {
             continue;
         }
         if fs::remove_file(entry.path()).is_ok() {
@@ -419,6 +430,11 @@ fn remove_leftovers(dir: &Path, name: &std::ffi::OsStr) {
         }
     }
 }
+
+/// How long a temporary file whose lock is free must be untouched to count as left by
+/// a killed pack although a process of its pid lives here (a pack writes its
+/// temporary file at least once per chunk, and holds its lock throughout).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Whether a pack still holds the lock it takes on its temporary file at `path`: its
 /// process id may be one of another PID namespace or host. A file that cannot be

@@ -317,6 +317,20 @@ pub fn export_to_path(archive: &Archive, table: Table, format: Format, path: &Pa
     write_resolved(&batch(archive, table), format, dest, path)
 }
 
+/// Fails if `out`, an open file such as standard output, is the file of `archive` or
+/// of an archive of its chain (`index -o - 1<>a.znippy` would destroy it).
+pub fn refuse_own_chain(archive: &Archive, out: &std::fs::File, name: &Path) -> Result<()> {
+    use crate::pack::output::{Resolved, refuse_overwrite};
+    let mut lineage = super::lineage(archive.path());
+    lineage.inodes.extend(archive.identity());
+    let file = out.try_clone().map_err(|e| Error::io(name, "dup", e))?;
+    refuse_overwrite(
+        &Resolved::Stream(file, name.into()),
+        &lineage,
+        "its own index",
+    )
+}
+
 /// [`write`] to the file at `path`, by the rules of [`export_to_path`].
 pub fn write_to_path(batch: &RecordBatch, format: Format, path: &Path) -> Result<()> {
     use crate::pack::output::{Destination, resolve};

@@ -382,8 +382,8 @@ impl Archive {
         }
         // No entry may lie under one that is not a directory (`f` a file, `f/x` too).
         let entries = self.data_entries();
-        let not_dirs: HashSet<&[u8]> = (selected.iter())
-            .filter_map(|&i| entries.get(i))
+        // (Over all entries: extracting `f/x` alone must not make `f` a directory.)
+        let not_dirs: HashSet<&[u8]> = (entries.iter())
             .filter(|e| e.kind != EntryKind::Dir)
             .map(|e| e.path.as_slice())
             .collect();
