@@ -186,6 +186,21 @@ fn io(e: std::io::Error) -> String {
     format!("read: {e}")
 }
 
+/// The manifest digest and the bases table alone (empty for a full archive): what
+/// following a chain needs, without decoding entries or chunks.
+pub fn read_bases(
+    file_len: u64,
+    mut read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Result<([u8; 32], Vec<Base>), String> {
+    let (manifest_offset, rows, manifest_digest) = read_manifest(file_len, &mut read_at)?;
+    blob_end(&rows, manifest_offset)?; // every span checked before anything is read
+    let mut bases = Vec::new();
+    for r in rows.iter().filter(|r| r.kind == SubIndexKind::Bases) {
+        bases = base::from_batch(&read_sub_index(r, &mut read_at)?)?;
+    }
+    Ok((manifest_digest, bases))
+}
+
 /// Checks header and footer, and reads the manifest the footer points at, checking
 /// its digest. Returns the manifest's offset, rows and digest.
 fn read_manifest(

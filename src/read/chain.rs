@@ -211,19 +211,20 @@ pub fn lineage(path: &Path) -> Lineage {
         if opened > LINEAGE_LIMIT {
             break;
         }
-        let Ok(o) = Opened::open(&at) else {
+        // Only the manifest and the bases table are read: no entries, no chunks.
+        let Some((inode, digest, bases)) = bases_of(&at) else {
             continue;
         };
-        if expected.is_some_and(|d| d != o.index.manifest_digest) {
+        if expected.is_some_and(|d| d != digest) {
             continue; // something else lies where the hint points
         }
-        found.inodes.insert(o.inode);
-        found.digests.insert(o.index.manifest_digest);
+        found.inodes.insert(inode);
+        found.digests.insert(digest);
         let dir = at
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        for base in &o.index.bases {
+        for base in &bases {
             if !found.digests.insert(base.manifest_digest) {
                 continue; // seen: its own bases are queued already
             }
@@ -233,6 +234,23 @@ pub fn lineage(path: &Path) -> Lineage {
         }
     }
     found
+}
+
+/// What following a chain needs of one archive: (device, inode), manifest digest,
+/// bases.
+type Link = ((u64, u64), [u8; 32], Vec<Base>);
+
+/// The [`Link`] of the archive at `path`, if it is a regular file whose manifest reads.
+fn bases_of(path: &Path) -> Option<Link> {
+    use std::os::unix::fs::FileExt;
+    let file = open_regular(path).ok()?;
+    let meta = file.metadata().ok()?;
+    let (digest, bases) = index::read_bases(meta.len(), |offset, n| {
+        let mut buf = vec![0u8; n];
+        file.read_exact_at(&mut buf, offset).map(|()| buf)
+    })
+    .ok()?;
+    Some(((meta.dev(), meta.ino()), digest, bases))
 }
 
 /// `base`, where the bases table says it was, relative to `dir` (the archive's
