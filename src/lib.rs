@@ -41,6 +41,7 @@ mod owner;
 mod pack;
 mod progress;
 mod read;
+mod resolve;
 mod skip;
 mod stages;
 mod xattr;

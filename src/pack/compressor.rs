@@ -86,20 +86,26 @@ impl Root {
     }
 
     /// Opens the regular file the walk found at `rel` for reading. It is opened
-    /// without following a symlink and without blocking (a FIFO swapped in since the
+    /// beneath the root without following a symlink at any component (a directory
+    /// swapped for a symlink since the walk is not followed), without blocking (a FIFO swapped in since the
     /// walk would wait for a writer forever), checked to be a regular file still, and
     /// then made blocking again (io_uring would answer EAGAIN on a non-blocking file).
     pub fn open_file(&self, rel: &Path) -> std::result::Result<OwnedFd, OpenError> {
         use rustix::fs::{FileType, Mode, OFlags};
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = match rustix::fs::openat(&self.fd, rel, flags, Mode::empty()) {
+        let rel = std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str());
+        let fd = match crate::resolve::beneath(&self.fd, rel, flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Err(OpenError::Gone("vanished")),
-            Err(rustix::io::Errno::LOOP) => return Err(OpenError::Gone("replaced by a symlink")),
-            Err(rustix::io::Errno::NOTDIR) => {
-                return Err(OpenError::Gone("its directory was replaced"));
+            Err(e) => {
+                return Err(match e.raw_os_error() {
+                    Some(libc::ENOENT) => OpenError::Gone("vanished"),
+                    Some(libc::ELOOP | libc::EXDEV) => {
+                        OpenError::Gone("replaced by a symlink, or a directory above it was")
+                    }
+                    Some(libc::ENOTDIR) => OpenError::Gone("a directory above it was replaced"),
+                    _ => OpenError::Os(e),
+                });
             }
-            Err(e) => return Err(OpenError::Os(e.into())),
         };
         let st = rustix::fs::fstat(&fd).map_err(|e| OpenError::Os(e.into()))?;
         let gone = match FileType::from_raw_mode(st.st_mode) {

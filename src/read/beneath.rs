@@ -1,11 +1,10 @@
 //! File-system operations confined to a target directory: every path is resolved
 //! beneath it with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so no symlink, one
 //! planted by the archive or already there, is ever followed, and nothing is created
-//! outside. Where openat2 is missing, paths are walked one component at a time with
-//! O_NOFOLLOW, which gives the same guarantee.
+//! outside ([`crate::resolve::beneath`]).
 
 use crate::error::Error;
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timestamps};
+use rustix::fs::{AtFlags, Mode, OFlags, Timestamps};
 use rustix::io::Errno;
 use std::ffi::OsStr;
 use std::io;
@@ -59,36 +58,7 @@ impl Beneath {
 
     /// Opens `rel` with `flags`, never following a symlink, never leaving the root.
     fn resolve(&self, rel: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
-        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        match rustix::fs::openat2(&self.root, os(rel), flags, mode, how) {
-            Err(Errno::NOSYS) => self.walk(rel, flags, mode),
-            Err(Errno::AGAIN) => {
-                rustix::fs::openat2(&self.root, os(rel), flags, mode, how).map_err(Into::into)
-            }
-            r => r.map_err(Into::into),
-        }
-    }
-
-    /// openat2's guarantee by hand: one O_NOFOLLOW|O_DIRECTORY open per component.
-    fn walk(&self, rel: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
-        let mut parts = rel.split(|&b| b == b'/').peekable();
-        let mut dir = rustix::io::dup(&self.root)?;
-        while let Some(part) = parts.next() {
-            if part.is_empty() || part == b"." || part == b".." {
-                return Err(io::Error::from_raw_os_error(libc::EXDEV));
-            }
-            if parts.peek().is_none() {
-                return Ok(rustix::fs::openat(&dir, os(part), flags, mode)?);
-            }
-            dir = rustix::fs::openat(
-                &dir,
-                os(part),
-                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-        }
-        Err(io::Error::from_raw_os_error(libc::EINVAL))
+        crate::resolve::beneath(&self.root, rel, flags, mode)
     }
 
     /// The parent directory of `rel` and its last component.
