@@ -169,19 +169,21 @@ fn owners_and_special_bits_follow_the_gnu_tar_defaults() {
     assert!(listing(&dest, true).contains("suid-tool|f|04755|1234:5678|"));
     assert!(listing(&dest, true).contains("link|l|0777|4321:8765|"));
 
-    // Explicitly off: owned by the extracting user, only rwx bits.
+    // Explicitly off: owned by the extracting user, only the rwx bits the umask lets
+    // through (GNU tar's --no-same-permissions).
     let plain = s.path("plain");
-    ok(&[
-        os("unpack"),
-        archive.as_os_str(),
-        os("-C"),
-        plain.as_os_str(),
-        os("--no-same-owner"),
-        os("--no-preserve-permissions"),
-    ]);
+    let cmd = format!(
+        "umask 027; {} unpack {} -C {} --no-same-owner --no-preserve-permissions",
+        bin().display(),
+        archive.display(),
+        plain.display()
+    );
+    let r = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let l = listing(&plain, true);
-    assert!(l.contains("suid-tool|f|0755|0:0|"), "{l}");
-    assert!(l.contains("shared|d|0777|0:0|"), "{l}");
+    assert!(l.contains("suid-tool|f|0750|0:0|"), "{l}");
+    assert!(l.contains("shared|d|0750|0:0|"), "{l}");
+    assert!(l.contains("shared/file|f|0640|0:0|"), "{l}");
 
     // As an ordinary user, by default: the same as explicitly off.
     let user = s.path("user");
@@ -190,7 +192,7 @@ fn owners_and_special_bits_follow_the_gnu_tar_defaults() {
     fs::set_permissions(&user, fs::Permissions::from_mode(0o777)).unwrap();
     fs::set_permissions(&archive, fs::Permissions::from_mode(0o644)).unwrap();
     let cmd = format!(
-        "{} unpack {} -C {}/out",
+        "umask 022; {} unpack {} -C {}/out",
         bin().display(),
         archive.display(),
         user.display()
@@ -199,6 +201,7 @@ fn owners_and_special_bits_follow_the_gnu_tar_defaults() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let l = listing(&user.join("out"), true);
     assert!(l.contains("suid-tool|f|0755|65534:65534|"), "{l}");
+    assert!(l.contains("shared|d|0755|65534:65534|"), "{l}");
 }
 
 /// `name=value` of every extended attribute of `path`, sorted, read with python3.

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use znippy_uring::testing::format::{header, index};
 use znippy_uring::{Archive, Entry, EntryKind, Error, Group, UnpackOptions};
@@ -387,4 +388,34 @@ fn extracting_an_entry_under_a_file_of_the_archive_is_refused() {
         "{err}"
     );
     assert!(!dest.join("multi").exists());
+}
+
+/// Directory modes are given deepest first whatever the archive's order: a parent
+/// listed after its child and made unreadable and unwritable (mode 000) must not stop
+/// the child getting its own mode, for a user who is not root.
+#[test]
+fn directory_modes_are_given_deepest_first_whatever_the_order() {
+    let s = Scratch::new("dir-order");
+    let a = s.path("order.znippy");
+    let mut locked = entry(b"a", EntryKind::Dir, None);
+    locked.mode = 0o40000;
+    let mut child = entry(b"a/b", EntryKind::Dir, None);
+    child.mode = 0o40700;
+    craft(&a, &[child, locked, entry(b"a/b/f", EntryKind::File, None)]);
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&a, fs::Permissions::from_mode(0o644)).unwrap();
+    let dest = s.path("dest");
+    fs::create_dir_all(&dest).unwrap();
+    fs::set_permissions(&dest, fs::Permissions::from_mode(0o777)).unwrap();
+    let cmd = format!("{} unpack {} -C {}", bin().display(), a.display(), dest.display());
+    let r = if is_root() {
+        as_nobody(&cmd)
+    } else {
+        std::process::Command::new("sh").args(["-c", &cmd]).output().unwrap()
+    };
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    fs::set_permissions(dest.join("a"), fs::Permissions::from_mode(0o700)).unwrap();
+    let mode = |p: &str| fs::metadata(dest.join(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("a/b"), 0o700);
+    assert!(dest.join("a/b/f").exists());
 }

@@ -11,12 +11,27 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::staging::{Mount, Staging};
+use std::collections::HashMap;
 
 /// A directory that all operations stay beneath.
 pub struct Beneath {
     root: OwnedFd,
     path: PathBuf,
+    /// The staging directory of each mount, made when first needed.
+    stagings: Mutex<HashMap<Mount, Arc<Staging>>>,
 }
+
+/// An inode made in a staging directory, to be named later ([`Beneath::publish`]).
+pub struct Staged {
+    staging: Arc<Staging>,
+    name: Vec<u8>,
+}
+
+/// The device and inode numbers of a directory, to see that a path still names it.
+pub type Identity = (u64, u64);
 
 fn os(p: &[u8]) -> &OsStr {
     OsStr::from_bytes(p)
@@ -39,6 +54,7 @@ impl Beneath {
         Ok(Beneath {
             root,
             path: dest.into(),
+            stagings: Mutex::default(),
         })
     }
 
@@ -73,8 +89,10 @@ impl Beneath {
     }
 
     /// Creates directory `rel` (its parent must exist); an existing directory is fine,
-    /// anything else in its place is an error.
-    pub fn mkdir(&self, rel: &[u8]) -> io::Result<()> {
+    /// anything else in its place is an error. Returns the directory's identity: one
+    /// made here is opened and checked to be ours, so a directory renamed into its name
+    /// meanwhile is refused rather than taken for it.
+    pub fn mkdir(&self, rel: &[u8]) -> io::Result<Identity> {
         let (dir, name) = self.parent(rel)?;
         match rustix::fs::mkdirat(&dir, os(name), Mode::from_raw_mode(0o755)) {
             Err(Errno::EXIST) => {
@@ -82,13 +100,104 @@ impl Beneath {
                 if rustix::fs::FileType::from_raw_mode(st.st_mode)
                     == rustix::fs::FileType::Directory
                 {
-                    Ok(())
+                    Ok((st.st_dev, st.st_ino))
                 } else {
                     Err(io::Error::other("exists and is not a directory"))
                 }
             }
-            r => r.map_err(Into::into),
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let st =
+                    rustix::fs::fstat(rustix::fs::openat(&dir, os(name), flags, Mode::empty())?)?;
+                if st.st_uid != rustix::process::geteuid().as_raw() {
+                    return Err(io::Error::other(
+                        "replaced by another directory while being made",
+                    ));
+                }
+                Ok((st.st_dev, st.st_ino))
+            }
         }
+    }
+
+    /// Opens directory `rel` to give it its metadata, checking that it is still the
+    /// directory `identity` names (another user may have renamed one into its place).
+    pub fn open_dir_checked(&self, rel: &[u8], identity: Identity) -> io::Result<OwnedFd> {
+        let fd = self.open_dir(rel)?;
+        let st = rustix::fs::fstat(&fd)?;
+        if (st.st_dev, st.st_ino) != identity {
+            return Err(io::Error::other(
+                "replaced by another directory while unpacking: its owner, mode and mtime are not set",
+            ));
+        }
+        Ok(fd)
+    }
+
+    /// The staging directory for inodes that will be named in directory `dir`.
+    /// It is made in the target directory itself where that is on the same mount,
+    /// else in `dir`.
+    fn staging_for(&self, dir: &OwnedFd) -> io::Result<Arc<Staging>> {
+        let mount = Mount::of(dir)?;
+        let mut stagings = self.stagings.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = stagings.get(&mount) {
+            return Ok(s.clone());
+        }
+        let home = if Mount::of(&self.root)? == mount {
+            &self.root
+        } else {
+            dir
+        };
+        let staging = Arc::new(Staging::create(rustix::io::dup(home)?)?);
+        stagings.insert(mount, staging.clone());
+        Ok(staging)
+    }
+
+    /// Removes the staging directories (everything staged has been named or
+    /// discarded by now), before the directories holding them get their mtimes.
+    pub fn end_staging(&self) -> io::Result<()> {
+        let stagings =
+            std::mem::take(&mut *self.stagings.lock().unwrap_or_else(|p| p.into_inner()));
+        for (_, staging) in stagings {
+            if let Some(staging) = Arc::into_inner(staging) {
+                staging.remove()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes an empty file of `size` bytes, to be written and then named `rel`
+    /// ([`Beneath::publish`]); until then no other user can reach it.
+    pub fn stage_file(&self, rel: &[u8], size: u64) -> io::Result<Staged> {
+        let (dir, _) = self.parent(rel)?;
+        let staging = self.staging_for(&dir)?;
+        let name = staging.fresh_name();
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(staging.dir(), os(&name), flags, Mode::from_raw_mode(0o600))?;
+        rustix::fs::ftruncate(&fd, size)?;
+        Ok(Staged { staging, name })
+    }
+
+    /// Opens the staged file `staged` for writing.
+    pub fn open_staged(&self, staged: &Staged) -> io::Result<OwnedFd> {
+        let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Ok(rustix::fs::openat(
+            staged.staging.dir(),
+            os(&staged.name),
+            flags,
+            Mode::empty(),
+        )?)
+    }
+
+    /// Names the staged inode `rel`, replacing a file or symlink there.
+    pub fn publish(&self, staged: Staged, rel: &[u8]) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        staged.staging.publish(&staged.name, &dir, name)
+    }
+
+    /// Removes the staged inode `staged` without naming it.
+    pub fn discard(&self, staged: Staged) -> io::Result<()> {
+        staged.staging.discard(&staged.name)
     }
 
     /// Creates file `rel` for writing, replacing (unlinking) whatever file or symlink
@@ -105,26 +214,37 @@ impl Beneath {
         }
     }
 
-    /// Opens existing file `rel` for writing.
-    pub fn open_write(&self, rel: &[u8]) -> io::Result<OwnedFd> {
-        self.resolve(rel, OFlags::WRONLY, Mode::empty())
-    }
-
     /// Opens existing directory `rel` (or the root, for an empty path).
     pub fn open_dir(&self, rel: &[u8]) -> io::Result<OwnedFd> {
         self.resolve(rel, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())
     }
 
-    /// Creates symlink `rel` -> `target`, replacing a file or symlink already there.
-    pub fn symlink(&self, rel: &[u8], target: &[u8]) -> io::Result<()> {
+    /// Creates symlink `rel` -> `target` with its owner (if given) and mtime, replacing
+    /// a file or symlink already there. It is made and given its owner and mtime in the
+    /// staging directory, then renamed into place.
+    pub fn symlink(
+        &self,
+        rel: &[u8],
+        target: &[u8],
+        owner: Option<(u32, u32)>,
+        mtime_ns: i64,
+    ) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;
-        match rustix::fs::symlinkat(os(target), &dir, os(name)) {
-            Err(Errno::EXIST) => {
-                rustix::fs::unlinkat(&dir, os(name), AtFlags::empty())?;
-                rustix::fs::symlinkat(os(target), &dir, os(name)).map_err(Into::into)
-            }
-            r => r.map_err(Into::into),
-        }
+        let staging = self.staging_for(&dir)?;
+        let staged = staging.fresh_name();
+        let made = rustix::fs::symlinkat(os(target), staging.dir(), os(&staged));
+        made.map_err(io::Error::from)
+            .and_then(|()| {
+                if let Some((uid, gid)) = owner {
+                    chown_nofollow(staging.dir(), &staged, uid, gid)?;
+                }
+                let at = AtFlags::SYMLINK_NOFOLLOW;
+                rustix::fs::utimensat(staging.dir(), os(&staged), &times(mtime_ns), at)?;
+                staging.publish(&staged, &dir, name)
+            })
+            .inspect_err(|_| {
+                let _ = staging.discard(&staged);
+            })
     }
 
     /// Makes `rel` another name of the file at `target` (both beneath the root; a
@@ -143,7 +263,9 @@ impl Beneath {
     }
 
     /// Creates a fifo or device node at `rel` (replacing a file or symlink there), and
-    /// gives it its owner (if given), mode and mtime without opening it.
+    /// gives it its owner (if given), mode and mtime without opening it. It is made and
+    /// given all of these in the staging directory, then renamed into place, so no
+    /// chmod or chown can be redirected through a name.
     pub fn mknod(
         &self,
         rel: &[u8],
@@ -154,33 +276,24 @@ impl Beneath {
         mtime_ns: i64,
     ) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;
-        let make = || rustix::fs::mknodat(&dir, os(name), node, Mode::from_raw_mode(0o600), rdev);
-        match make() {
-            Err(Errno::EXIST) => {
-                rustix::fs::unlinkat(&dir, os(name), AtFlags::empty())?;
-                make()?;
-            }
-            r => r?,
-        }
-        if let Some((uid, gid)) = owner {
-            chown_nofollow(&dir, name, uid, gid)?;
-        }
-        rustix::fs::chmodat(&dir, os(name), Mode::from_raw_mode(mode), AtFlags::empty())?;
-        rustix::fs::utimensat(&dir, os(name), &times(mtime_ns), AtFlags::SYMLINK_NOFOLLOW)?;
-        Ok(())
-    }
-
-    /// Sets the owner of `rel` itself (not of a symlink's target).
-    pub fn set_owner_nofollow(&self, rel: &[u8], uid: u32, gid: u32) -> io::Result<()> {
-        let (dir, name) = self.parent(rel)?;
-        chown_nofollow(&dir, name, uid, gid)
-    }
-
-    /// Sets the mtime of `rel` itself (not of a symlink's target).
-    pub fn set_mtime_nofollow(&self, rel: &[u8], mtime_ns: i64) -> io::Result<()> {
-        let (dir, name) = self.parent(rel)?;
-        rustix::fs::utimensat(&dir, os(name), &times(mtime_ns), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(Into::into)
+        let staging = self.staging_for(&dir)?;
+        let staged = staging.fresh_name();
+        let (at, perm) = (staging.dir(), Mode::from_raw_mode(0o600));
+        let made = rustix::fs::mknodat(at, os(&staged), node, perm, rdev);
+        made.map_err(io::Error::from)
+            .and_then(|()| {
+                if let Some((uid, gid)) = owner {
+                    chown_nofollow(at, &staged, uid, gid)?;
+                }
+                // Nothing but us can be in the staging directory: no symlink to follow.
+                rustix::fs::chmodat(at, os(&staged), Mode::from_raw_mode(mode), AtFlags::empty())?;
+                let nofollow = AtFlags::SYMLINK_NOFOLLOW;
+                rustix::fs::utimensat(at, os(&staged), &times(mtime_ns), nofollow)?;
+                staging.publish(&staged, &dir, name)
+            })
+            .inspect_err(|_| {
+                let _ = staging.discard(&staged);
+            })
     }
 }
 

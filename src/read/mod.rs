@@ -8,6 +8,7 @@ mod chain;
 pub mod export;
 mod layout;
 mod parquet;
+mod staging;
 mod unpack;
 mod verify;
 mod visit;

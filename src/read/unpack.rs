@@ -4,7 +4,7 @@
 //! is checked and resolved beneath the target (see [`super::beneath`]).
 
 use super::archive::Archive;
-use super::beneath::{Beneath, apply_meta};
+use super::beneath::{Beneath, Identity, Staged, apply_meta};
 use super::layout::Layout;
 use super::verify::{Tally, conclude, piece_digest};
 use super::visit;
@@ -41,8 +41,9 @@ pub struct UnpackOptions {
     pub same_owner: bool,
     /// Restore owners by archived id only, ignoring names (GNU tar's `--numeric-owner`).
     pub numeric_owner: bool,
-    /// Restore setuid, setgid and sticky bits too; otherwise only `rwxrwxrwx` is
-    /// restored. Default, as GNU tar: when running as root.
+    /// Restore setuid, setgid and sticky bits too, and ignore the umask; otherwise
+    /// only the `rwxrwxrwx` bits the umask lets through are restored (GNU tar's
+    /// `--no-same-permissions`). Default, as GNU tar: when running as root.
     pub preserve_permissions: bool,
     /// Which archived extended attributes to restore (default `user.*`).
     pub xattrs: crate::XattrPolicy,
@@ -78,6 +79,8 @@ impl Default for UnpackOptions {
 struct Restore<'a> {
     opts: &'a UnpackOptions,
     owners: Option<Owners>,
+    /// The bits never given when permissions are not preserved: the process's umask.
+    umask: u32,
 }
 
 impl<'a> Restore<'a> {
@@ -87,6 +90,7 @@ impl<'a> Restore<'a> {
             owners: opts
                 .same_owner
                 .then(|| Owners::resolve(entries, opts.numeric_owner)),
+            umask: umask(),
         }
     }
 
@@ -95,13 +99,15 @@ impl<'a> Restore<'a> {
         self.owners.as_ref().map(|o| o.ids(e))
     }
 
-    /// The permission bits to give `e`.
+    /// The permission bits to give `e`: all twelve, or, as GNU tar's
+    /// `--no-same-permissions` (the default for other users than root), the `rwx`
+    /// bits less the umask.
     fn mode(&self, e: &Entry) -> u32 {
         e.mode
             & if self.opts.preserve_permissions {
                 0o7777
             } else {
-                0o777
+                0o777 & !self.umask
             }
     }
 
@@ -115,6 +121,17 @@ impl<'a> Restore<'a> {
             e.mtime_ns,
         )
     }
+}
+
+/// The process's umask, read from /proc/self/status (setting it to read it back would
+/// race with other threads creating files). Where that is not available: 022.
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .unwrap_or(0o022)
 }
 
 /// Bytes of a zstd decompression context (zstd 1.5 measures about 95 KiB; the window
@@ -316,6 +333,8 @@ impl Archive {
             root,
             meta: Restore::new(opts, selected.iter().filter_map(|&i| entries.get(i))),
             opts,
+            split: Mutex::default(),
+            dirs: Mutex::default(),
         };
         let mut report = UnpackReport::default();
         job.directories()?;
@@ -332,6 +351,7 @@ impl Archive {
         report.hardlinks = job.hardlinks(&mut damaged)?;
         (report.specials, report.skipped_devices) = job.specials()?;
         report.symlinks = job.symlinks()?;
+        (job.root.end_staging()).map_err(job.root.err(b"", "remove the staging directory"))?;
         report.dirs = job.directory_metadata()?;
         finish.work("links and metadata");
         if opts.sync && damaged.is_empty() {
@@ -440,6 +460,10 @@ struct Job<'a> {
     root: Beneath,
     meta: Restore<'a>,
     opts: &'a UnpackOptions,
+    /// Files of several chunks, made in the staging directory, by entry index.
+    split: Mutex<HashMap<usize, Staged>>,
+    /// Each directory entry's identity when made or found, by entry path.
+    dirs: Mutex<HashMap<&'a [u8], Identity>>,
 }
 
 impl<'a> Job<'a> {
@@ -454,9 +478,11 @@ impl<'a> Job<'a> {
     }
 
     /// 1. Directories, parents before children (sorted order), plus any parent that
-    ///    has no entry of its own.
+    ///    has no entry of its own. The identity of each directory entry is kept, so
+    ///    that its metadata goes to that directory and no other.
     fn directories(&self) -> Result<()> {
         let mut dirs: BTreeSet<&[u8]> = BTreeSet::new();
+        let mut entries: HashSet<&[u8]> = HashSet::new();
         for e in self.each() {
             let mut end = 0;
             while let Some(pos) = e.path[end..].iter().position(|&b| b == b'/') {
@@ -465,29 +491,39 @@ impl<'a> Job<'a> {
             }
             if e.kind == EntryKind::Dir {
                 dirs.insert(&e.path);
+                entries.insert(&e.path);
             }
         }
-        for d in &dirs {
-            self.root.mkdir(d).map_err(self.root.err(d, "mkdir"))?;
+        let mut identities = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        for d in dirs {
+            let identity = self.root.mkdir(d).map_err(self.root.err(d, "mkdir"))?;
+            if entries.contains(d) {
+                identities.insert(d, identity);
+            }
         }
         Ok(())
     }
 
     /// 2. Empty files (complete at once: counted), and files spanning several chunks,
-    ///    created at full size so that each chunk can be written into place by
-    ///    whichever thread decodes it.
+    ///    made at full size in the staging directory, so that each chunk can be
+    ///    written into place by whichever thread decodes it, and no other user can
+    ///    put another file in their place meanwhile.
     fn empty_and_split_files(&self) -> Result<u64> {
         let root = &self.root;
         let mut files = 0;
-        for e in self.each().filter(|e| e.kind == EntryKind::File) {
+        let mut split = self.split.lock().unwrap_or_else(|p| p.into_inner());
+        for &i in self.selected {
+            let Some(e) = self.entries.get(i).filter(|e| e.kind == EntryKind::File) else {
+                continue;
+            };
             if e.location.is_none() {
                 let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
                 (self.meta.apply_meta(&fd, e)).map_err(root.err(&e.path, "set metadata"))?;
                 files += 1;
             } else if Self::is_split(e) {
-                let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
-                rustix::fs::ftruncate(&fd, e.size)
-                    .map_err(|err| root.err(&e.path, "truncate")(err.into()))?;
+                let staged = (root.stage_file(&e.path, e.size))
+                    .map_err(root.err(&e.path, "create (staged)"))?;
+                split.insert(i, staged);
             }
         }
         Ok(files)
@@ -569,10 +605,13 @@ impl<'a> Job<'a> {
                 let _turn = split_locks
                     .get(&p.entry)
                     .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-                let fd = root
-                    .open_write(&e.path)
-                    .map_err(root.err(&e.path, "open"))?;
-                let file = std::fs::File::from(fd);
+                let split = self.split.lock().unwrap_or_else(|p| p.into_inner());
+                let fd = match split.get(&p.entry) {
+                    Some(staged) => root.open_staged(staged),
+                    None => Err(std::io::Error::other("not staged")),
+                };
+                drop(split);
+                let file = std::fs::File::from(fd.map_err(root.err(&e.path, "open (staged)"))?);
                 let written = if e.sparse {
                     write_sparse(&file, bytes, p.file_offset)
                 } else {
@@ -585,23 +624,29 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
-    /// 4. Split files: metadata once complete, emptied if damaged. Returns how many
+    /// 4. Split files: metadata once complete, given on the descriptor of the staged
+    ///    file, then named; a damaged one is removed, never named. Returns how many
     ///    were completed.
     fn complete_split_files(&self, damaged: &BTreeMap<usize, String>) -> Result<u64> {
         let root = &self.root;
         let mut files = 0;
+        let mut split = std::mem::take(&mut *self.split.lock().unwrap_or_else(|p| p.into_inner()));
         for &i in self.selected {
-            let Some(e) = self.entries.get(i).filter(|e| Self::is_split(e)) else {
+            let (Some(e), Some(staged)) = (self.entries.get(i), split.remove(&i)) else {
                 continue;
             };
             if damaged.contains_key(&i) {
-                let _ = root.create(&e.path); // truncates whatever was written
+                root.discard(staged)
+                    .map_err(root.err(&e.path, "remove (staged)"))?;
                 continue;
             }
             let fd = root
-                .open_write(&e.path)
-                .map_err(root.err(&e.path, "open"))?;
+                .open_staged(&staged)
+                .map_err(root.err(&e.path, "open (staged)"))?;
             (self.meta.apply_meta(&fd, e)).map_err(root.err(&e.path, "set metadata"))?;
+            drop(fd);
+            root.publish(staged, &e.path)
+                .map_err(root.err(&e.path, "rename into place"))?;
             files += 1;
         }
         Ok(files)
@@ -669,29 +714,31 @@ impl<'a> Job<'a> {
             let (EntryKind::Symlink, Some(target)) = (e.kind, &e.link_target) else {
                 continue;
             };
-            root.symlink(&e.path, target)
+            (root.symlink(&e.path, target, self.meta.owner(e), e.mtime_ns))
                 .map_err(root.err(&e.path, "symlink"))?;
-            if let Some((uid, gid)) = self.meta.owner(e) {
-                root.set_owner_nofollow(&e.path, uid, gid)
-                    .map_err(root.err(&e.path, "set owner"))?;
-            }
-            root.set_mtime_nofollow(&e.path, e.mtime_ns)
-                .map_err(root.err(&e.path, "set mtime"))?;
             links += 1;
         }
         Ok(links)
     }
 
-    /// 8. Directory modes and mtimes, deepest first, after their contents.
+    /// 8. Directory modes and mtimes, after their contents, deepest first (a
+    ///    directory made unwritable must not stop its subdirectories getting theirs),
+    ///    each on the directory made or found in step 1 and no other.
     fn directory_metadata(&self) -> Result<u64> {
         let root = &self.root;
-        let mut dirs = 0;
-        for e in self.each().rev().filter(|e| e.kind == EntryKind::Dir) {
-            let fd = (root.open_dir(&e.path)).map_err(root.err(&e.path, "open directory"))?;
+        let identities = std::mem::take(&mut *self.dirs.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut dirs: Vec<&Entry> = self.each().filter(|e| e.kind == EntryKind::Dir).collect();
+        dirs.sort_by_key(|e| std::cmp::Reverse(e.path.iter().filter(|&&b| b == b'/').count()));
+        for e in &dirs {
+            let identity = identities
+                .get(e.path.as_slice())
+                .copied()
+                .unwrap_or_default();
+            let fd = (root.open_dir_checked(&e.path, identity))
+                .map_err(root.err(&e.path, "open directory"))?;
             (self.meta.apply_meta(&fd, e)).map_err(root.err(&e.path, "set metadata"))?;
-            dirs += 1;
         }
-        Ok(dirs)
+        Ok(dirs.len() as u64)
     }
 }
 

@@ -1,0 +1,366 @@
+//! Races with another user: while root (or one user) unpacks into a directory that an
+//! unprivileged attacker can write, the attacker renames its own files, hard links
+//! and symlinks over the paths being made, in a loop, for a bounded time. Whatever
+//! wins a race, no file of the attacker's may end up with the archive's owner, mode
+//! or data, and nothing outside the target may change.
+//!
+//! This file has its own `main` (harness = false): run with `ZNIPPY_ATTACK` set, the
+//! same binary is the attacker, started under setpriv as another user.
+
+mod common;
+
+use common::*;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The attacker's uid and gid (`nobody` on most systems).
+const ATTACKER: u32 = 65534;
+/// Marks the attacker's files.
+const MARK: &[u8] = b"ATTACKER-OWNED";
+/// How long an attacker runs at most.
+const ATTACK_FOR: Duration = Duration::from_secs(60);
+
+fn main() {
+    if let Some(mode) = std::env::var_os("ZNIPPY_ATTACK") {
+        attack(&mode.to_string_lossy());
+        return;
+    }
+    let tests: [(&str, fn()); 3] = [
+        (
+            "split_file_renamed_over_is_never_given_the_archives_owner_mode_or_data",
+            split_files,
+        ),
+        ("fifo_chmod_is_never_redirected_through_a_symlink", fifos),
+        (
+            "non_root_split_file_data_never_reaches_another_users_file",
+            non_root_split_files,
+        ),
+    ];
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let mut failed = 0;
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        if !is_root() {
+            println!("test {name} ... SKIPPED (needs root to run an attacker as another user)");
+            continue;
+        }
+        match std::panic::catch_unwind(test) {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        std::process::exit(101);
+    }
+}
+
+/// The attacker: in directory `ZNIPPY_ATTACK_DIR`, again and again until the file
+/// `stop` appears there (or [`ATTACK_FOR`] passes), puts something of its own at each
+/// of the names in `ZNIPPY_ATTACK_NAMES` (comma-separated) by rename:
+/// - `file`: a file of its own holding [`MARK`], mode 0755 (`open`: 0666), with a
+///   second name in `ZNIPPY_ATTACK_KEEP`, so that every inode it made can be checked
+///   afterwards (and none is freed and reused);
+/// - `link`: a hard link to `ZNIPPY_ATTACK_VICTIM`, a file of its own outside;
+/// - `symlink`: a symlink to `ZNIPPY_ATTACK_VICTIM`.
+fn attack(mode: &str) {
+    let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
+    let dir = var("ZNIPPY_ATTACK_DIR").unwrap();
+    let names: Vec<OsString> = std::env::var("ZNIPPY_ATTACK_NAMES")
+        .unwrap()
+        .split(',')
+        .map(OsString::from)
+        .collect();
+    let (victim, keep) = (var("ZNIPPY_ATTACK_VICTIM"), var("ZNIPPY_ATTACK_KEEP"));
+    let started = Instant::now();
+    let mut n = 0u64;
+    while !dir.join("stop").exists() && started.elapsed() < ATTACK_FOR {
+        for name in &names {
+            n += 1;
+            let tmp = dir.join(format!(".attacker-{n}"));
+            let own = |perm: u32| {
+                fs::write(&tmp, MARK)?;
+                fs::set_permissions(&tmp, fs::Permissions::from_mode(perm))?;
+                fs::hard_link(&tmp, keep.as_ref().unwrap().join(n.to_string()))
+            };
+            let made = match mode {
+                "file" => own(0o755),
+                "open" => own(0o666),
+                "link" => fs::hard_link(victim.as_ref().unwrap(), &tmp),
+                "symlink" => std::os::unix::fs::symlink(victim.as_ref().unwrap(), &tmp),
+                other => panic!("unknown attack {other}"),
+            };
+            if made.is_ok() && fs::rename(&tmp, dir.join(name)).is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Starts the attacker as uid `uid` against `names` in `dir` (which it must be able
+/// to write).
+fn start_attacker(
+    uid: u32,
+    mode: &str,
+    dir: &Path,
+    names: &[String],
+    victim: Option<&Path>,
+    keep: Option<&Path>,
+) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg(exe)
+        .env("ZNIPPY_ATTACK", mode)
+        .env("ZNIPPY_ATTACK_DIR", dir)
+        .env("ZNIPPY_ATTACK_NAMES", names.join(","));
+    if let Some(v) = victim {
+        c.env("ZNIPPY_ATTACK_VICTIM", v);
+    }
+    if let Some(k) = keep {
+        c.env("ZNIPPY_ATTACK_KEEP", k);
+    }
+    c.spawn().unwrap()
+}
+
+fn stop(mut attacker: Child, dir: &Path) {
+    let _ = fs::write(dir.join("stop"), b"");
+    let _ = attacker.wait();
+    let _ = fs::remove_file(dir.join("stop"));
+}
+
+/// A directory `uid` owns, which others may search, under the scratch directory.
+fn owned_dir(s: &Scratch, rel: &str, uid: u32) -> PathBuf {
+    let d = s.path(rel);
+    fs::create_dir_all(&d).unwrap();
+    std::os::unix::fs::chown(&d, Some(uid), Some(uid)).unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// Asserts that every file the attacker made (each has a name in `keep`) is still the
+/// attacker's, without setuid or setgid bits, and holds none of `secret`.
+fn assert_attacker_gained_nothing(keep: &Path, secret: &[u8]) {
+    let probe = &secret[..secret.len().min(64)];
+    for e in walk(keep) {
+        let m = fs::symlink_metadata(&e).unwrap();
+        assert!(
+            m.uid() == ATTACKER && m.mode() & 0o6000 == 0,
+            "a file the attacker made ({}) became uid {} mode {:o}",
+            e.display(),
+            m.uid(),
+            m.mode()
+        );
+        let data = fs::read(&e).unwrap();
+        assert!(
+            !data.windows(probe.len()).any(|w| w == probe),
+            "a file the attacker made ({}) holds the archive's data",
+            e.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// An archive of one root-owned setuid file of three chunks, `big`.
+fn setuid_split_archive(s: &Scratch) -> (PathBuf, Vec<u8>) {
+    let src = s.path("src");
+    let data = bytes(7, 3 * 65536 + 100, false);
+    write(&src, "big", &data);
+    fs::set_permissions(src.join("big"), fs::Permissions::from_mode(0o4755)).unwrap();
+    let archive = s.path("a.znippy");
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        archive.as_os_str(),
+        os("--chunk-size"),
+        os("64K"),
+    ]);
+    fs::set_permissions(&archive, fs::Permissions::from_mode(0o644)).unwrap();
+    (archive, data)
+}
+
+/// Root unpacks a setuid file of several chunks into a directory the attacker owns,
+/// while the attacker renames its own files, and hard links to a file of its own
+/// outside, over that path.
+fn split_files() {
+    let s = Scratch::new("race-split");
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let (archive, data) = setuid_split_archive(&s);
+    let outside = owned_dir(&s, "outside", ATTACKER);
+    let victim = outside.join("victim");
+    fs::write(&victim, MARK).unwrap();
+    std::os::unix::fs::chown(&victim, Some(ATTACKER), Some(ATTACKER)).unwrap();
+    for (round, mode) in ["file", "link", "file", "link", "file", "link"]
+        .iter()
+        .enumerate()
+    {
+        let dest = owned_dir(&s, &format!("dest{round}"), ATTACKER);
+        let keep = owned_dir(&s, &format!("keep{round}"), ATTACKER);
+        let attacker = start_attacker(
+            ATTACKER,
+            mode,
+            &dest,
+            &["big".into()],
+            Some(&victim),
+            Some(&keep),
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..10 {
+            // Whoever wins, the unpack may fail; it must never serve the attacker.
+            let _ = run(&[
+                os("unpack"),
+                archive.as_os_str(),
+                os("-C"),
+                dest.as_os_str(),
+            ]);
+        }
+        stop(attacker, &dest);
+        assert_attacker_gained_nothing(&keep, &data);
+        let v = fs::metadata(&victim).unwrap();
+        assert_eq!(
+            fs::read(&victim).unwrap(),
+            MARK,
+            "the file outside was written"
+        );
+        assert_eq!(
+            (v.uid(), v.mode() & 0o7777),
+            (ATTACKER, 0o644),
+            "the file outside changed"
+        );
+        // Left alone, the same unpack restores the file whole.
+        let clean = s.path(&format!("clean{round}"));
+        ok(&[
+            os("unpack"),
+            archive.as_os_str(),
+            os("-C"),
+            clean.as_os_str(),
+        ]);
+        let m = fs::metadata(clean.join("big")).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o4755));
+        assert_eq!(fs::read(clean.join("big")).unwrap(), data);
+    }
+}
+
+/// A second user who can write the target never receives the first user's private
+/// data through a file of its own renamed over a file being unpacked.
+fn non_root_split_files() {
+    const OWNER: u32 = 4711;
+    let s = Scratch::new("race-user");
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let src = s.path("src");
+    let data = bytes(11, 3 * 65536 + 100, false);
+    write(&src, "private", &data);
+    fs::set_permissions(src.join("private"), fs::Permissions::from_mode(0o600)).unwrap();
+    let archive = s.path("a.znippy");
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        archive.as_os_str(),
+        os("--chunk-size"),
+        os("64K"),
+    ]);
+    fs::set_permissions(&archive, fs::Permissions::from_mode(0o644)).unwrap();
+    for round in 0..4 {
+        let dest = owned_dir(&s, &format!("dest{round}"), OWNER);
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o777)).unwrap();
+        let keep = owned_dir(&s, &format!("keep{round}"), ATTACKER);
+        let names = ["private".into()];
+        let attacker = start_attacker(ATTACKER, "open", &dest, &names, None, Some(&keep));
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..10 {
+            let _ = Command::new("setpriv")
+                .args([
+                    &format!("--reuid={OWNER}"),
+                    &format!("--regid={OWNER}"),
+                    "--clear-groups",
+                ])
+                .arg(bin())
+                .args([
+                    os("unpack"),
+                    archive.as_os_str(),
+                    os("-C"),
+                    dest.as_os_str(),
+                ])
+                .output()
+                .unwrap();
+        }
+        stop(attacker, &dest);
+        assert_attacker_gained_nothing(&keep, &data);
+    }
+}
+
+/// Root unpacks many fifos of mode 0666 into a directory the attacker owns, while the
+/// attacker renames symlinks to a root-only file over their names.
+fn fifos() {
+    let s = Scratch::new("race-fifo");
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let src = s.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let names: Vec<String> = (0..500).map(|i| format!("f{i}")).collect();
+    for n in &names {
+        let p = src.join(n);
+        let made = Command::new("mkfifo")
+            .arg("-m")
+            .arg("0666")
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    let archive = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
+    fs::set_permissions(&archive, fs::Permissions::from_mode(0o644)).unwrap();
+    let secret = s.path("secret");
+    fs::write(&secret, b"root only").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    for round in 0..4 {
+        let dest = owned_dir(&s, &format!("dest{round}"), ATTACKER);
+        let attacker = start_attacker(ATTACKER, "symlink", &dest, &names, Some(&secret), None);
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..3 {
+            let _ = run(&[
+                os("unpack"),
+                archive.as_os_str(),
+                os("-C"),
+                dest.as_os_str(),
+            ]);
+        }
+        stop(attacker, &dest);
+        let m = fs::metadata(&secret).unwrap();
+        assert_eq!(
+            (m.uid(), m.mode() & 0o7777),
+            (0, 0o600),
+            "round {round}: the root-only file's mode was changed through a symlink"
+        );
+    }
+}
