@@ -47,6 +47,78 @@ fn walk(dir: impl AsFd, rel: &[u8], flags: OFlags, mode: Mode) -> io::Result<Own
     Err(io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// What stands in the way of `rel` beneath `dir` being a directory: the first component
+/// of `rel`, as a prefix of it, that is a symlink, not a directory, or missing.
+pub struct Obstacle {
+    /// The path of that component, relative to `dir` (`rel` itself or a directory
+    /// above it).
+    pub at: Vec<u8>,
+    /// What it is.
+    pub what: Blocked,
+}
+
+/// What a component that stops a confined walk is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// A symlink (never followed).
+    Symlink,
+    /// Something else that is not a directory.
+    NotDirectory,
+    /// Nothing.
+    Missing,
+}
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Blocked::Symlink => "a symlink (not followed)",
+            Blocked::NotDirectory => "not a directory",
+            Blocked::Missing => "missing",
+        })
+    }
+}
+
+/// Finds why `rel` beneath `dir` cannot be opened as a directory by [`beneath`]: each
+/// component is stat'ed without following it, from a descriptor of the one before
+/// (opened `O_PATH | O_NOFOLLOW`), so this too stays beneath `dir`. `None` when every
+/// component is a directory now (it changed again, or the open failed for another
+/// reason). For messages only: it costs a stat and an open per component.
+pub fn obstacle(dir: impl AsFd, rel: &[u8]) -> Option<Obstacle> {
+    use rustix::fs::{AtFlags, FileType};
+    let mut cur = rustix::io::dup(dir).ok()?;
+    let mut end = 0;
+    for part in rel.split(|&b| b == b'/') {
+        if part.is_empty() || part == b"." || part == b".." {
+            return None;
+        }
+        end += part.len();
+        let at = || rel.get(..end).unwrap_or(rel).to_vec();
+        let name = OsStr::from_bytes(part);
+        let st = match rustix::fs::statat(&cur, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => {
+                return Some(Obstacle {
+                    at: at(),
+                    what: Blocked::Missing,
+                });
+            }
+            Err(_) => return None,
+        };
+        let what = match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => None,
+            FileType::Symlink => Some(Blocked::Symlink),
+            _ => Some(Blocked::NotDirectory),
+        };
+        if let Some(what) = what {
+            return Some(Obstacle { at: at(), what });
+        }
+        let step = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        cur = rustix::fs::openat(&cur, name, step, Mode::empty()).ok()?;
+        end += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

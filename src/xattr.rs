@@ -1,10 +1,11 @@
-//! Extended attributes: which namespaces to archive and restore, reading them from a
-//! path (never following a symlink) and setting them on an open file.
+//! Extended attributes: which namespaces to archive and restore, reading them from an
+//! entry of an open directory (never following a symlink), and setting them on an open
+//! file.
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 /// One extended attribute: name and value bytes.
@@ -55,7 +56,7 @@ fn unsupported(e: &io::Error) -> bool {
 
 /// The attributes of `path` (itself, not a symlink's target) that `policy` covers, in
 /// name order. A file system without xattr support gives none.
-pub fn read(path: &Path, policy: XattrPolicy) -> io::Result<Vec<Xattr>> {
+fn read(path: &Path, policy: XattrPolicy) -> io::Result<Vec<Xattr>> {
     if policy == XattrPolicy::None {
         return Ok(Vec::new());
     }
@@ -103,6 +104,40 @@ pub fn read(path: &Path, policy: XattrPolicy) -> io::Result<Vec<Xattr>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The attributes of entry `name` of the directory open as `dir` (the entry itself, not
+/// a symlink's target) that `policy` covers, in name order. The entry is named through
+/// `/proc/self/fd/DIR/NAME`: the kernel resolves that magic link to the directory we
+/// hold open, wherever it is now, so nothing is looked up by its path from the root
+/// again (a directory above swapped for a symlink is not followed). Needs /proc, which
+/// [`check_proc`] checks once.
+pub fn read_at(dir: BorrowedFd<'_>, name: &OsStr, policy: XattrPolicy) -> io::Result<Vec<Xattr>> {
+    if policy == XattrPolicy::None {
+        return Ok(Vec::new());
+    }
+    read(&proc_path(dir, name), policy)
+}
+
+/// `/proc/self/fd/DIR/NAME`.
+fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> std::path::PathBuf {
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name.as_bytes());
+    std::ffi::OsString::from_vec(path).into()
+}
+
+/// Checks that [`read_at`] works here: that `/proc/self/fd/DIR` leads to the directory
+/// open as `dir` (same device and inode). Where /proc is not mounted (a minimal
+/// container or chroot), it names the problem: attributes are then not read at all
+/// rather than through a path that might be swapped.
+pub fn check_proc(dir: BorrowedFd<'_>) -> Result<(), String> {
+    let magic = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    let held = rustix::fs::fstat(dir).map_err(|e| format!("fstat: {}", io::Error::from(e)))?;
+    match rustix::fs::stat(magic.as_str()) {
+        Ok(st) if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino) => Ok(()),
+        Ok(_) => Err(format!("{magic} does not lead to the directory held open")),
+        Err(e) => Err(format!("{magic}: {}", io::Error::from(e))),
+    }
 }
 
 /// Sets on `fd` the attributes that `policy` covers.

@@ -25,7 +25,8 @@ pub struct Args {
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
     /// Pack only the paths listed in FILE (`-`: standard input), NUL-separated as
-    /// `find -print0` writes them; listed directories are not descended.
+    /// `find -print0` writes them; listed directories are not descended, and a path
+    /// under a symlink (never followed) or a file is refused, naming it.
     #[arg(long, value_name = "FILE")]
     from_list: Option<PathBuf>,
     /// zstd level.

@@ -400,6 +400,7 @@ pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> 
     };
     let walked = walk(
         selection,
+        &root,
         output.identity(),
         &exclude,
         opts,
@@ -504,28 +505,28 @@ fn open_since(
     Ok(Some(since))
 }
 
-/// Walks what `selection` names (leaving out the archive itself, `identity`), calling
+/// Walks what `selection` names beneath `root` (its root, open; leaving out the archive itself, `identity`), calling
 /// `visit` for each entry in walk order; returns the warnings and entries skipped and,
 /// for a tree, the lister threads' clocks.
 fn walk(
     selection: &Selection,
+    root: &Arc<Root>,
     identity: Option<(u64, u64)>,
     exclude: &ignore::gitignore::Gitignore,
     opts: &PackOptions,
     clock: &mut Clock,
     visit: impl FnMut(Entry) -> Result<()>,
 ) -> Result<(scanner::Notes, Vec<Clock>)> {
-    let src = selection.root();
     let rules = scanner::Rules {
         xattrs: opts.xattrs,
         on_unreadable: opts.on_unreadable,
     };
     match selection {
         Selection::Tree(_) => {
-            scanner::walk(src, identity, exclude, rules, opts.threads, clock, visit)
+            scanner::walk(root, identity, exclude, rules, opts.threads, clock, visit)
         }
         Selection::List { paths, .. } => {
-            scanner::walk_list(src, paths, identity, exclude, rules, visit)
+            scanner::walk_list(root, paths, identity, exclude, rules, visit)
                 .map(|notes| (notes, Vec::new()))
         }
     }

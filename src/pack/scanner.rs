@@ -1,22 +1,28 @@
 //! The scanner: walks a directory tree in a stable order (depth first, names sorted
 //! bytewise, a directory before its contents), or takes a list of paths under a root,
 //! and reports each entry with its lstat metadata. Symlinks are recorded, never
-//! followed. A file with several links is recorded once; its other names become
-//! hard-link entries pointing at the first. Owners are recorded by id and by name.
+//! followed, at any component: every directory is opened beneath the root's
+//! descriptor, and entries are read through it. A file with several links is recorded
+//! once; its other names become hard-link entries pointing at the first. Owners are
+//! recorded by id and by name.
 
-use super::lister::{Found, Lister};
+use super::compressor::Root;
+use super::lister::{Found, Lister, Meta};
 use super::unreadable::{OnUnreadable, Skipped};
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind};
+use crate::resolve::Blocked;
 use crate::stages::Clock;
 use crate::xattr::{self, XattrPolicy};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// Something the walk noticed and skipped, and why.
 pub type Warning = String;
@@ -60,9 +66,11 @@ struct Scan<'a> {
 /// so are entries that cannot be read if `rules` say so (a directory that cannot be
 /// listed is archived, its contents are not). Directories are listed ahead on
 /// `threads` lister threads; `clock` hears of the time spent waiting for them. Returns
-/// what was left out and the listers' clocks.
+/// what was left out and the listers' clocks. A directory that is a symlink, or no
+/// directory, by the time it is listed is recorded as the directory its parent's
+/// listing saw, with a warning, and nothing under it.
 pub fn walk(
-    root: &Path,
+    root: &Arc<Root>,
     exclude: Option<(u64, u64)>,
     skip: &ignore::gitignore::Gitignore,
     rules: Rules,
@@ -109,10 +117,12 @@ pub fn walk(
 /// are relative to `root`, or absolute and beneath it; `.` components and repeated
 /// slashes are dropped, `..` is refused, and the root itself is not an entry. Entries
 /// come in the walk's order whatever the list's order, each once. A listed path that
-/// does not exist is an error naming it; `exclude`, `skip` and `rules` apply as in
-/// [`walk`] (a path under an excluded directory is left out too).
+/// does not exist, or that lies under a symlink or a non-directory (nothing is
+/// followed: the directories above each path are opened beneath the root without
+/// following a symlink), is an error naming it; `exclude`, `skip` and `rules` apply
+/// as in [`walk`] (a path under an excluded directory is left out too).
 pub fn walk_list(
-    root: &Path,
+    root: &Root,
     paths: &[Vec<u8>],
     exclude: Option<(u64, u64)>,
     skip: &ignore::gitignore::Gitignore,
@@ -120,7 +130,8 @@ pub fn walk_list(
     mut visit: impl FnMut(Entry) -> Result<()>,
 ) -> Result<Notes> {
     let mut scan = Scan::new(root, exclude, rules)?;
-    let bases = Bases::new(root);
+    super::lister::confined_xattrs(root, rules)?;
+    let bases = Bases::new(&root.path);
     let mut rels: Vec<Vec<u8>> = Vec::with_capacity(paths.len());
     for p in paths {
         if let Some(rel) = bases.relative(p)? {
@@ -129,24 +140,51 @@ pub fn walk_list(
     }
     rels.sort_unstable_by(|a, b| in_walk_order(a, b));
     rels.dedup();
+    let mut parents = Parents::new(root);
     for rel in rels {
         let relative = Path::new(OsStr::from_bytes(&rel));
-        let full = root.join(relative);
-        let meta = match fs::symlink_metadata(&full) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let full = root.path.join(relative);
+        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => (
+                rel.get(..i).unwrap_or_default(),
+                rel.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (&b""[..], &rel[..]),
+        };
+        let name = OsStr::from_bytes(name);
+        let under_excluded = |p: &[u8]| {
+            let p = Path::new(OsStr::from_bytes(p));
+            !p.as_os_str().is_empty() && skip.matched_path_or_any_parents(p, true).is_ignore()
+        };
+        if !skip.is_empty() && under_excluded(parent) {
+            continue;
+        }
+        let dir = match parents.open(parent) {
+            Ok(dir) => dir,
+            Err(e) if rules.on_unreadable.skips(&e) => {
+                scan.notes.skipped.push(Skipped::entry(&full, "stat", &e));
+                continue;
+            }
+            Err(e) => return Err(refused(root, &rel, parent, e)),
+        };
+        let meta = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Meta::of(&st),
+            Err(rustix::io::Errno::NOENT) => {
                 return Err(Error::Input {
                     path: full,
                     problem: "listed, but does not exist".into(),
                 });
             }
-            Err(e) if rules.on_unreadable.skips(&e) => {
-                scan.notes.skipped.push(Skipped::entry(&full, "stat", &e));
-                continue;
+            Err(e) => {
+                let e = io::Error::from(e);
+                if rules.on_unreadable.skips(&e) {
+                    scan.notes.skipped.push(Skipped::entry(&full, "stat", &e));
+                    continue;
+                }
+                return Err(Error::io(&full, "stat", e));
             }
-            Err(e) => return Err(Error::io(&full, "stat", e)),
         };
-        if scan.exclude == Some((meta.dev(), meta.ino())) {
+        if scan.exclude == Some((meta.dev, meta.ino)) {
             continue;
         }
         if !skip.is_empty()
@@ -156,8 +194,8 @@ pub fn walk_list(
         {
             continue;
         }
-        let link = meta.file_type().is_symlink().then(|| fs::read_link(&full));
-        let xattrs = xattr::read(&full, scan.rules.xattrs);
+        let link = (meta.kind == FileType::Symlink).then(|| super::lister::read_link(dir, name));
+        let xattrs = xattr::read_at(dir, name, scan.rules.xattrs);
         let found = Found {
             path: rel,
             meta,
@@ -169,6 +207,84 @@ pub fn walk_list(
         }
     }
     Ok(scan.notes)
+}
+
+/// The error for listed path `rel`, whose directory `parent` failed to open with `e`:
+/// missing, or under a symlink or a non-directory (named), which is not followed.
+fn refused(root: &Root, rel: &[u8], parent: &[u8], e: io::Error) -> Error {
+    let full = full_path(&root.path, rel);
+    let code = e.raw_os_error();
+    if !matches!(
+        code,
+        Some(libc::ENOENT | libc::ELOOP | libc::EXDEV | libc::ENOTDIR)
+    ) {
+        return Error::io(&full, "open the directory above", e);
+    }
+    let problem = match crate::resolve::obstacle(&root.fd, parent) {
+        Some(o) if o.what == Blocked::Missing => "listed, but does not exist".to_string(),
+        Some(o) => format!(
+            "listed, but {} above it is {}",
+            full_path(&root.path, &o.at).display(),
+            o.what
+        ),
+        None if code == Some(libc::ENOENT) => "listed, but does not exist".to_string(),
+        None => format!("listed, but a directory above it could not be opened: {e}"),
+    };
+    Error::Input {
+        path: full,
+        problem,
+    }
+}
+
+/// The directories above the listed paths, opened (`O_PATH`) beneath the root without
+/// following a symlink: those of the path last opened, from the root down, are kept,
+/// so a directory is opened once for a run of paths beneath it (at most once per
+/// listed path, for paths in walk order).
+struct Parents<'a> {
+    root: &'a Root,
+    /// Each open directory's path relative to the root, deepest last; each is beneath
+    /// the one before.
+    open: Vec<(Vec<u8>, OwnedFd)>,
+}
+
+impl<'a> Parents<'a> {
+    fn new(root: &'a Root) -> Parents<'a> {
+        Parents {
+            root,
+            open: Vec::new(),
+        }
+    }
+
+    /// The directory at `rel` (the root when empty), opened beneath the root.
+    fn open(&mut self, rel: &[u8]) -> io::Result<BorrowedFd<'_>> {
+        if rel.is_empty() {
+            return Ok(self.root.fd.as_fd());
+        }
+        while let Some((top, _)) = self.open.last() {
+            let beneath = rel.starts_with(top) && matches!(rel.get(top.len()), None | Some(b'/'));
+            if beneath {
+                break;
+            }
+            self.open.pop();
+        }
+        let (base, rest) = match self.open.last() {
+            Some((top, _)) if top.len() == rel.len() => (None, &b""[..]),
+            Some((top, fd)) => (
+                Some(fd.as_fd()),
+                rel.get(top.len() + 1..).unwrap_or_default(),
+            ),
+            None => (Some(self.root.fd.as_fd()), rel),
+        };
+        if let Some(base) = base {
+            let flags = OFlags::PATH | OFlags::DIRECTORY;
+            let fd = crate::resolve::beneath(base, rest, flags, Mode::empty())?;
+            self.open.push((rel.to_vec(), fd));
+        }
+        match self.open.last() {
+            Some((_, fd)) => Ok(fd.as_fd()),
+            None => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        }
+    }
 }
 
 /// Orders relative paths as [`walk`] visits them: component by component, so that a
@@ -229,16 +345,17 @@ impl Bases {
 }
 
 impl<'a> Scan<'a> {
-    fn new(root: &'a Path, exclude: Option<(u64, u64)>, rules: Rules) -> Result<Scan<'a>> {
-        let meta = fs::metadata(root).map_err(|e| Error::io(root, "stat", e))?;
-        if !meta.is_dir() {
+    fn new(root: &'a Root, exclude: Option<(u64, u64)>, rules: Rules) -> Result<Scan<'a>> {
+        let st =
+            rustix::fs::fstat(&root.fd).map_err(|e| Error::io(&root.path, "stat", e.into()))?;
+        if !Meta::of(&st).is_dir() {
             return Err(Error::Input {
-                path: root.into(),
+                path: root.path.clone(),
                 problem: "not a directory".into(),
             });
         }
         Ok(Scan {
-            root,
+            root: &root.path,
             exclude,
             rules,
             names: crate::owner::Names::default(),
@@ -257,53 +374,59 @@ impl<'a> Scan<'a> {
     fn kind(
         &mut self,
         rel: &[u8],
-        meta: &fs::Metadata,
-        link: Option<io::Result<PathBuf>>,
+        meta: &Meta,
+        link: Option<io::Result<Vec<u8>>>,
         full: &Path,
     ) -> Result<Option<(EntryKind, Option<Vec<u8>>)>> {
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            (EntryKind::Dir, None)
-        } else if ft.is_symlink() {
-            match link.unwrap_or_else(|| fs::read_link(full)) {
-                Ok(t) => (EntryKind::Symlink, Some(t.into_os_string().into_vec())),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.vanished(full);
-                    return Ok(None);
+        let kind = match meta.kind {
+            FileType::Directory => (EntryKind::Dir, None),
+            FileType::Symlink => {
+                let unread = || Err(io::Error::other("the walk did not read its target"));
+                match link.unwrap_or_else(unread) {
+                    Ok(t) => (EntryKind::Symlink, Some(t)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        self.vanished(full);
+                        return Ok(None);
+                    }
+                    // Replaced by something else between its stat and readlink.
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        (self.notes.warnings).push(format!(
+                            "{}: a symlink when stat'ed, then replaced during the walk, skipped",
+                            full.display()
+                        ));
+                        return Ok(None);
+                    }
+                    Err(e) if self.rules.on_unreadable.skips(&e) => {
+                        self.notes
+                            .skipped
+                            .push(Skipped::entry(full, "read symlink", &e));
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(Error::io(full, "readlink", e)),
                 }
-                Err(e) if self.rules.on_unreadable.skips(&e) => {
-                    self.notes
-                        .skipped
-                        .push(Skipped::entry(full, "read symlink", &e));
-                    return Ok(None);
-                }
-                Err(e) => return Err(Error::io(full, "readlink", e)),
             }
-        } else if ft.is_file() && meta.nlink() > 1 {
-            match self.linked.entry((meta.dev(), meta.ino())) {
-                std::collections::hash_map::Entry::Occupied(first) => {
-                    (EntryKind::Hardlink, Some(first.get().clone()))
-                }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(rel.to_vec());
-                    (EntryKind::File, None)
+            FileType::RegularFile if meta.nlink > 1 => {
+                match self.linked.entry((meta.dev, meta.ino)) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        (EntryKind::Hardlink, Some(first.get().clone()))
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(rel.to_vec());
+                        (EntryKind::File, None)
+                    }
                 }
             }
-        } else if ft.is_file() {
-            (EntryKind::File, None)
-        } else if ft.is_fifo() {
-            (EntryKind::Fifo, None)
-        } else if ft.is_char_device() {
-            (EntryKind::CharDevice, None)
-        } else if ft.is_block_device() {
-            (EntryKind::BlockDevice, None)
-        } else {
-            (self.notes.warnings).push(format!("{}: socket not archived", full.display()));
-            return Ok(None);
+            FileType::RegularFile => (EntryKind::File, None),
+            FileType::Fifo => (EntryKind::Fifo, None),
+            FileType::CharacterDevice => (EntryKind::CharDevice, None),
+            FileType::BlockDevice => (EntryKind::BlockDevice, None),
+            _ => {
+                (self.notes.warnings).push(format!("{}: socket not archived", full.display()));
+                return Ok(None);
+            }
         };
         Ok(Some(kind))
     }
-
     /// The entry for what the lister found, or `None` (with a warning) for a socket,
     /// something that vanished, or something that cannot be read that `rules` leave out.
     fn describe(&mut self, found: Found) -> Result<Option<Entry>> {
@@ -329,13 +452,13 @@ impl<'a> Scan<'a> {
             }
             Err(e) => return Err(Error::io(&full, "read extended attributes", e)),
         };
-        let mtime_ns = time_ns(meta.mtime(), meta.mtime_nsec()).unwrap_or_else(|| {
-            let clamped = if meta.mtime() < 0 { i64::MIN } else { i64::MAX };
+        let mtime_ns = time_ns(meta.mtime.0, meta.mtime.1).unwrap_or_else(|| {
+            let clamped = if meta.mtime.0 < 0 { i64::MIN } else { i64::MAX };
             (self.notes.warnings).push(format!(
                 "{}: mtime {} s since the epoch is outside what the format holds \
                  (1677-09-21 to 2262-04-11); archived as {}",
                 full.display(),
-                meta.mtime(),
+                meta.mtime.0,
                 if clamped < 0 {
                     "1677-09-21"
                 } else {
@@ -347,14 +470,14 @@ impl<'a> Scan<'a> {
         Ok(Some(Entry {
             path: rel,
             kind,
-            mode: meta.mode(),
+            mode: meta.mode,
             mtime_ns,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            user: self.names.user(meta.uid()),
-            group: self.names.group(meta.gid()),
+            uid: meta.uid,
+            gid: meta.gid,
+            user: self.names.user(meta.uid),
+            group: self.names.group(meta.gid),
             size: if kind == EntryKind::File {
-                meta.size()
+                meta.size
             } else {
                 0
             },
@@ -363,12 +486,12 @@ impl<'a> Scan<'a> {
             link_target,
             xattrs,
             // Fewer blocks than bytes: the file has holes (no extra syscall to know).
-            sparse: kind == EntryKind::File && meta.blocks().saturating_mul(512) < meta.size(),
+            sparse: kind == EntryKind::File && meta.blocks.saturating_mul(512) < meta.size,
             rdev: matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice)
-                .then(|| meta.rdev()),
+                .then_some(meta.rdev),
             // A ctime out of range is left out: it then counts as not comparable.
-            ctime_ns: time_ns(meta.ctime(), meta.ctime_nsec()),
-            inode: Some((meta.dev(), meta.ino())),
+            ctime_ns: time_ns(meta.ctime.0, meta.ctime.1),
+            inode: Some((meta.dev, meta.ino)),
         }))
     }
 }
@@ -413,6 +536,7 @@ mod tests {
             fs::write(d.join("sub/f"), b"x").unwrap();
         }
         let skip = ignore::gitignore::Gitignore::empty();
+        let root = Arc::new(Root::open(&root).unwrap());
         for threads in [1, 3] {
             let mut seen = Vec::new();
             let mut clock = Clock::start();
@@ -443,7 +567,7 @@ mod tests {
                 ]
             );
         }
-        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(&root.path).unwrap();
     }
 
     #[test]
