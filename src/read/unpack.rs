@@ -55,6 +55,9 @@ pub struct UnpackOptions {
     /// Flush everything written to stable storage before reporting success: one
     /// syncfs(2) of the target's file system (`--sync`). Off by default, as for tar.
     pub sync: bool,
+    /// The most bytes of file data to write: an unpack whose selected files declare
+    /// more is refused before anything is written (default: the target's free space).
+    pub max_size: super::MaxSize,
 }
 
 impl Default for UnpackOptions {
@@ -69,6 +72,7 @@ impl Default for UnpackOptions {
             devices: root,
             memory: crate::pack::DEFAULT_MEMORY,
             sync: false,
+            max_size: super::MaxSize::FreeSpace,
         }
     }
 }
@@ -307,6 +311,7 @@ impl Archive {
         let (started, mut prepare) = (std::time::Instant::now(), Clock::start());
         self.require_bases_of(selected)?;
         self.check_selected(selected)?;
+        super::space::check(self, selected, dest, opts.max_size)?;
         let root = Beneath::open(dest).map_err(|e| Error::io(dest, "open target directory", e))?;
         let entries = self.data_entries();
         let job = Job {
