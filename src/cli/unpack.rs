@@ -190,6 +190,9 @@ fn report(
             r.skipped_devices
         );
     }
+    for w in &r.xattr_warnings {
+        eprintln!("znippy-uring: warning: {w}");
+    }
     for s in &r.stages {
         log::info!("{command}: {}", s.line());
     }

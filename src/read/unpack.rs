@@ -82,6 +82,7 @@ impl Default for UnpackOptions {
 struct Restore<'a> {
     opts: &'a UnpackOptions,
     owners: Option<Owners>,
+    xattrs: crate::xattr::Restorer,
 }
 
 impl<'a> Restore<'a> {
@@ -91,6 +92,7 @@ impl<'a> Restore<'a> {
             owners: opts
                 .same_owner
                 .then(|| Owners::resolve(entries, opts.numeric_owner)),
+            xattrs: crate::xattr::Restorer::new(opts.xattrs),
         }
     }
 
@@ -114,7 +116,11 @@ impl<'a> Restore<'a> {
         apply_meta(
             fd,
             self.owner(e),
-            (&e.xattrs, self.opts.xattrs),
+            crate::xattr::ToSet {
+                xattrs: &e.xattrs,
+                path: &e.path,
+                restorer: &self.xattrs,
+            },
             self.mode(e),
             e.mtime_ns,
         )
@@ -167,6 +173,11 @@ pub struct UnpackReport {
     pub skipped_devices: u64,
     /// Bytes of file data written.
     pub bytes: u64,
+    /// Extended attributes not set, one line per kind, each with a count and the
+    /// first: `trusted.*` and `security.*` refused (EPERM) when not root, or any
+    /// refused by a file system without them (ENOTSUP). Any other failure to set one
+    /// fails the unpack, naming the file and the attribute.
+    pub xattr_warnings: Vec<String>,
     /// Threads that wrote file data (fewer than asked for when `memory` is short).
     pub threads: usize,
     /// Where the time went: `prepare` (checks, directories), `data` (the threads
@@ -338,6 +349,7 @@ impl Archive {
         (report.specials, report.skipped_devices) = job.specials()?;
         report.symlinks = job.symlinks()?;
         report.dirs = job.directory_metadata()?;
+        report.xattr_warnings = job.meta.xattrs.warnings();
         finish.work("links and metadata");
         if opts.sync && damaged.is_empty() {
             job.root.sync_fs().map_err(job.root.err(b"", "syncfs"))?;
