@@ -215,7 +215,7 @@ impl ToSet<'_> {
                     let mut skipped = r.skipped.lock().unwrap_or_else(|p| p.into_inner());
                     let first = || {
                         let path = String::from_utf8_lossy(self.path);
-                        format!("{} of {path}", shown(name))
+                        format!("{} of {path:?}", shown(name))
                     };
                     skipped.entry(kind).or_insert_with(|| (0, first())).0 += 1;
                 }

@@ -134,7 +134,7 @@ fn privileged_namespaces_refused_to_a_user_are_warned_about_once() {
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(r.status.success(), "{stderr}");
     let warning = "znippy-uring: warning: 3 extended attribute(s) not set: not permitted \
-                   (trusted.* and security.* need root) (first: \"trusted.a\" of f)";
+                   (trusted.* and security.* need root) (first: \"trusted.a\" of \"f\")";
     assert_eq!(stderr.matches("extended attribute").count(), 1, "{stderr}");
     assert!(stderr.contains(warning), "{stderr}");
     let stdout = String::from_utf8_lossy(&r.stdout);
@@ -158,4 +158,69 @@ fn privileged_namespaces_refused_to_a_user_are_warned_about_once() {
     } else {
         assert_eq!(report.xattr_warnings.len(), 1, "{report:?}");
     }
+}
+
+/// Unmounts its directory when dropped.
+struct Unmount<'a>(&'a Path);
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0).status();
+    }
+}
+
+#[test]
+fn a_file_system_without_xattrs_gets_the_data_and_one_warning() {
+    let s = Scratch::new("xattr-ramfs");
+    let src = s.path("src");
+    write(&src, "a.txt", &bytes(1, 100_000, true));
+    write(&src, "b.txt", b"b");
+    let set = |p: &Path| {
+        std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import os,sys\nos.setxattr(sys.argv[1], 'user.x', b'1')",
+            ])
+            .arg(p)
+            .status()
+            .unwrap()
+            .success()
+    };
+    if !set(&src.join("a.txt")) || !set(&src.join("b.txt")) {
+        eprintln!("SKIPPED: this file system does not take user xattrs");
+        return;
+    }
+    let a = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), a.as_os_str()]);
+    // ramfs keeps no extended attributes (ENOTSUP) and reports no size (zero blocks).
+    let ram = s.path("ram");
+    fs::create_dir_all(&ram).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "ramfs", "ramfs"])
+        .arg(&ram)
+        .status()
+        .is_ok_and(|st| st.success());
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a ramfs (needs root)");
+        return;
+    }
+    let _unmount = Unmount(&ram);
+    let r = run(&[
+        os("unpack"),
+        a.as_os_str(),
+        os("-C"),
+        ram.join("out").as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("warning").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "2 extended attribute(s) not set: the target's file system does not support them"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read(ram.join("out/a.txt")).unwrap(),
+        bytes(1, 100_000, true)
+    );
 }

@@ -24,7 +24,8 @@ use std::path::Path;
 pub enum MaxSize {
     /// The space free to unprivileged users on the target's file system (statvfs
     /// `f_bavail * f_frsize` of the target directory, created first if missing): the
-    /// default.
+    /// default. A file system that reports no size at all (zero blocks: ramfs, some
+    /// FUSE file systems) sets no limit.
     #[default]
     FreeSpace,
     /// At most this many bytes (`--max-size SIZE`).
@@ -62,7 +63,10 @@ pub(super) fn check(
     let (limit, free) = match limit {
         MaxSize::Unlimited => return Ok(()),
         MaxSize::Bytes(n) => (n, false),
-        MaxSize::FreeSpace => (free_space(dest)?, true),
+        MaxSize::FreeSpace => match free_space(dest)? {
+            Some(free) => (free, true),
+            None => return Ok(()),
+        },
     };
     if total <= limit {
         return Ok(());
@@ -77,9 +81,10 @@ pub(super) fn check(
 }
 
 /// The bytes free to unprivileged users on the file system of `dest` (created if
-/// missing, as the unpack would create it).
-fn free_space(dest: &Path) -> Result<u64> {
+/// missing, as the unpack would create it); `None` when that file system reports no
+/// size at all (ramfs, some FUSE file systems: zero blocks), so none can be known.
+fn free_space(dest: &Path) -> Result<Option<u64>> {
     std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, "create target directory", e))?;
     let st = rustix::fs::statvfs(dest).map_err(|e| Error::io(dest, "statvfs", e.into()))?;
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    Ok((st.f_blocks > 0).then(|| st.f_bavail.saturating_mul(st.f_frsize)))
 }
