@@ -62,6 +62,28 @@ pub enum Error {
         /// Why it is refused.
         why: &'static str,
     },
+    /// An unpack or extract would write more bytes of files than its limit allows
+    /// ([`crate::MaxSize`]); nothing was written.
+    #[error(
+        "{}: refusing to unpack {total} bytes of files into {}: more than {}{limit} bytes{} \
+         (--max-size SIZE or unlimited sets the limit)",
+        archive.display(),
+        target.display(),
+        if *free { "the " } else { "the limit of " },
+        if *free { " free on its file system" } else { "" }
+    )]
+    TooLarge {
+        /// The archive.
+        archive: PathBuf,
+        /// The target directory.
+        target: PathBuf,
+        /// The declared size of the files to write.
+        total: u64,
+        /// The limit.
+        limit: u64,
+        /// Whether the limit was the target's free space (not one given).
+        free: bool,
+    },
     /// Invalid options or arguments from the caller.
     #[error("{0}")]
     Invalid(String),

@@ -59,7 +59,9 @@ pub use pack::{
 };
 pub use progress::Progress;
 pub use read::export;
-pub use read::{Archive, CacheStats, ChunkCache, UnpackOptions, UnpackReport, VerifyReport};
+pub use read::{
+    Archive, CacheStats, ChunkCache, MaxSize, UnpackOptions, UnpackReport, VerifyReport,
+};
 pub use stages::{Part, Stage};
 pub use xattr::{Xattr, XattrPolicy};
 

@@ -140,15 +140,168 @@ pub fn check_proc(dir: BorrowedFd<'_>) -> Result<(), String> {
     }
 }
 
-/// Sets on `fd` the attributes that `policy` covers.
-pub fn restore(
-    fd: impl AsFd,
-    xattrs: &[(Vec<u8>, Vec<u8>)],
-    policy: XattrPolicy,
-) -> io::Result<()> {
-    for (name, value) in xattrs.iter().filter(|(n, _)| policy.wants(n)) {
-        let name = OsStr::from_bytes(name);
-        rustix::fs::fsetxattr(&fd, name, value, rustix::fs::XattrFlags::empty())?;
+/// Why an attribute was not set, when that is not fatal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Skip {
+    /// EPERM for `trusted.*` or `security.*` when not root: only root may set them.
+    NotPermitted,
+    /// ENOTSUP: the target's file system keeps no such attributes.
+    Unsupported,
+}
+
+impl Skip {
+    /// The failure `e` to set attribute `name` as a tolerated kind, or `None` when it
+    /// is an error.
+    fn of(e: &io::Error, name: &[u8], root: bool) -> Option<Skip> {
+        let privileged = name.starts_with(b"trusted.") || name.starts_with(b"security.");
+        match e.raw_os_error() {
+            Some(libc::ENOTSUP) => Some(Skip::Unsupported),
+            Some(libc::EPERM) if privileged && !root => Some(Skip::NotPermitted),
+            _ => None,
+        }
     }
-    Ok(())
+
+    fn why(self) -> &'static str {
+        match self {
+            Skip::NotPermitted => "not permitted (trusted.* and security.* need root)",
+            Skip::Unsupported => "the target's file system does not support them",
+        }
+    }
+}
+
+/// An attribute name for messages: lossy UTF-8, quoted with control bytes escaped,
+/// and only its first 255 bytes (the kernel's longest name) when longer.
+fn shown(name: &[u8]) -> String {
+    match name.get(..255) {
+        Some(head) if name.len() > 255 => {
+            format!(
+                "{:?}... ({} bytes)",
+                String::from_utf8_lossy(head),
+                name.len()
+            )
+        }
+        _ => format!("{:?}", String::from_utf8_lossy(name)),
+    }
+}
+
+/// How an unpack sets extended attributes: which ones (the policy), and the failures
+/// it tolerates, counted by kind with the first of each, for one warning per kind.
+/// Shared by the threads writing files.
+#[derive(Debug)]
+pub(crate) struct Restorer {
+    policy: XattrPolicy,
+    root: bool,
+    skipped: std::sync::Mutex<std::collections::BTreeMap<Skip, (u64, String)>>,
+}
+
+/// The attributes of one file to set with [`Restorer::restore`], and its path in the
+/// archive (for messages).
+pub(crate) struct ToSet<'a> {
+    /// The archived attributes.
+    pub xattrs: &'a [Xattr],
+    /// The file's path in the archive.
+    pub path: &'a [u8],
+    /// The unpack's restorer.
+    pub restorer: &'a Restorer,
+}
+
+impl Restorer {
+    /// A restorer of the attributes `policy` covers.
+    pub fn new(policy: XattrPolicy) -> Restorer {
+        Restorer {
+            policy,
+            root: rustix::process::geteuid().is_root(),
+            skipped: Default::default(),
+        }
+    }
+
+    /// One line per kind of attribute not set: how many, why, and the first.
+    pub fn warnings(&self) -> Vec<String> {
+        let skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        (skipped.iter())
+            .map(|(kind, (count, first))| {
+                format!(
+                    "{count} extended attribute(s) not set: {} (first: {first})",
+                    kind.why()
+                )
+            })
+            .collect()
+    }
+}
+
+impl ToSet<'_> {
+    /// Sets on `fd` the attributes the policy covers. A failure that is tolerated
+    /// (ENOTSUP; EPERM for `trusted.*` and `security.*` when not root) is counted for
+    /// [`Restorer::warnings`]; any other fails, naming the attribute.
+    pub fn restore(&self, fd: impl AsFd) -> io::Result<()> {
+        let r = self.restorer;
+        for (name, value) in self.xattrs.iter().filter(|(n, _)| r.policy.wants(n)) {
+            let set = rustix::fs::fsetxattr(
+                &fd,
+                OsStr::from_bytes(name),
+                value,
+                rustix::fs::XattrFlags::empty(),
+            );
+            let Err(e) = set.map_err(io::Error::from) else {
+                continue;
+            };
+            match Skip::of(&e, name, r.root) {
+                Some(kind) => {
+                    let mut skipped = r.skipped.lock().unwrap_or_else(|p| p.into_inner());
+                    let first = || {
+                        let path = String::from_utf8_lossy(self.path);
+                        format!("{} of {path:?}", shown(name))
+                    };
+                    skipped.entry(kind).or_insert_with(|| (0, first())).0 += 1;
+                }
+                None => {
+                    let problem = format!("extended attribute {}: {e}", shown(name));
+                    return Err(io::Error::new(e.kind(), problem));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_permission_for_privileged_namespaces_and_no_support_are_tolerated() {
+        let err = |n| io::Error::from_raw_os_error(n);
+        let of = Skip::of;
+        assert_eq!(
+            of(&err(libc::EPERM), b"trusted.x", false),
+            Some(Skip::NotPermitted)
+        );
+        assert_eq!(
+            of(&err(libc::EPERM), b"security.capability", false),
+            Some(Skip::NotPermitted)
+        );
+        assert_eq!(of(&err(libc::EPERM), b"trusted.x", true), None);
+        assert_eq!(of(&err(libc::EPERM), b"user.x", false), None);
+        assert_eq!(
+            of(&err(libc::ENOTSUP), b"user.x", true),
+            Some(Skip::Unsupported)
+        );
+        for fatal in [
+            libc::EINVAL,
+            libc::ERANGE,
+            libc::E2BIG,
+            libc::ENOSPC,
+            libc::EIO,
+        ] {
+            assert_eq!(of(&err(fatal), b"user.x", false), None);
+        }
+    }
+
+    #[test]
+    fn long_names_are_shown_shortened_and_escaped() {
+        assert_eq!(shown(b"user.a\nb"), "\"user.a\\nb\"");
+        let long = [b'x'; 300];
+        let s = shown(&long);
+        assert!(s.ends_with("\"... (300 bytes)") && s.len() < 280, "{s}");
+    }
 }

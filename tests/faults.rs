@@ -123,7 +123,8 @@ fn disk_full_during_pack_and_unpack_fails_cleanly() {
         assert!(leftovers(&full).is_empty(), "{io}: {:?}", leftovers(&full));
     }
 
-    // Unpack onto the full file system: an error naming the file being written.
+    // Unpack onto the full file system: refused before writing, the files declaring
+    // more than is free there.
     let archive = s.path("a.znippy");
     ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
     let dest = full.join("dest");
@@ -132,6 +133,23 @@ fn disk_full_during_pack_and_unpack_fails_cleanly() {
         archive.as_os_str(),
         os("-C"),
         dest.as_os_str(),
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("free on its file system"), "{err}");
+    assert_eq!(
+        fs::read_dir(&dest).unwrap().count(),
+        0,
+        "wrote before refusing"
+    );
+    // Without the bound: an error naming the file being written.
+    let r = run(&[
+        os("unpack"),
+        archive.as_os_str(),
+        os("-C"),
+        dest.as_os_str(),
+        os("--max-size"),
+        os("unlimited"),
     ]);
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8_lossy(&r.stderr);

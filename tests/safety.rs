@@ -407,11 +407,19 @@ fn directory_modes_are_given_deepest_first_whatever_the_order() {
     let dest = s.path("dest");
     fs::create_dir_all(&dest).unwrap();
     fs::set_permissions(&dest, fs::Permissions::from_mode(0o777)).unwrap();
-    let cmd = format!("{} unpack {} -C {}", bin().display(), a.display(), dest.display());
+    let cmd = format!(
+        "{} unpack {} -C {}",
+        bin().display(),
+        a.display(),
+        dest.display()
+    );
     let r = if is_root() {
         as_nobody(&cmd)
     } else {
-        std::process::Command::new("sh").args(["-c", &cmd]).output().unwrap()
+        std::process::Command::new("sh")
+            .args(["-c", &cmd])
+            .output()
+            .unwrap()
     };
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     fs::set_permissions(dest.join("a"), fs::Permissions::from_mode(0o700)).unwrap();

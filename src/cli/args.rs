@@ -21,6 +21,16 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("invalid size {s:?} (examples: 1M, 256K, 1048576)"))
 }
 
+/// Parses `--max-size`: a size as [`parse_size`] takes it, or `unlimited`.
+pub fn parse_max_size(s: &str) -> Result<znippy_uring::MaxSize, String> {
+    if s.trim().eq_ignore_ascii_case("unlimited") {
+        return Ok(znippy_uring::MaxSize::Unlimited);
+    }
+    parse_size(s)
+        .map(|n| znippy_uring::MaxSize::Bytes(n as u64))
+        .map_err(|e| format!("{e}, or unlimited"))
+}
+
 /// `--threads`, or all cores when not given.
 pub fn threads(t: Option<usize>) -> usize {
     t.unwrap_or_else(|| znippy_uring::UnpackOptions::default().threads)
@@ -38,5 +48,14 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("x").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn max_sizes() {
+        use znippy_uring::MaxSize;
+        assert_eq!(parse_max_size("unlimited"), Ok(MaxSize::Unlimited));
+        assert_eq!(parse_max_size("2G"), Ok(MaxSize::Bytes(2 << 30)));
+        assert_eq!(parse_max_size("0"), Ok(MaxSize::Bytes(0)));
+        assert!(parse_max_size("lots").is_err());
     }
 }

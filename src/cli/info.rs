@@ -36,6 +36,8 @@ struct Info<'a> {
     data_bytes: u64,
     blob_bytes: u64,
     ratio: f64,
+    /// The declared size of its regular files: what `unpack` writes.
+    file_bytes: u64,
     groups: Vec<Group<'a>>,
     generation: u32,
     bases: Vec<BaseJson>,
@@ -82,6 +84,7 @@ impl<'a> Info<'a> {
             data_bytes,
             blob_bytes,
             ratio: ratio(data_bytes, blob_bytes),
+            file_bytes: a.file_bytes(),
             groups: (a.groups().iter())
                 .map(|(g, range)| Group {
                     pkg_type: g.pkg_type,
@@ -124,6 +127,12 @@ impl<'a> Info<'a> {
             self.data_bytes,
             self.blob_bytes,
             self.data_bytes as f64 / self.blob_bytes.max(1) as f64
+        );
+        let _ = writeln!(
+            s,
+            "unpacks to:     {} bytes of files ({:.2} times the archive's size)",
+            self.file_bytes,
+            self.file_bytes as f64 / self.size.max(1) as f64
         );
         if !self.bases.is_empty() {
             let _ = writeln!(s, "incremental:    generation {}, on", self.generation);

@@ -38,7 +38,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     to_stdout(|w| {
         for e in a.entries() {
             if args.long {
-                long_prefix(w, e)?;
+                long_prefix(w, e, escaping)?;
             }
             w.write_all(&shown(&e.path, escaping))?;
             if let (true, Some(t)) = (args.long, &e.link_target) {
@@ -82,21 +82,37 @@ fn escape_controls(name: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// Mode, owner, size and mtime, as `list -l` shows them before the path.
-fn long_prefix(w: &mut dyn Write, e: &Entry) -> std::io::Result<()> {
+/// Mode, owner, size (or a device's `major,minor`) and mtime, as `list -l` shows them
+/// before the path; the owner's names escaped as the path is when `escaping`.
+fn long_prefix(w: &mut dyn Write, e: &Entry, escaping: bool) -> std::io::Result<()> {
     let user = e.user.as_deref().map_or(e.uid.to_string(), str::to_owned);
     let group = e.group.as_deref().map_or(e.gid.to_string(), str::to_owned);
+    let owner = format!("{user}/{group}");
+    let owner = String::from_utf8_lossy(&shown(owner.as_bytes(), escaping)).into_owned();
     write!(
         w,
         "{} {:<17} {:>12} {} ",
         mode_string(e.kind, e.mode),
-        format!("{user}/{group}"),
-        e.size,
+        owner,
+        size_or_device(e),
         format_time(e.mtime_ns)
     )
 }
 
-/// `ls -l` style mode string.
+/// The size column: a character or block device's `major,minor` (as `ls -l` and
+/// `tar -tv`), else the size in bytes.
+fn size_or_device(e: &Entry) -> String {
+    match (e.kind, e.rdev) {
+        (EntryKind::CharDevice | EntryKind::BlockDevice, Some(rdev)) => {
+            format!("{},{}", rustix::fs::major(rdev), rustix::fs::minor(rdev))
+        }
+        _ => e.size.to_string(),
+    }
+}
+
+/// `ls -l` style mode string: setuid and setgid as `s` in the owner's and group's
+/// execute place (`S` when that execute bit is off), sticky as `t` in the others'
+/// (`T`).
 fn mode_string(kind: EntryKind, mode: u32) -> String {
     let t = match kind {
         EntryKind::Dir => 'd',
@@ -109,11 +125,17 @@ fn mode_string(kind: EntryKind, mode: u32) -> String {
     };
     let mut s = String::with_capacity(10);
     s.push(t);
-    for shift in [6, 3, 0] {
+    // (shift of the rwx triple, its special bit, the letter for that bit)
+    for (shift, special, letter) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
         let bits = (mode >> shift) & 7;
         s.push(if bits & 4 != 0 { 'r' } else { '-' });
         s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+        s.push(match (mode & special != 0, bits & 1 != 0) {
+            (true, true) => letter,
+            (true, false) => letter.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
     }
     s
 }
@@ -143,6 +165,57 @@ mod tests {
         assert_eq!(format_time(-1_000_000_000), "1969-12-31 23:59:59");
         assert_eq!(mode_string(EntryKind::Dir, 0o40755), "drwxr-xr-x");
         assert_eq!(mode_string(EntryKind::Symlink, 0o120777), "lrwxrwxrwx");
+    }
+
+    #[test]
+    fn special_bits_as_ls_shows_them() {
+        assert_eq!(mode_string(EntryKind::File, 0o104755), "-rwsr-xr-x");
+        assert_eq!(mode_string(EntryKind::File, 0o104644), "-rwSr--r--");
+        assert_eq!(mode_string(EntryKind::File, 0o102755), "-rwxr-sr-x");
+        assert_eq!(mode_string(EntryKind::File, 0o102745), "-rwxr-Sr-x");
+        assert_eq!(mode_string(EntryKind::Dir, 0o41777), "drwxrwxrwt");
+        assert_eq!(mode_string(EntryKind::Dir, 0o41776), "drwxrwxrwT");
+        assert_eq!(mode_string(EntryKind::File, 0o107777), "-rwsrwsrwt");
+        assert_eq!(mode_string(EntryKind::File, 0o107000), "---S--S--T");
+    }
+
+    #[test]
+    fn devices_show_major_and_minor_in_place_of_the_size() {
+        let dev = |kind, rdev| Entry {
+            rdev: Some(rdev),
+            ..Entry::new(b"dev/x".to_vec(), kind, 0o20660)
+        };
+        let line = |e: &Entry| {
+            let mut out = Vec::new();
+            long_prefix(&mut out, e, false).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let sda = line(&dev(EntryKind::BlockDevice, rustix::fs::makedev(8, 1)));
+        assert!(
+            sda.starts_with("brw-rw----") && sda.contains(" 8,1 "),
+            "{sda}"
+        );
+        let big = line(&dev(EntryKind::CharDevice, rustix::fs::makedev(259, 70000)));
+        assert!(big.contains(" 259,70000 "), "{big}");
+        let file = Entry {
+            size: 1234,
+            ..Entry::new(b"f".to_vec(), EntryKind::File, 0o100644)
+        };
+        assert!(line(&file).contains(" 1234 "));
+    }
+
+    #[test]
+    fn owner_names_are_escaped_for_a_terminal_too() {
+        let e = Entry {
+            user: Some("ev\x1bil\x1b[2J".into()),
+            group: Some("g\ny".into()),
+            ..Entry::new(b"f".to_vec(), EntryKind::File, 0o100644)
+        };
+        let mut out = Vec::new();
+        long_prefix(&mut out, &e, true).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("ev\\x1bil\\x1b[2J/g\\x0ay"), "{out}");
+        assert!(!out.contains('\x1b') && !out.contains('\n'));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `znippy-uring unpack` (a whole archive) and `extract` (some entries): the same
 //! restore options, the same report.
 
-use super::args::{parse_size, threads};
+use super::args::{parse_max_size, parse_size, threads};
 use super::progress::Bar;
 use super::report::{Output, Report, Stream, Timing, lossy};
 use super::stdio::open_archive_with;
@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use znippy_uring::{Archive, UnpackOptions, UnpackReport, XattrPolicy};
+use znippy_uring::{Archive, MaxSize, UnpackOptions, UnpackReport, XattrPolicy};
 
 #[derive(clap::Args)]
 pub struct UnpackArgs {
@@ -85,6 +85,10 @@ struct Restore {
     /// fewer threads run when it cannot hold two chunks for each.
     #[arg(long, default_value = "256M", value_parser = parse_size)]
     memory: usize,
+    /// Refuse, before writing anything, when the files to write declare more bytes
+    /// than this (suffixes K, M, G; or unlimited) [default: the target's free space].
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_size)]
+    max_size: Option<MaxSize>,
 }
 
 impl Restore {
@@ -105,6 +109,7 @@ impl Restore {
             devices: pick(self.devices, self.no_devices, d.devices),
             memory: self.memory,
             sync: false,
+            max_size: self.max_size.unwrap_or_default(),
         }
     }
 }
@@ -184,6 +189,9 @@ fn report(
             "znippy-uring: warning: {} device node(s) not created (root only; --devices)",
             r.skipped_devices
         );
+    }
+    for w in &r.xattr_warnings {
+        eprintln!("znippy-uring: warning: {w}");
     }
     for s in &r.stages {
         log::info!("{command}: {}", s.line());

@@ -330,7 +330,7 @@ pub fn times(mtime_ns: i64) -> Timestamps {
 pub fn apply_meta(
     fd: &OwnedFd,
     owner: Option<(u32, u32)>,
-    xattrs: (&[crate::xattr::Xattr], crate::XattrPolicy),
+    xattrs: crate::xattr::ToSet<'_>,
     mode: u32,
     mtime_ns: i64,
 ) -> io::Result<()> {
@@ -341,7 +341,7 @@ pub fn apply_meta(
             Some(rustix::fs::Gid::from_raw(gid)),
         )?;
     }
-    crate::xattr::restore(fd, xattrs.0, xattrs.1)?;
+    xattrs.restore(fd)?;
     rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?;
     rustix::fs::futimens(fd, &times(mtime_ns))?;
     Ok(())

@@ -56,6 +56,9 @@ pub struct UnpackOptions {
     /// Flush everything written to stable storage before reporting success: one
     /// syncfs(2) of the target's file system (`--sync`). Off by default, as for tar.
     pub sync: bool,
+    /// The most bytes of file data to write: an unpack whose selected files declare
+    /// more is refused before anything is written (default: the target's free space).
+    pub max_size: super::MaxSize,
 }
 
 impl Default for UnpackOptions {
@@ -70,6 +73,7 @@ impl Default for UnpackOptions {
             devices: root,
             memory: crate::pack::DEFAULT_MEMORY,
             sync: false,
+            max_size: super::MaxSize::FreeSpace,
         }
     }
 }
@@ -81,6 +85,7 @@ struct Restore<'a> {
     owners: Option<Owners>,
     /// The bits never given when permissions are not preserved: the process's umask.
     umask: u32,
+    xattrs: crate::xattr::Restorer,
 }
 
 impl<'a> Restore<'a> {
@@ -91,6 +96,7 @@ impl<'a> Restore<'a> {
                 .same_owner
                 .then(|| Owners::resolve(entries, opts.numeric_owner)),
             umask: umask(),
+            xattrs: crate::xattr::Restorer::new(opts.xattrs),
         }
     }
 
@@ -116,7 +122,11 @@ impl<'a> Restore<'a> {
         apply_meta(
             fd,
             self.owner(e),
-            (&e.xattrs, self.opts.xattrs),
+            crate::xattr::ToSet {
+                xattrs: &e.xattrs,
+                path: &e.path,
+                restorer: &self.xattrs,
+            },
             self.mode(e),
             e.mtime_ns,
         )
@@ -180,6 +190,11 @@ pub struct UnpackReport {
     pub skipped_devices: u64,
     /// Bytes of file data written.
     pub bytes: u64,
+    /// Extended attributes not set, one line per kind, each with a count and the
+    /// first: `trusted.*` and `security.*` refused (EPERM) when not root, or any
+    /// refused by a file system without them (ENOTSUP). Any other failure to set one
+    /// fails the unpack, naming the file and the attribute.
+    pub xattr_warnings: Vec<String>,
     /// Threads that wrote file data (fewer than asked for when `memory` is short).
     pub threads: usize,
     /// Where the time went: `prepare` (checks, directories), `data` (the threads
@@ -324,6 +339,7 @@ impl Archive {
         let (started, mut prepare) = (std::time::Instant::now(), Clock::start());
         self.require_bases_of(selected)?;
         self.check_selected(selected)?;
+        super::space::check(self, selected, dest, opts.max_size)?;
         let root = Beneath::open(dest).map_err(|e| Error::io(dest, "open target directory", e))?;
         let entries = self.data_entries();
         let job = Job {
@@ -353,6 +369,7 @@ impl Archive {
         report.symlinks = job.symlinks()?;
         (job.root.end_staging()).map_err(job.root.err(b"", "remove the staging directory"))?;
         report.dirs = job.directory_metadata()?;
+        report.xattr_warnings = job.meta.xattrs.warnings();
         finish.work("links and metadata");
         if opts.sync && damaged.is_empty() {
             job.root.sync_fs().map_err(job.root.err(b"", "syncfs"))?;

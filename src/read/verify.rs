@@ -7,7 +7,7 @@ use super::visit;
 use crate::digest::{self, Digest, PieceDigest};
 use crate::error::Result;
 use crate::format::entry::EntryKind;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// What `verify` found. Serialized, it is the body of `verify --json`: each damaged
 /// file as `{"path", "problem"}`, each damaged chunk as `{"chunk", "problem"}`.
@@ -85,6 +85,23 @@ pub(crate) fn piece_digest(data: &[u8], p: &Piece) -> PieceDigest {
         .get(p.chunk_offset..p.chunk_offset + p.len)
         .unwrap_or_default();
     digest::piece(bytes, p.file_offset, p.whole)
+}
+
+/// The digest of each of `pieces` (those of one chunk), each distinct piece (same
+/// bytes, same offset in its file, same wholeness) hashed once by `digest`: any number
+/// of entries may share one piece (deduplicated data, or a hostile archive pointing
+/// thousands of files at one chunk), and the work stays that of the distinct pieces.
+fn distinct_digests(
+    pieces: &[Piece],
+    mut digest: impl FnMut(&Piece) -> PieceDigest,
+) -> Vec<PieceDigest> {
+    let mut seen: HashMap<(usize, usize, u64, bool), PieceDigest> = HashMap::new();
+    (pieces.iter())
+        .map(|p| {
+            let key = (p.chunk_offset, p.len, p.file_offset, p.whole);
+            *seen.entry(key).or_insert_with(|| digest(p))
+        })
+        .collect()
 }
 
 /// Which of the `selected` entries are damaged, and why, given the visit's tallies.
@@ -172,9 +189,11 @@ impl Archive {
                     Ok(data) => {
                         t.bytes += data.len() as u64;
                         if let Ok(j) = layout.chunks.binary_search(&id) {
-                            for p in layout.pieces(j) {
-                                t.pieces.push((p.entry, id, piece_digest(data, p)));
-                            }
+                            let pieces = layout.pieces(j);
+                            let digests = distinct_digests(pieces, |p| piece_digest(data, p));
+                            t.pieces.extend(
+                                (pieces.iter().zip(digests)).map(|(p, d)| (p.entry, id, d)),
+                            );
                         }
                     }
                     Err(problem) => t.bad_chunks.push((id, problem)),
@@ -208,5 +227,36 @@ impl Archive {
             damaged,
             damaged_chunks: bad_chunks,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_piece_shared_by_many_entries_is_hashed_once() {
+        let piece = |entry, chunk_offset, len| Piece {
+            entry,
+            chunk_offset,
+            len,
+            file_offset: 0,
+            whole: true,
+        };
+        let data = vec![7u8; 4096];
+        // 1,000 entries on the same bytes, and two other pieces.
+        let mut pieces: Vec<Piece> = (0..1000).map(|e| piece(e, 0, 4096)).collect();
+        pieces.push(piece(1000, 0, 100));
+        pieces.push(piece(1001, 100, 100));
+        let mut hashed = 0;
+        let digests = distinct_digests(&pieces, |p| {
+            hashed += 1;
+            piece_digest(&data, p)
+        });
+        assert_eq!(hashed, 3);
+        assert_eq!(digests.len(), pieces.len());
+        for (p, d) in pieces.iter().zip(&digests) {
+            assert_eq!(*d, piece_digest(&data, p));
+        }
     }
 }
