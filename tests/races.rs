@@ -29,7 +29,7 @@ fn main() {
         attack(&mode.to_string_lossy());
         return;
     }
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         (
             "split_file_renamed_over_is_never_given_the_archives_owner_mode_or_data",
             split_files,
@@ -38,6 +38,10 @@ fn main() {
         (
             "non_root_split_file_data_never_reaches_another_users_file",
             non_root_split_files,
+        ),
+        (
+            "pack_never_follows_a_directory_swapped_for_a_symlink",
+            pack_swaps,
         ),
     ];
     let filter: Vec<String> = std::env::args()
@@ -73,7 +77,9 @@ fn main() {
 ///   second name in `ZNIPPY_ATTACK_KEEP`, so that every inode it made can be checked
 ///   afterwards (and none is freed and reused);
 /// - `link`: a hard link to `ZNIPPY_ATTACK_VICTIM`, a file of its own outside;
-/// - `symlink`: a symlink to `ZNIPPY_ATTACK_VICTIM`.
+/// - `symlink`: a symlink to `ZNIPPY_ATTACK_VICTIM`;
+/// - `exchange`: each name is `A:B`, two names it exchanges (renameat2
+///   `RENAME_EXCHANGE`), a directory and a symlink.
 fn attack(mode: &str) {
     let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
     let dir = var("ZNIPPY_ATTACK_DIR").unwrap();
@@ -88,6 +94,13 @@ fn attack(mode: &str) {
     while !dir.join("stop").exists() && started.elapsed() < ATTACK_FOR {
         for name in &names {
             n += 1;
+            if mode == "exchange" {
+                let (a, b) = name.to_str().unwrap().split_once(':').unwrap();
+                let flags = rustix::fs::RenameFlags::EXCHANGE;
+                let cwd = rustix::fs::CWD;
+                let _ = rustix::fs::renameat_with(cwd, dir.join(a), cwd, dir.join(b), flags);
+                continue;
+            }
             let tmp = dir.join(format!(".attacker-{n}"));
             let own = |perm: u32| {
                 fs::write(&tmp, MARK)?;
@@ -119,7 +132,15 @@ fn start_attacker(
     victim: Option<&Path>,
     keep: Option<&Path>,
 ) -> Child {
-    let exe = std::env::current_exe().unwrap();
+    let mut exe = std::env::current_exe().unwrap();
+    let runnable = as_nobody(&format!("test -x '{}'", exe.display()));
+    if !runnable.status.success() {
+        // Where the build directory is closed to others: a copy it can run.
+        let copy = std::env::temp_dir().join(format!("znippy-attacker-{}", std::process::id()));
+        fs::copy(&exe, &copy).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        exe = copy;
+    }
     let mut c = Command::new("setpriv");
     c.arg(format!("--reuid={uid}"))
         .arg(format!("--regid={uid}"))
@@ -363,4 +384,59 @@ fn fifos() {
             "round {round}: the root-only file's mode was changed through a symlink"
         );
     }
+}
+
+/// Root packs a tree that the attacker owns, with both I/O backends, while the
+/// attacker exchanges directories of the tree with symlinks to a root-only directory.
+/// No archive may hold, and no message may name, what the symlinks lead to.
+fn pack_swaps() {
+    const PAIRS: usize = 4;
+    let s = Scratch::new("race-pack");
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = s.path("secret");
+    fs::create_dir(&secret).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(secret.join("marker-file"), b"root only").unwrap();
+    fs::create_dir(secret.join("marker-dir")).unwrap();
+    let tree = s.path("tree");
+    fs::create_dir(&tree).unwrap();
+    let mut pairs = Vec::new();
+    for i in 0..PAIRS {
+        let sub = tree.join(format!("sub{i}"));
+        fs::create_dir_all(sub.join("inner")).unwrap();
+        fs::write(sub.join("inner/plain"), b"nobody's").unwrap();
+        std::os::unix::fs::symlink(&secret, tree.join(format!("swap{i}"))).unwrap();
+        pairs.push(format!("sub{i}:swap{i}"));
+    }
+    for e in walk(&tree) {
+        std::os::unix::fs::lchown(&e, Some(ATTACKER), Some(ATTACKER)).unwrap();
+    }
+    std::os::unix::fs::chown(&tree, Some(ATTACKER), Some(ATTACKER)).unwrap();
+    let attacker = start_attacker(ATTACKER, "exchange", &tree, &pairs, None, None);
+    let mut swapped = 0;
+    for run in 0..20 {
+        let io = if run % 2 == 0 { "uring" } else { "portable" };
+        let out = s.path(&format!("out{run}.znippy"));
+        let r = command()
+            .env("ZNIPPY_IO", io)
+            .args([os("pack"), tree.as_os_str(), os("-o"), out.as_os_str()])
+            .args(["--on-change", "warn"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&r.stderr).into_owned();
+        assert!(
+            !err.contains("marker"),
+            "run {run} ({io}): the walk followed a symlink: {err}"
+        );
+        assert!(r.status.success(), "run {run} ({io}): {err}");
+        let listed = ok(&[os("list"), out.as_os_str()]).stdout;
+        let listed = String::from_utf8_lossy(&listed).into_owned();
+        assert!(
+            !listed.contains("marker"),
+            "run {run} ({io}): archived what a symlink leads to:\n{listed}"
+        );
+        swapped += usize::from(err.contains("now a symlink"));
+    }
+    stop(attacker, &tree);
+    println!("  {swapped} of 20 packs saw a swapped directory");
 }
