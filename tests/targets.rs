@@ -12,7 +12,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -375,4 +375,61 @@ fn index_to_standard_output_never_writes_over_the_archive_it_reads() {
         assert!(err.contains("cannot be replaced"), "{err}");
     }
     assert_eq!(fs::read(&archive).unwrap(), before);
+}
+
+/// What another user puts in a shared (sticky, world-writable) output directory under
+/// the name of a killed pack's temporary file is never waited on, read, followed or
+/// removed: a FIFO (opening it for reading would block the pack forever) and a
+/// symlink to a root-only file (whose lock and first bytes would be taken).
+#[test]
+fn fifos_and_symlinks_named_like_leftovers_are_not_opened() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root, to plant them as another user");
+        return;
+    }
+    let s = Scratch::new("leftover-traps");
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let src = s.path("src");
+    write(&src, "f", b"data");
+    let shared = s.path("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = s.path("victim");
+    fs::write(&victim, b"root only").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+    let fifo = shared.join(".out.znippy.tmp-znippy-4000000-0");
+    let link = shared.join(".out.znippy.tmp-znippy-4000001-0");
+    let planted = as_nobody(&format!(
+        "mkfifo '{}' && ln -s '{}' '{}'",
+        fifo.display(),
+        victim.display(),
+        link.display()
+    ));
+    assert!(
+        planted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&planted.stderr)
+    );
+    let out = shared.join("out.znippy");
+    let r = Command::new("timeout")
+        .arg("60")
+        .arg(bin())
+        .args([os("pack"), src.as_os_str(), os("-o"), out.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(
+        r.status.success(),
+        "{:?} {}",
+        r.status,
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read(&victim).unwrap(), b"root only");
+    ok(&[os("verify"), out.as_os_str()]);
 }

@@ -393,7 +393,7 @@ fn remove_leftovers(dir: &Path, name: &std::ffi::OsStr) {
     let mut prefix = b".".to_vec();
     prefix.extend_from_slice(name.as_bytes());
     prefix.extend_from_slice(TMP_MARK.as_bytes());
-    let Ok(listing) = fs::read_dir(dir) else {
+    let (Ok(listing), Ok(dirfd)) = (fs::read_dir(dir), File::open(dir)) else {
         return;
     };
     for entry in listing.flatten() {
@@ -408,21 +408,10 @@ fn remove_leftovers(dir: &Path, name: &std::ffi::OsStr) {
         let Some(pid) = pid.filter(|&p| p > 0 && p != std::process::id() as i32) else {
             continue;
         };
-        // A pid of this namespace that lives may be another's (a container's pid 1):
-        // then a file untouched for a while, whose lock is free, is a leftover too.
-        let stale = || {
-            (entry.metadata().ok())
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE_AFTER)
-        };
-        if (process_alive(pid) && !stale())
-            || in_use(&entry.path())
-            || !starts_like_an_archive(&entry.path())
-        {
+        if !is_leftover(&dirfd, &file_name, pid) {
             continue;
         }
-        if fs::remove_file(entry.path()).is_ok() {
+        if rustix::fs::unlinkat(&dirfd, &file_name, rustix::fs::AtFlags::empty()).is_ok() {
             log::warn!(
                 "removed {}, left by a pack (process {pid}) that was killed",
                 entry.path().display()
@@ -431,21 +420,39 @@ fn remove_leftovers(dir: &Path, name: &std::ffi::OsStr) {
     }
 }
 
+/// Whether `name` in `dir`, named like a temporary file of process `pid`, is one a
+/// killed pack left: a regular file of ours (opened without following a symlink and
+/// without blocking, so a FIFO or device put there by another user is never waited on
+/// or read, and a symlink never followed), empty or starting like an archive, whose
+/// lock is free, and whose process is gone, or which was not written for a while (a
+/// pid of this namespace that lives may be another's: a container's pid 1).
+fn is_leftover(dir: &File, name: &std::ffi::OsStr, pid: i32) -> bool {
+    use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) else {
+        return false;
+    };
+    let Ok(st) = rustix::fs::fstat(&fd) else {
+        return false;
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+        || st.st_uid != rustix::process::geteuid().as_raw()
+    {
+        return false;
+    }
+    let file = File::from(fd);
+    let stale = (file.metadata().ok())
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > STALE_AFTER);
+    let in_use = rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared).is_err();
+    (stale || !process_alive(pid)) && !in_use && starts_like_an_archive(&file)
+}
+
 /// How long a temporary file whose lock is free must be untouched to count as left by
 /// a killed pack although a process of its pid lives here (a pack writes its
 /// temporary file at least once per chunk, and holds its lock throughout).
 const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Whether a pack still holds the lock it takes on its temporary file at `path`: its
-/// process id may be one of another PID namespace or host. A file that cannot be
-/// opened counts as in use.
-fn in_use(path: &Path) -> bool {
-    use rustix::fs::{FlockOperation, flock};
-    match File::open(path) {
-        Ok(f) => flock(&f, FlockOperation::NonBlockingLockShared).is_err(),
-        Err(_) => true,
-    }
-}
 
 /// Whether process `pid` exists (signal 0 checks without sending anything).
 fn process_alive(pid: i32) -> bool {
@@ -454,11 +461,13 @@ fn process_alive(pid: i32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
-/// Whether the file at `path` is empty or begins with an archive header's magic.
-fn starts_like_an_archive(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(header::MAGIC.len());
-    let read =
-        File::open(path).and_then(|f| f.take(header::MAGIC.len() as u64).read_to_end(&mut head));
-    read.is_ok() && (head.is_empty() || head == header::MAGIC)
+/// Whether `file` is empty or begins with an archive header's magic.
+fn starts_like_an_archive(file: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; header::MAGIC.len()];
+    match file.read_at(&mut head, 0) {
+        Ok(0) => true,
+        Ok(n) => n == head.len() && head == header::MAGIC,
+        Err(_) => false,
+    }
 }

@@ -10,7 +10,6 @@
 use anyhow::{Context, Result};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -141,12 +140,26 @@ fn process_alive(pid: i32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
-/// Whether the file at `path` is empty or begins with Parquet's magic.
+/// Whether the file at `path` is a regular file of ours, empty or beginning with
+/// Parquet's magic. It is opened without following a symlink and without blocking (a
+/// FIFO or device another user put there is never waited on or read).
 fn starts_like_parquet(path: &Path) -> bool {
-    let mut head = Vec::with_capacity(PARQUET_MAGIC.len());
-    let read =
-        File::open(path).and_then(|f| f.take(PARQUET_MAGIC.len() as u64).read_to_end(&mut head));
-    read.is_ok() && (head.is_empty() || head == PARQUET_MAGIC)
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::os::unix::fs::FileExt;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::open(path, flags, Mode::empty()) else {
+        return false;
+    };
+    let ours = rustix::fs::fstat(&fd).is_ok_and(|st| {
+        FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+            && st.st_uid == rustix::process::geteuid().as_raw()
+    });
+    let mut head = [0u8; PARQUET_MAGIC.len()];
+    ours && match File::from(fd).read_at(&mut head, 0) {
+        Ok(0) => true,
+        Ok(n) => n == head.len() && head == PARQUET_MAGIC,
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
