@@ -481,3 +481,43 @@ fn an_mtime_beyond_what_the_format_holds_is_clamped_with_a_warning() {
     let year = fs::metadata(dest.join("future")).unwrap().mtime() / 31_556_952 + 1970;
     assert_eq!(year, 2262);
 }
+
+/// A private directory is private from the moment it is made: mkdir is given its
+/// archived rwx bits (plus ours, to fill it), not 0755 until its mode is set at the
+/// end, when another user could have opened files in it meanwhile.
+#[test]
+fn a_private_directory_is_made_private() {
+    let s = Scratch::new("private-dir");
+    let src = s.path("src");
+    write(&src, "private/notes.txt", b"secret");
+    fs::set_permissions(src.join("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    write(&src, "open/readme", b"hello");
+    let archive = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
+    let log = s.path("strace.log");
+    let dest = s.path("dest");
+    let traced = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=mkdir,mkdirat", "-o"])
+        .arg(&log)
+        .arg(bin())
+        .args([os("unpack"), archive.as_os_str(), os("-C"), dest.as_os_str()])
+        .output();
+    let Ok(out) = traced else {
+        assert!(std::env::var_os("ZNIPPY_REQUIRE_STRACE").is_none(), "no strace");
+        eprintln!("SKIPPED: no strace");
+        return;
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let calls = fs::read_to_string(&log).unwrap();
+    let made = |name: &str| {
+        calls
+            .lines()
+            .find(|l| l.contains(&format!("\"{name}\"")) && l.contains("mkdir"))
+            .unwrap_or_else(|| panic!("no mkdir of {name}:\n{calls}"))
+            .to_owned()
+    };
+    assert!(made("private").contains("0700"), "{}", made("private"));
+    assert!(made("open").contains("0755"), "{}", made("open"));
+    let mode = fs::metadata(dest.join("private")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}

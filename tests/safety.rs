@@ -427,3 +427,39 @@ fn directory_modes_are_given_deepest_first_whatever_the_order() {
     assert_eq!(mode("a/b"), 0o700);
     assert!(dest.join("a/b/f").exists());
 }
+
+/// Another user who can write the target renames a directory of root's that they
+/// cannot read (0700) into the place of a directory of the archive (0755): by default
+/// unpack gives its metadata only to directories it makes, so that one stays closed.
+/// `--overwrite-dir` (GNU tar's default) gives it the archive's.
+#[test]
+fn a_directory_renamed_into_an_archived_directorys_place_is_not_opened_up() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root, to act as another user");
+        return;
+    }
+    let s = Scratch::new("adopt");
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let a = s.path("a.znippy");
+    craft(&a, &[entry(b"pub", EntryKind::Dir, None)]);
+    for overwrite in [false, true] {
+        let dest = s.path(&format!("dest-{overwrite}"));
+        fs::create_dir(&dest).unwrap();
+        std::os::unix::fs::chown(&dest, Some(65534), Some(65534)).unwrap();
+        fs::create_dir(dest.join("vault")).unwrap();
+        fs::set_permissions(dest.join("vault"), fs::Permissions::from_mode(0o700)).unwrap();
+        let moved = as_nobody(&format!("mv '{0}/vault' '{0}/pub'", dest.display()));
+        assert!(
+            moved.status.success(),
+            "{}",
+            String::from_utf8_lossy(&moved.stderr)
+        );
+        let mut args = vec![os("unpack"), a.as_os_str(), os("-C"), dest.as_os_str()];
+        if overwrite {
+            args.push(os("--overwrite-dir"));
+        }
+        ok(&args);
+        let mode = fs::metadata(dest.join("pub")).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, if overwrite { 0o755 } else { 0o700 });
+    }
+}

@@ -89,6 +89,12 @@ struct Restore {
     /// than this (suffixes K, M, G; or unlimited) [default: the target's free space].
     #[arg(long, value_name = "SIZE", value_parser = parse_max_size)]
     max_size: Option<MaxSize>,
+    /// Give directories that exist already the archive's owner, mode and mtime too
+    /// (GNU tar's default); by default only directories unpack makes get them. Only
+    /// where no other user can write the target: such a user could rename one of
+    /// yours into an archived directory's place.
+    #[arg(long)]
+    overwrite_dir: bool,
 }
 
 impl Restore {
@@ -110,6 +116,7 @@ impl Restore {
             memory: self.memory,
             sync: false,
             max_size: self.max_size.unwrap_or_default(),
+            overwrite_dirs: self.overwrite_dir,
         }
     }
 }

@@ -30,8 +30,27 @@ pub struct Staged {
     name: Vec<u8>,
 }
 
-/// The device and inode numbers of a directory, to see that a path still names it.
-pub type Identity = (u64, u64);
+/// A directory of the target as step 1 of an unpack left it: its device and inode
+/// numbers, to see that a path still names it, and whether the unpack made it.
+#[derive(Clone, Copy, Debug)]
+pub struct MadeDir {
+    identity: (u64, u64),
+    made: bool,
+}
+
+impl MadeDir {
+    fn of(st: &rustix::fs::Stat, made: bool) -> MadeDir {
+        MadeDir {
+            identity: (st.st_dev, st.st_ino),
+            made,
+        }
+    }
+
+    /// Whether the unpack made it (it did not exist).
+    pub fn made(&self) -> bool {
+        self.made
+    }
+}
 
 fn os(p: &[u8]) -> &OsStr {
     OsStr::from_bytes(p)
@@ -88,19 +107,19 @@ impl Beneath {
         }
     }
 
-    /// Creates directory `rel` (its parent must exist); an existing directory is fine,
-    /// anything else in its place is an error. Returns the directory's identity: one
-    /// made here is opened and checked to be ours, so a directory renamed into its name
-    /// meanwhile is refused rather than taken for it.
-    pub fn mkdir(&self, rel: &[u8]) -> io::Result<Identity> {
+    /// Creates directory `rel` with permission bits `mode` (its parent must exist); an
+    /// existing directory is fine, anything else in its place is an error. Returns
+    /// what it is: one made here is opened and checked to be ours, so a directory
+    /// renamed into its name meanwhile is refused rather than taken for it.
+    pub fn mkdir(&self, rel: &[u8], mode: u32) -> io::Result<MadeDir> {
         let (dir, name) = self.parent(rel)?;
-        match rustix::fs::mkdirat(&dir, os(name), Mode::from_raw_mode(0o755)) {
+        match rustix::fs::mkdirat(&dir, os(name), Mode::from_raw_mode(mode)) {
             Err(Errno::EXIST) => {
                 let st = rustix::fs::statat(&dir, os(name), AtFlags::SYMLINK_NOFOLLOW)?;
                 if rustix::fs::FileType::from_raw_mode(st.st_mode)
                     == rustix::fs::FileType::Directory
                 {
-                    Ok((st.st_dev, st.st_ino))
+                    Ok(MadeDir::of(&st, false))
                 } else {
                     Err(io::Error::other("exists and is not a directory"))
                 }
@@ -115,17 +134,20 @@ impl Beneath {
                         "replaced by another directory while being made",
                     ));
                 }
-                Ok((st.st_dev, st.st_ino))
+                Ok(MadeDir::of(&st, true))
             }
         }
     }
 
     /// Opens directory `rel` to give it its metadata, checking that it is still the
-    /// directory `identity` names (another user may have renamed one into its place).
-    pub fn open_dir_checked(&self, rel: &[u8], identity: Identity) -> io::Result<OwnedFd> {
+    /// directory `dir` describes: the same device and inode, and, for one made by this
+    /// unpack, still ours (another user who removes it and makes one of their own in
+    /// its place may get the same inode number, but not our ownership).
+    pub fn open_dir_checked(&self, rel: &[u8], dir: MadeDir) -> io::Result<OwnedFd> {
         let fd = self.open_dir(rel)?;
         let st = rustix::fs::fstat(&fd)?;
-        if (st.st_dev, st.st_ino) != identity {
+        let ours = st.st_uid == rustix::process::geteuid().as_raw();
+        if (st.st_dev, st.st_ino) != dir.identity || (dir.made && !ours) {
             return Err(io::Error::other(
                 "replaced by another directory while unpacking: its owner, mode and mtime are not set",
             ));
@@ -345,4 +367,34 @@ pub fn apply_meta(
     rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?;
     rustix::fs::futimens(fd, &times(mtime_ns))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory the unpack made, removed by another user who makes one of their
+    /// own in its place with the same inode number (ext4 reuses them at once), is not
+    /// taken for ours: it is not ours.
+    #[test]
+    fn a_made_directory_recreated_by_another_user_with_its_inode_is_refused() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: needs root, to make a directory another user owns");
+            return;
+        }
+        let tmp = std::env::temp_dir().join(format!("beneath-reuse-{}", std::process::id()));
+        let b = Beneath::open(&tmp).unwrap();
+        let made = b.mkdir(b"d", 0o755).unwrap();
+        assert!(made.made() && b.open_dir_checked(b"d", made).is_ok());
+        std::fs::remove_dir(tmp.join("d")).unwrap();
+        std::fs::create_dir(tmp.join("d")).unwrap();
+        std::os::unix::fs::chown(tmp.join("d"), Some(65534), Some(65534)).unwrap();
+        let st = rustix::fs::stat(tmp.join("d")).unwrap();
+        // As if the inode number had been reused.
+        let recycled = MadeDir::of(&st, true);
+        assert!(b.open_dir_checked(b"d", recycled).is_err());
+        // One found there before the unpack is anyone's: identity alone decides.
+        assert!(b.open_dir_checked(b"d", MadeDir::of(&st, false)).is_ok());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 }

@@ -4,7 +4,7 @@
 //! is checked and resolved beneath the target (see [`super::beneath`]).
 
 use super::archive::Archive;
-use super::beneath::{Beneath, Identity, Staged, apply_meta};
+use super::beneath::{Beneath, MadeDir, Staged, apply_meta};
 use super::layout::Layout;
 use super::verify::{Tally, conclude, piece_digest};
 use super::visit;
@@ -53,6 +53,12 @@ pub struct UnpackOptions {
     /// decompressed bytes): fewer threads run when it cannot give each thread that
     /// for the archive's largest chunk (default [`crate::DEFAULT_MEMORY`]).
     pub memory: usize,
+    /// Give a directory that exists already in the target the archive's owner, mode
+    /// and mtime, as GNU tar does by default (`--overwrite-dir`). Off by default: only
+    /// directories the unpack makes get them (GNU tar's `--no-overwrite-dir`), so a
+    /// directory of yours that another user renames into an archived directory's
+    /// place is not opened up.
+    pub overwrite_dirs: bool,
     /// Flush everything written to stable storage before reporting success: one
     /// syncfs(2) of the target's file system (`--sync`). Off by default, as for tar.
     pub sync: bool,
@@ -72,6 +78,7 @@ impl Default for UnpackOptions {
             xattrs: crate::XattrPolicy::User,
             devices: root,
             memory: crate::pack::DEFAULT_MEMORY,
+            overwrite_dirs: false,
             sync: false,
             max_size: super::MaxSize::FreeSpace,
         }
@@ -480,7 +487,7 @@ struct Job<'a> {
     /// Files of several chunks, made in the staging directory, by entry index.
     split: Mutex<HashMap<usize, Staged>>,
     /// Each directory entry's identity when made or found, by entry path.
-    dirs: Mutex<HashMap<&'a [u8], Identity>>,
+    dirs: Mutex<HashMap<&'a [u8], MadeDir>>,
 }
 
 impl<'a> Job<'a> {
@@ -499,7 +506,7 @@ impl<'a> Job<'a> {
     ///    that its metadata goes to that directory and no other.
     fn directories(&self) -> Result<()> {
         let mut dirs: BTreeSet<&[u8]> = BTreeSet::new();
-        let mut entries: HashSet<&[u8]> = HashSet::new();
+        let mut entries: HashMap<&[u8], &Entry> = HashMap::new();
         for e in self.each() {
             let mut end = 0;
             while let Some(pos) = e.path[end..].iter().position(|&b| b == b'/') {
@@ -508,14 +515,23 @@ impl<'a> Job<'a> {
             }
             if e.kind == EntryKind::Dir {
                 dirs.insert(&e.path);
-                entries.insert(&e.path);
+                entries.insert(&e.path, e);
             }
         }
         let mut identities = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
         for d in dirs {
-            let identity = self.root.mkdir(d).map_err(self.root.err(d, "mkdir"))?;
-            if entries.contains(d) {
-                identities.insert(d, identity);
+            // A directory of the archive is made with its own rwx bits (and ours, to
+            // fill it) from the start, so that a private one is never open meanwhile.
+            let mode = match entries.get(d) {
+                Some(e) => self.meta.mode(e) & 0o777 | 0o700,
+                None => 0o755,
+            };
+            let made = self
+                .root
+                .mkdir(d, mode)
+                .map_err(self.root.err(d, "mkdir"))?;
+            if entries.contains_key(d) && (made.made() || self.opts.overwrite_dirs) {
+                identities.insert(d, made);
             }
         }
         Ok(())
@@ -738,20 +754,22 @@ impl<'a> Job<'a> {
         Ok(links)
     }
 
-    /// 8. Directory modes and mtimes, after their contents, deepest first (a
+    /// 8. Directory owners, modes and mtimes, after their contents, deepest first (a
     ///    directory made unwritable must not stop its subdirectories getting theirs),
-    ///    each on the directory made or found in step 1 and no other.
+    ///    each on the directory made (or, with `overwrite_dirs`, found) in step 1 and
+    ///    no other. A directory that existed already keeps its own, by default.
     fn directory_metadata(&self) -> Result<u64> {
         let root = &self.root;
-        let identities = std::mem::take(&mut *self.dirs.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut dirs: Vec<&Entry> = self.each().filter(|e| e.kind == EntryKind::Dir).collect();
+        let made = std::mem::take(&mut *self.dirs.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut dirs: Vec<&Entry> = (self.each())
+            .filter(|e| e.kind == EntryKind::Dir && made.contains_key(e.path.as_slice()))
+            .collect();
         dirs.sort_by_key(|e| std::cmp::Reverse(e.path.iter().filter(|&&b| b == b'/').count()));
         for e in &dirs {
-            let identity = identities
-                .get(e.path.as_slice())
-                .copied()
-                .unwrap_or_default();
-            let fd = (root.open_dir_checked(&e.path, identity))
+            let Some(&dir) = made.get(e.path.as_slice()) else {
+                continue;
+            };
+            let fd = (root.open_dir_checked(&e.path, dir))
                 .map_err(root.err(&e.path, "open directory"))?;
             (self.meta.apply_meta(&fd, e)).map_err(root.err(&e.path, "set metadata"))?;
         }
