@@ -500,14 +500,26 @@ fn a_private_directory_is_made_private() {
         .args(["-f", "-qq", "-e", "trace=mkdir,mkdirat", "-o"])
         .arg(&log)
         .arg(bin())
-        .args([os("unpack"), archive.as_os_str(), os("-C"), dest.as_os_str()])
+        .args([
+            os("unpack"),
+            archive.as_os_str(),
+            os("-C"),
+            dest.as_os_str(),
+        ])
         .output();
     let Ok(out) = traced else {
-        assert!(std::env::var_os("ZNIPPY_REQUIRE_STRACE").is_none(), "no strace");
+        assert!(
+            std::env::var_os("ZNIPPY_REQUIRE_STRACE").is_none(),
+            "no strace"
+        );
         eprintln!("SKIPPED: no strace");
         return;
     };
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let calls = fs::read_to_string(&log).unwrap();
     let made = |name: &str| {
         calls
@@ -518,6 +530,10 @@ fn a_private_directory_is_made_private() {
     };
     assert!(made("private").contains("0700"), "{}", made("private"));
     assert!(made("open").contains("0755"), "{}", made("open"));
-    let mode = fs::metadata(dest.join("private")).unwrap().permissions().mode() & 0o777;
+    let mode = fs::metadata(dest.join("private"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o700);
 }

@@ -433,3 +433,55 @@ fn fifos_and_symlinks_named_like_leftovers_are_not_opened() {
     assert_eq!(fs::read(&victim).unwrap(), b"root only");
     ok(&[os("verify"), out.as_os_str()]);
 }
+
+/// A symlink that another user planted under the output's name in a sticky,
+/// world-writable directory is not followed (the kernel's protected_symlinks rule,
+/// which resolving the link ourselves must keep): the file it names stays as it was.
+/// Our own symlink there is still followed.
+#[test]
+fn a_symlink_planted_by_another_user_in_a_shared_directory_is_not_followed() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root, to plant it as another user");
+        return;
+    }
+    let s = Scratch::new("planted-link");
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let src = s.path("src");
+    write(&src, "f", b"data");
+    let shared = s.path("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = s.path("victim");
+    fs::write(&victim, b"root only").unwrap();
+    let planted = shared.join("out.znippy");
+    let r = as_nobody(&format!(
+        "ln -s '{}' '{}'",
+        victim.display(),
+        planted.display()
+    ));
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for writer in writers(&src, &s.path("a.znippy"), &planted) {
+        if writer[0] == "index" {
+            ok(&[
+                os("pack"),
+                src.as_os_str(),
+                os("-o"),
+                s.path("a.znippy").as_os_str(),
+            ]);
+        }
+        let args: Vec<&OsStr> = writer.iter().map(|a| a.as_os_str()).collect();
+        let r = run(&args);
+        assert!(
+            !r.status.success(),
+            "{writer:?} followed the planted symlink"
+        );
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains("protected_symlinks"), "{err}");
+        assert_eq!(fs::read(&victim).unwrap(), b"root only");
+    }
+    // Ours is followed, as documented.
+    fs::remove_file(&planted).unwrap();
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    ok(&[os("pack"), src.as_os_str(), os("-o"), planted.as_os_str()]);
+    assert!(fs::read(&victim).unwrap().starts_with(b"ZNPYURNG"));
+}

@@ -82,6 +82,34 @@ pub(crate) fn refuse_overwrite(
     Ok(())
 }
 
+/// Refuses to follow the symlink at `path` (lstat `meta`) where the kernel's
+/// `fs.protected_symlinks` rule would: in a sticky, world-writable directory (/tmp, a
+/// shared spool), a symlink owned by neither us nor the directory's owner. Another user
+/// who plants one there under the archive's name would otherwise have root replace the
+/// file it names. Resolving links ourselves must not lose that protection.
+fn refuse_planted_symlink(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir_meta = fs::metadata(dir).map_err(|e| Error::io(dir, "stat", e))?;
+    let shared = dir_meta.mode() & 0o1002 == 0o1002;
+    let euid = rustix::process::geteuid().as_raw();
+    if shared && meta.uid() != euid && meta.uid() != dir_meta.uid() {
+        return Err(Error::Input {
+            path: path.into(),
+            problem: format!(
+                "a symlink of another user (uid {}) in a sticky, world-writable directory: \
+                 not followed (the kernel's protected_symlinks rule); an archive cannot be \
+                 written there",
+                meta.uid()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Hops through symlinks before giving up, as the kernel does (ELOOP).
 const MAX_SYMLINKS: usize = 40;
 
@@ -110,6 +138,7 @@ pub(crate) fn resolve(dest: Destination) -> Result<Resolved> {
             })
         };
         if kind.is_symlink() {
+            refuse_planted_symlink(&path, &meta)?;
             let link = fs::read_link(&path).map_err(|e| Error::io(&path, "readlink", e))?;
             path = match path.parent() {
                 Some(dir) if link.is_relative() => dir.join(link),
@@ -131,7 +160,7 @@ pub(crate) fn resolve(dest: Destination) -> Result<Resolved> {
             // open waits for its reader, as with tar).
             let file = OpenOptions::new()
                 .write(true)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NOFOLLOW)
                 .open(&path)
                 .map_err(|e| Error::io(&path, "open", e))?;
             return Ok(Resolved::Stream(file, given));
