@@ -537,3 +537,78 @@ fn a_private_directory_is_made_private() {
         & 0o777;
     assert_eq!(mode, 0o700);
 }
+
+/// A default POSIX ACL on a target directory of another user (who set it to read
+/// what root unpacks there) is not inherited by anything unpack makes: files of one
+/// chunk and of several, directories, fifos. In a directory of our own, it is
+/// inherited as usual.
+#[test]
+fn a_default_acl_of_another_users_directory_is_not_inherited() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root, to unpack into another user's directory");
+        return;
+    }
+    let s = Scratch::new("acl");
+    let src = s.path("src");
+    write(&src, "grp", b"group only");
+    fs::set_permissions(src.join("grp"), fs::Permissions::from_mode(0o640)).unwrap();
+    write(&src, "dir/inner", b"inner");
+    fs::set_permissions(src.join("dir"), fs::Permissions::from_mode(0o750)).unwrap();
+    write(&src, "big", &bytes(3, 3 * 65536 + 10, false));
+    fs::set_permissions(src.join("big"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(src.join("fifo"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let archive = s.path("a.znippy");
+    let chunk = ["--chunk-size", "64K"];
+    ok(&[
+        os("pack"),
+        src.as_os_str(),
+        os("-o"),
+        archive.as_os_str(),
+        os(chunk[0]),
+        os(chunk[1]),
+    ]);
+    // user::rwx, user:65534:rwx, group::r-x, mask::rwx, other::r-x
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 7u16, u32::MAX),
+        (2, 7, 65534),
+        (4, 5, u32::MAX),
+        (0x10, 7, u32::MAX),
+        (0x20, 5, u32::MAX),
+    ] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(id.to_le_bytes());
+    }
+    let has_acl =
+        |p: &Path| rustix::fs::lgetxattr(p, "system.posix_acl_access", &mut [0u8; 256][..]).is_ok();
+    for (owner, inherited) in [(65534, false), (0, true)] {
+        let dest = s.path(&format!("dest-{owner}"));
+        fs::create_dir(&dest).unwrap();
+        std::os::unix::fs::chown(&dest, Some(owner), Some(owner)).unwrap();
+        let flags = rustix::fs::XattrFlags::empty();
+        if let Err(e) = rustix::fs::setxattr(&dest, "system.posix_acl_default", &acl, flags) {
+            eprintln!("SKIPPED: no POSIX ACLs here ({e})");
+            return;
+        }
+        ok(&[
+            os("unpack"),
+            archive.as_os_str(),
+            os("-C"),
+            dest.as_os_str(),
+        ]);
+        for p in ["grp", "dir", "dir/inner", "big", "fifo"] {
+            assert_eq!(
+                has_acl(&dest.join(p)),
+                inherited,
+                "{p} in a directory of uid {owner}"
+            );
+        }
+    }
+}

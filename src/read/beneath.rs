@@ -127,13 +127,14 @@ impl Beneath {
             Err(e) => Err(e.into()),
             Ok(()) => {
                 let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                let st =
-                    rustix::fs::fstat(rustix::fs::openat(&dir, os(name), flags, Mode::empty())?)?;
+                let made = rustix::fs::openat(&dir, os(name), flags, Mode::empty())?;
+                let st = rustix::fs::fstat(&made)?;
                 if st.st_uid != rustix::process::geteuid().as_raw() {
                     return Err(io::Error::other(
                         "replaced by another directory while being made",
                     ));
                 }
+                strip_foreign_acls(&made, &dir, true)?;
                 Ok(MadeDir::of(&st, true))
             }
         }
@@ -226,14 +227,19 @@ impl Beneath {
     /// is there, so an existing hard link or symlink is never written through.
     pub fn create(&self, rel: &[u8]) -> io::Result<OwnedFd> {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
-        match self.resolve(rel, flags, Mode::from_raw_mode(0o600)) {
+        let fd = match self.resolve(rel, flags, Mode::from_raw_mode(0o600)) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 let (dir, name) = self.parent(rel)?;
                 rustix::fs::unlinkat(&dir, os(name), AtFlags::empty())?;
-                self.resolve(rel, flags, Mode::from_raw_mode(0o600))
+                self.resolve(rel, flags, Mode::from_raw_mode(0o600))?
             }
-            r => r,
+            r => r?,
+        };
+        if has_xattr(&fd, ACCESS_ACL) {
+            let (dir, _) = self.parent(rel)?;
+            strip_foreign_acls(&fd, &dir, false)?;
         }
+        Ok(fd)
     }
 
     /// Opens existing directory `rel` (or the root, for an empty path).
@@ -317,6 +323,40 @@ impl Beneath {
                 let _ = staging.discard(&staged);
             })
     }
+}
+
+/// The POSIX ACLs the kernel gives a new inode from its directory's default ACL.
+const ACCESS_ACL: &str = "system.posix_acl_access";
+const DEFAULT_ACL: &str = "system.posix_acl_default";
+
+/// Whether `fd` has the extended attribute `name`.
+fn has_xattr(fd: &OwnedFd, name: &str) -> bool {
+    rustix::fs::fgetxattr_query(fd, name).is_ok()
+}
+
+/// Removes from `fd`, an inode just made in directory `dir`, the ACLs it inherited
+/// from `dir`'s default ACL when `dir` belongs to another user: an ACL that user set
+/// would otherwise give them access to what we unpack (archives hold no ACLs; in a
+/// directory of our own, a default ACL is ours to keep, and is inherited as usual).
+/// A directory inherits a default ACL only along with an access ACL, so for one
+/// (`is_dir`) the default ACL tells.
+pub(super) fn strip_foreign_acls(fd: &OwnedFd, dir: &OwnedFd, is_dir: bool) -> io::Result<()> {
+    let inherited = has_xattr(fd, if is_dir { DEFAULT_ACL } else { ACCESS_ACL });
+    if !inherited || rustix::fs::fstat(dir)?.st_uid == rustix::process::geteuid().as_raw() {
+        return Ok(());
+    }
+    let names: &[&str] = if is_dir {
+        &[ACCESS_ACL, DEFAULT_ACL]
+    } else {
+        &[ACCESS_ACL]
+    };
+    for name in names {
+        match rustix::fs::fremovexattr(fd, *name) {
+            Err(rustix::io::Errno::NODATA) | Ok(()) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Sets the owner of `name` in `dir` itself, never following a symlink.
