@@ -482,3 +482,19 @@ fn check_chunk(i: usize, c: &ChunkRecord, blob_end: u64) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_and_the_manifest_must_state_the_same_version() {
+        assert_eq!(check_version(2, Some(2)), Ok(()));
+        assert_eq!(check_version(1, Some(1)), Ok(()));
+        assert_eq!(check_version(1, None), Ok(()));
+        let err = check_version(2, None).unwrap_err();
+        assert!(err.contains("the manifest states none"), "{err}");
+        let err = check_version(2, Some(1)).unwrap_err();
+        assert!(err.contains("format version 2, the manifest 1"), "{err}");
+    }
+}
