@@ -1,6 +1,6 @@
 //! An open archive: its validated index, and verified reads of chunks and files.
 
-use super::chain::{Chain, From, Opened};
+use super::chain::{Chain, ChunkSource, Opened};
 use crate::digest;
 use crate::error::{Error, Result};
 use crate::format::base::id_of;
@@ -558,7 +558,7 @@ impl Archive {
             Some(chain) => chain
                 .source(id)
                 .ok_or_else(|| format!("chunk {id} has no file"))?,
-            None => From {
+            None => ChunkSource {
                 file: &self.file,
                 path: &self.path,
                 digest_of: self.index.digest_of(),

@@ -49,7 +49,7 @@ struct Source {
 }
 
 /// Where a chunk of the joined table is read from, and how it is checked.
-pub struct From<'a> {
+pub struct ChunkSource<'a> {
     /// The file of the archive that holds it.
     pub file: &'a File,
     /// Its path.
@@ -197,12 +197,12 @@ impl Chain {
     }
 
     /// Where chunk `id` (joined numbering) is read from, and how it is checked.
-    pub fn source(&self, id: u64) -> Option<From<'_>> {
+    pub fn source(&self, id: u64) -> Option<ChunkSource<'_>> {
         let i = self
             .sources
             .partition_point(|s| s.start <= id)
             .checked_sub(1)?;
-        self.sources.get(i).map(|s| From {
+        self.sources.get(i).map(|s| ChunkSource {
             file: &s.file,
             path: &s.path,
             digest_of: s.digest_of,
