@@ -1,6 +1,7 @@
 //! BLAKE3 digests of chunks and of whole files.
 //!
-//! A chunk's digest is plain BLAKE3 of its uncompressed bytes. A file's digest is plain
+//! A chunk's digest is plain BLAKE3 of its blob as stored (format 2; in format 1, of
+//! its uncompressed bytes: see `format::chunk::DigestOf`). A file's digest is plain
 //! BLAKE3 of the whole file (what `b3sum` prints), even when the file is split over
 //! chunks compressed on different cores: each core computes the chaining value of its
 //! piece as a BLAKE3 subtree, and [`merge_file`] joins them in the tree's shape. This

@@ -25,7 +25,7 @@ fn amplifying(path: &Path, chunk: &[u8], files: usize, sparse: bool) {
         stored_len: blob.len() as u64,
         raw_len: chunk.len() as u64,
         codec: Codec::Zstd,
-        digest,
+        digest: *blake3::hash(&blob).as_bytes(), // format 2: of the blob
     }];
     bytes.extend_from_slice(&blob);
     let entries: Vec<Entry> = (0..files)

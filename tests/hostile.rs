@@ -1,7 +1,9 @@
-//! Hostile archives: every input the fuzzer found (tests/data/fuzz), the fuzz seeds,
-//! and a fixed set of structure-aware index mutations of those seeds, each run through
-//! the fuzz target's own checks (fuzz/src/lib.rs): open, list, verify, read every file,
-//! unpack; no panic, exact read lengths, nothing written outside the target.
+//! Hostile archives: every input the fuzzer found (tests/data/fuzz, format 1), the fuzz
+//! seeds (of formats 1 and 2: `*-v2.znippy` are the same trees packed by format 2),
+//! and a fixed set of structure-aware index mutations of those seeds (each keeping its
+//! seed's format version), each run through the fuzz target's own checks
+//! (fuzz/src/lib.rs): open, list, verify, read every file, unpack; no panic, exact
+//! read lengths, nothing written outside the target.
 
 #[path = "../fuzz/src/lib.rs"]
 mod oracle;

@@ -131,7 +131,14 @@ pub fn rewrite_index(
         return None;
     }
     let groups = [(Group::default(), entries.as_slice())];
-    out.extend(index::encode(&groups, &chunks, &[], blob_end));
+    // The manifest states the header's version, whose rule the chunk digests follow.
+    out.extend(index::encode_as(
+        idx.version,
+        &groups,
+        &chunks,
+        &[],
+        blob_end,
+    ));
     Some(out)
 }
 

@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
-use znippy_uring::{Archive, Codec, EntryKind, FORMAT_VERSION};
+use znippy_uring::{Archive, Codec, EntryKind};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -68,7 +68,7 @@ impl<'a> Info<'a> {
         let zstd_chunks = a.chunks().iter().filter(|c| c.codec == Codec::Zstd).count();
         Info {
             archive,
-            format_version: FORMAT_VERSION,
+            format_version: a.format_version(),
             size: a.len(),
             entries: a.entries().len(),
             files: count(EntryKind::File),

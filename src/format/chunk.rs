@@ -27,6 +27,29 @@ impl Codec {
     }
 }
 
+/// What a chunk record's digest is BLAKE3 of. The format version of the archive that
+/// holds the chunk decides (it is never stored per chunk): an incremental archive's
+/// chunks in a base of another version are checked by that base's rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestOf {
+    /// Format 1: the chunk's uncompressed bytes, checked after decoding.
+    Raw,
+    /// Format 2 on: the blob as stored (the zstd frame, or the raw bytes of a stored
+    /// chunk), checked before decoding.
+    Blob,
+}
+
+impl DigestOf {
+    /// The rule of format `version`.
+    pub fn of_version(version: u32) -> DigestOf {
+        if version < 2 {
+            DigestOf::Raw
+        } else {
+            DigestOf::Blob
+        }
+    }
+}
+
 /// One row of the chunks table: where a blob lies and what it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkRecord {
@@ -38,7 +61,8 @@ pub struct ChunkRecord {
     pub raw_len: u64,
     /// How the blob encodes the chunk.
     pub codec: Codec,
-    /// BLAKE3 of the uncompressed bytes.
+    /// BLAKE3 of the blob (format 2; of the uncompressed bytes in format 1: see
+    /// [`DigestOf`]).
     pub digest: [u8; 32],
 }
 

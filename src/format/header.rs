@@ -2,8 +2,11 @@
 
 /// Magic bytes at offset 0 of every archive.
 pub const MAGIC: [u8; 8] = *b"ZNPYURNG";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes.
+pub const VERSION: u32 = 2;
+/// The oldest format version this build reads (it reads every version up to
+/// [`VERSION`]).
+pub const OLDEST: u32 = 1;
 /// Length of the header; the first blob starts here.
 pub const HEADER_LEN: u64 = 16;
 /// Header flag: the archive is incremental; some of its files' data lies in the
@@ -27,9 +30,9 @@ pub fn decode(h: &[u8; HEADER_LEN as usize]) -> Result<u32, String> {
         return Err("bad magic at byte 0".into());
     }
     let version = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-    if version != VERSION {
+    if !(OLDEST..=VERSION).contains(&version) {
         return Err(format!(
-            "format version {version} is not supported (this build reads {VERSION})"
+            "format version {version} is not supported (this build reads {OLDEST} to {VERSION})"
         ));
     }
     let flags = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
@@ -50,9 +53,15 @@ mod tests {
         let mut bad = encode(0);
         bad[0] ^= 1;
         assert!(decode(&bad).unwrap_err().contains("magic"));
-        let mut v2 = encode(0);
-        v2[8] = 2;
-        assert!(decode(&v2).unwrap_err().contains("version 2"));
+        let mut v1 = encode(0);
+        v1[8] = 1;
+        assert_eq!(decode(&v1), Ok(1));
+        for unknown in [0u8, 3] {
+            let mut v = encode(0);
+            v[8] = unknown;
+            let err = decode(&v).unwrap_err();
+            assert!(err.contains(&format!("version {unknown} ")), "{err}");
+        }
         assert!(decode(&encode(2)).unwrap_err().contains("flags"));
     }
 }

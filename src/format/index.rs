@@ -2,7 +2,7 @@
 //! after the blobs; and reading them back with every field checked against the file.
 
 use super::base::{self, Base};
-use super::chunk::{self, ChunkRecord, Codec};
+use super::chunk::{self, ChunkRecord, Codec, DigestOf};
 use super::entry::{self, DataLocation, Entry, EntryKind};
 use super::manifest::{self, Group, SubIndex, SubIndexKind};
 use super::{footer, header, ipc_decode, ipc_encode};
@@ -35,9 +35,16 @@ pub struct Index {
     pub manifest_digest: [u8; 32],
     /// The archives an incremental archive's data also lies in (empty otherwise).
     pub bases: Vec<Base>,
+    /// The format version, as the header and the manifest both state it.
+    pub version: u32,
 }
 
 impl Index {
+    /// What this archive's chunk digests are BLAKE3 of.
+    pub fn digest_of(&self) -> DigestOf {
+        DigestOf::of_version(self.version)
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.tables.iter().map(entry::Table::len).sum()
@@ -90,6 +97,18 @@ pub fn encode(
     bases: &[Base],
     blob_end: u64,
 ) -> Vec<u8> {
+    encode_as(header::VERSION, groups, chunks, bases, blob_end)
+}
+
+/// [`encode`], the manifest stating format `version` (for rewriting an archive of an
+/// earlier version, whose header and chunk digests are of that version).
+pub fn encode_as(
+    version: u32,
+    groups: &[(Group, &[Entry])],
+    chunks: &[ChunkRecord],
+    bases: &[Base],
+    blob_end: u64,
+) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rows = Vec::new();
     let mut push = |out: &mut Vec<u8>, kind, group: Group, bytes: Vec<u8>, n: usize| {
@@ -132,7 +151,7 @@ pub fn encode(
         );
     }
     let manifest_offset = blob_end + out.len() as u64;
-    let manifest = ipc_encode(&manifest::to_batch(&rows));
+    let manifest = ipc_encode(&manifest::to_batch(&rows, version));
     out.extend_from_slice(&manifest);
     out.extend_from_slice(&crate::digest::hash(&manifest));
     out.extend_from_slice(&footer::encode(manifest_offset));
@@ -145,10 +164,11 @@ pub fn read(
     file_len: u64,
     mut read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
 ) -> Result<Index, String> {
-    let (manifest_offset, rows, manifest_digest) = read_manifest(file_len, &mut read_at)?;
+    let (manifest_offset, rows, manifest_digest, version) = read_manifest(file_len, &mut read_at)?;
     let mut index = Index {
         blob_end: blob_end(&rows, manifest_offset)?,
         manifest_digest,
+        version,
         ..Index::default()
     };
     let mut chunk_tables = 0;
@@ -192,7 +212,7 @@ pub fn read_bases(
     file_len: u64,
     mut read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
 ) -> Result<([u8; 32], Vec<Base>), String> {
-    let (manifest_offset, rows, manifest_digest) = read_manifest(file_len, &mut read_at)?;
+    let (manifest_offset, rows, manifest_digest, _) = read_manifest(file_len, &mut read_at)?;
     blob_end(&rows, manifest_offset)?; // every span checked before anything is read
     let mut bases = Vec::new();
     for r in rows.iter().filter(|r| r.kind == SubIndexKind::Bases) {
@@ -201,18 +221,22 @@ pub fn read_bases(
     Ok((manifest_digest, bases))
 }
 
+/// What [`read_manifest`] returns: the manifest's offset, rows and digest, and the
+/// format version.
+type Manifest = (u64, Vec<SubIndex>, [u8; 32], u32);
+
 /// Checks header and footer, and reads the manifest the footer points at, checking
-/// its digest. Returns the manifest's offset, rows and digest.
+/// its digest and that it states the header's format version.
 fn read_manifest(
     file_len: u64,
     read_at: &mut impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
-) -> Result<(u64, Vec<SubIndex>, [u8; 32]), String> {
+) -> Result<Manifest, String> {
     if file_len < header::HEADER_LEN + MANIFEST_DIGEST_LEN + footer::FOOTER_LEN {
         return Err(format!("only {file_len} bytes long"));
     }
     let head = read_at(0, header::HEADER_LEN as usize).map_err(io)?;
     let head: [u8; 16] = head.try_into().map_err(|_| "short header read")?;
-    header::decode(&head).map_err(|p| format!("not a znippy archive: {p}"))?;
+    let version = header::decode(&head).map_err(|p| format!("not a znippy archive: {p}"))?;
     let foot = read_at(file_len - footer::FOOTER_LEN, footer::FOOTER_LEN as usize).map_err(io)?;
     let foot: [u8; 16] = foot.try_into().map_err(|_| "short footer read")?;
     let manifest_offset = footer::decode(&foot)?;
@@ -228,9 +252,26 @@ fn read_manifest(
     if manifest_digest.as_slice() != digest.as_slice() {
         return Err("manifest BLAKE3 mismatch (the index is damaged)".into());
     }
-    let rows = manifest::from_batch(&ipc_decode(bytes).map_err(|e| format!("manifest: {e}"))?)
-        .map_err(|e| format!("manifest: {e}"))?;
-    Ok((manifest_offset, rows, manifest_digest))
+    let batch = ipc_decode(bytes).map_err(|e| format!("manifest: {e}"))?;
+    check_version(version, manifest::version(&batch)?)?;
+    let rows = manifest::from_batch(&batch).map_err(|e| format!("manifest: {e}"))?;
+    Ok((manifest_offset, rows, manifest_digest, version))
+}
+
+/// The header's format version must be the one the manifest states, so that the
+/// rule chunks are checked by is covered by the manifest's BLAKE3 (and so by the
+/// archive's id). Only a version-1 manifest may leave it unstated.
+fn check_version(header: u32, manifest: Option<u32>) -> Result<(), String> {
+    match manifest {
+        Some(m) if m == header => Ok(()),
+        None if header == 1 => Ok(()),
+        Some(m) => Err(format!(
+            "the header says format version {header}, the manifest {m}"
+        )),
+        None => Err(format!(
+            "the header says format version {header}, the manifest states none"
+        )),
+    }
 }
 
 /// Where the blobs end: at the first sub-index. Sub-indexes must be disjoint, inside
@@ -440,4 +481,20 @@ fn check_chunk(i: usize, c: &ChunkRecord, blob_end: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_and_the_manifest_must_state_the_same_version() {
+        assert_eq!(check_version(2, Some(2)), Ok(()));
+        assert_eq!(check_version(1, Some(1)), Ok(()));
+        assert_eq!(check_version(1, None), Ok(()));
+        let err = check_version(2, None).unwrap_err();
+        assert!(err.contains("the manifest states none"), "{err}");
+        let err = check_version(2, Some(1)).unwrap_err();
+        assert!(err.contains("format version 2, the manifest 1"), "{err}");
+    }
 }

@@ -48,9 +48,9 @@ pub struct SubIndex {
 /// Key of the schema metadata entry carrying the format version.
 pub const VERSION_KEY: &str = "znippy.format_version";
 
-/// The manifest's schema (with the format version in its metadata).
-pub fn schema() -> Arc<Schema> {
-    let meta = HashMap::from([(VERSION_KEY.to_string(), super::header::VERSION.to_string())]);
+/// The manifest's schema, with format `version` in its metadata.
+pub fn schema(version: u32) -> Arc<Schema> {
+    let meta = HashMap::from([(VERSION_KEY.to_string(), version.to_string())]);
     Arc::new(
         Schema::new(vec![
             Field::new("kind", DataType::Utf8, false),
@@ -65,8 +65,8 @@ pub fn schema() -> Arc<Schema> {
     )
 }
 
-/// Builds the manifest table.
-pub fn to_batch(rows: &[SubIndex]) -> RecordBatch {
+/// Builds the manifest table of an archive of format `version`.
+pub fn to_batch(rows: &[SubIndex], version: u32) -> RecordBatch {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(rows.iter().map(
             |r| match r.kind {
@@ -89,7 +89,17 @@ pub fn to_batch(rows: &[SubIndex]) -> RecordBatch {
                 .unwrap_or_else(|_| FixedSizeBinaryArray::new_null(32, 0)),
         ),
     ];
-    RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("manifest: {e}"))
+    RecordBatch::try_new(schema(version), columns).unwrap_or_else(|e| unreachable!("manifest: {e}"))
+}
+
+/// The format version the manifest's schema metadata states, if it states one.
+pub fn version(batch: &RecordBatch) -> Result<Option<u32>, String> {
+    let Some(v) = batch.schema_ref().metadata().get(VERSION_KEY) else {
+        return Ok(None);
+    };
+    v.parse()
+        .map(Some)
+        .map_err(|_| format!("manifest: format version {v:?} is not a number"))
 }
 
 /// Reads the manifest table.

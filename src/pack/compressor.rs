@@ -33,7 +33,7 @@ pub struct Sealed {
     pub stored_len: usize,
     /// Uncompressed length.
     pub raw_len: usize,
-    /// BLAKE3 of the uncompressed bytes.
+    /// BLAKE3 of the blob.
     pub digest: Digest,
     /// Digests of the file pieces in the chunk, by entry.
     pub pieces: Vec<(usize, PieceDigest)>,
@@ -618,7 +618,10 @@ impl Compressor {
     }
 
     /// Hashes and compresses a filled slot; a zstd frame that pays replaces the data
-    /// in the slot.
+    /// in the slot. Every input byte is hashed once, for its file's digest; the
+    /// chunk's digest is of the blob (format 2), so a zstd chunk costs a hash of its
+    /// frame on top, and a stored chunk a second pass over its bytes unless it is one
+    /// whole file, whose digest it shares.
     fn seal(
         &self,
         zstd: Option<&mut Zstd>,
@@ -628,46 +631,62 @@ impl Compressor {
     ) -> Result<Sealed> {
         // SAFETY: all reads into the slot have completed; we own it.
         let data: &[u8] = unsafe { self.ring.slot(f.slot, f.plan.len) };
-        let chunk_digest = digest::hash(data);
+        let raw_len = data.len();
         pieces.clear();
+        let mut whole_file = None;
         for p in &f.plan.pieces {
-            let d = if p.whole && p.len == data.len() {
-                PieceDigest::Whole(chunk_digest)
-            } else {
-                let bytes = &data[p.chunk_offset..p.chunk_offset + p.len];
-                digest::piece(bytes, p.file_offset, p.whole)
-            };
+            let bytes = &data[p.chunk_offset..p.chunk_offset + p.len];
+            let d = digest::piece(bytes, p.file_offset, p.whole);
+            if let (true, PieceDigest::Whole(whole)) = (p.len == raw_len, d) {
+                whole_file = Some(whole);
+            }
             pieces.push((p.entry, d));
         }
         clock.work("hash");
-        let mut codec = Codec::Stored;
-        let mut stored_len = data.len();
         if let (Some(z), false) = (zstd, f.plan.store) {
             z.frame.clear();
-            z.frame.reserve(zstd::zstd_safe::compress_bound(data.len()));
+            z.frame.reserve(zstd::zstd_safe::compress_bound(raw_len));
             let n = z
                 .cctx
                 .compress_to_buffer(data, &mut z.frame)
                 .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
-            if crate::skip::frame_pays(n, data.len()) {
+            clock.work("compress");
+            if crate::skip::frame_pays(n, raw_len) {
+                let frame = &z.frame[..n];
+                let chunk_digest = digest::hash(frame);
+                clock.work("hash");
                 // SAFETY: we own the slot; the data is hashed and compressed, and the
                 // frame is shorter than it.
-                unsafe { self.ring.slot(f.slot, n) }.copy_from_slice(&z.frame[..n]);
-                codec = Codec::Zstd;
-                stored_len = n;
+                unsafe { self.ring.slot(f.slot, n) }.copy_from_slice(frame);
+                clock.work("compress");
+                return Ok(self.sealed(&f, Codec::Zstd, n, raw_len, chunk_digest, pieces));
             }
-            clock.work("compress");
         }
-        Ok(Sealed {
+        let chunk_digest = whole_file.unwrap_or_else(|| digest::hash(data));
+        clock.work("hash");
+        Ok(self.sealed(&f, Codec::Stored, raw_len, raw_len, chunk_digest, pieces))
+    }
+
+    /// The sealed chunk of slot `f`, its blob `stored_len` bytes of `codec`.
+    fn sealed(
+        &self,
+        f: &Filling,
+        codec: Codec,
+        stored_len: usize,
+        raw_len: usize,
+        digest: Digest,
+        pieces: Vec<(usize, PieceDigest)>,
+    ) -> Sealed {
+        Sealed {
             seq: f.plan.seq,
             worker: self.id,
             slot: f.slot,
             codec,
             stored_len,
-            raw_len: data.len(),
-            digest: chunk_digest,
+            raw_len,
+            digest,
             pieces,
-        })
+        }
     }
 
     /// After an error: waits for reads still in flight so no I/O outlives the ring.

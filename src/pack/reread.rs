@@ -147,12 +147,8 @@ impl<'a> Rereader<'a> {
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
                 Err(e) => return Err(Error::io(path, "read", e)),
             }
-            let chunk_digest = digest::hash(data);
-            let piece = if whole {
-                PieceDigest::Whole(chunk_digest)
-            } else {
-                digest::piece(data, offset, false)
-            };
+            // Each byte hashed once for the file; the chunk's digest is of its blob.
+            let piece = digest::piece(data, offset, whole);
             let mut codec = Codec::Stored;
             let frame;
             let mut blob: &[u8] = data;
@@ -166,6 +162,10 @@ impl<'a> Rereader<'a> {
                     blob = &frame;
                 }
             }
+            let chunk_digest = match (codec, piece) {
+                (Codec::Stored, PieceDigest::Whole(d)) => d,
+                _ => digest::hash(blob),
+            };
             self.output.write_at(blob, *blob_end)?;
             pieces.push((chunks.len() as u64, piece));
             chunks.push(ChunkRecord {

@@ -9,14 +9,15 @@
 //! (never a FIFO or a device, which could block), and the archive itself is never its
 //! own base. A base is taken only if the BLAKE3 of its manifest is the one recorded,
 //! which vouches for every chunk digest it holds, so its chunks are checked like the
-//! archive's own. A base that is missing or not the one recorded is remembered, with
+//! archive's own, each by the rule of the format version of the archive that holds it
+//! (a version-2 archive may build on a version-1 base). A base that is missing or not the one recorded is remembered, with
 //! why: reading a file whose data lies there fails, naming it
 //! ([`super::Archive::require_bases`] and [`Chain::why_missing`]).
 
 use super::archive::{open_regular, read_index};
 use crate::error::{Error, Result};
 use crate::format::base::{Base, id_of};
-use crate::format::chunk::ChunkRecord;
+use crate::format::chunk::{ChunkRecord, DigestOf};
 use crate::format::entry::{DataLocation, Entry};
 use crate::format::index::{self, Index};
 use std::fs::File;
@@ -29,10 +30,32 @@ pub struct Chain {
     pub entries: Vec<Entry>,
     /// The archive's chunks, then each attached base's.
     pub chunks: Vec<ChunkRecord>,
-    /// Where chunks from the `.0`-th on are read: the file, and its path.
-    sources: Vec<(u64, File, PathBuf)>,
+    /// Where the chunks from the `start`-th on are read, and how they are checked.
+    sources: Vec<Source>,
     /// Per base: the first chunk number it got, or why it is not there.
     starts: Vec<std::result::Result<u64, String>>,
+}
+
+/// The archive that holds a run of the joined chunks.
+struct Source {
+    /// The first of its chunks, in the joined numbering.
+    start: u64,
+    /// Its file.
+    file: File,
+    /// Its path.
+    path: PathBuf,
+    /// What its chunk digests are BLAKE3 of (by its format version).
+    digest_of: DigestOf,
+}
+
+/// Where a chunk of the joined table is read from, and how it is checked.
+pub struct ChunkSource<'a> {
+    /// The file of the archive that holds it.
+    pub file: &'a File,
+    /// Its path.
+    pub path: &'a Path,
+    /// What its digest is BLAKE3 of.
+    pub digest_of: DigestOf,
 }
 
 /// An archive opened as a possible base: its index, its file, its path, and its device
@@ -91,7 +114,12 @@ impl Chain {
         let mut chain = Chain {
             entries: Vec::new(),
             chunks: index.chunks.clone(),
-            sources: vec![(0, own, path.to_path_buf())],
+            sources: vec![Source {
+                start: 0,
+                file: own,
+                path: path.to_path_buf(),
+                digest_of: index.digest_of(),
+            }],
             starts: Vec::new(),
         };
         let itself = Itself {
@@ -127,7 +155,12 @@ impl Chain {
                     index::check_based(index, b16, &o.index.chunks)
                         .map_err(|p| Error::corrupt(path, p))?;
                     chain.chunks.extend(o.index.chunks.iter().cloned());
-                    chain.sources.push((start, o.file, o.path));
+                    chain.sources.push(Source {
+                        start,
+                        digest_of: o.index.digest_of(),
+                        file: o.file,
+                        path: o.path,
+                    });
                     Ok(start)
                 }
                 Err(why) => Err(why),
@@ -163,10 +196,17 @@ impl Chain {
         e
     }
 
-    /// The file chunk `id` (joined numbering) is read from, and its path.
-    pub fn source(&self, id: u64) -> Option<(&File, &Path)> {
-        let i = self.sources.partition_point(|s| s.0 <= id).checked_sub(1)?;
-        self.sources.get(i).map(|s| (&s.1, s.2.as_path()))
+    /// Where chunk `id` (joined numbering) is read from, and how it is checked.
+    pub fn source(&self, id: u64) -> Option<ChunkSource<'_>> {
+        let i = self
+            .sources
+            .partition_point(|s| s.start <= id)
+            .checked_sub(1)?;
+        self.sources.get(i).map(|s| ChunkSource {
+            file: &s.file,
+            path: &s.path,
+            digest_of: s.digest_of,
+        })
     }
 
     /// Why the bases that are missing are missing.

@@ -1,4 +1,4 @@
-//! Verification: every chunk decoded and checked against its BLAKE3, every file's
+//! Verification: every chunk checked against its BLAKE3 and decoded, every file's
 //! digest recomputed from its pieces, every damaged file named.
 
 use super::archive::Archive;
