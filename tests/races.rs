@@ -29,7 +29,7 @@ fn main() {
         attack(&mode.to_string_lossy());
         return;
     }
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 5] = [
         (
             "split_file_renamed_over_is_never_given_the_archives_owner_mode_or_data",
             split_files,
@@ -42,6 +42,10 @@ fn main() {
         (
             "pack_never_follows_a_directory_swapped_for_a_symlink",
             pack_swaps,
+        ),
+        (
+            "no_file_inherits_the_acl_of_a_directory_exchanged_into_place",
+            acl_swaps,
         ),
     ];
     let filter: Vec<String> = std::env::args()
@@ -439,4 +443,80 @@ fn pack_swaps() {
     }
     stop(attacker, &tree);
     println!("  {swapped} of 20 packs saw a swapped directory");
+}
+
+/// Root unpacks 300 files of mode 0640 into `g`, in a target the attacker owns, while
+/// the attacker exchanges `g` with a directory of its own that has a default ACL
+/// giving it access: files made in the attacker's directory, whatever its path was
+/// when we looked, must not keep that ACL.
+fn acl_swaps() {
+    let s = Scratch::new("race-acl");
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let src = s.path("src");
+    for i in 0..300 {
+        write(&src, &format!("g/f{i}"), format!("secret {i}").as_bytes());
+        fs::set_permissions(
+            src.join(format!("g/f{i}")),
+            fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+    }
+    let archive = s.path("a.znippy");
+    ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
+    // user::rwx, user:65534:rwx, group::r-x, mask::rwx, other::r-x
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    let entries = [
+        (1u16, 7u16, u32::MAX),
+        (2, 7, ATTACKER),
+        (4, 5, u32::MAX),
+        (0x10, 7, u32::MAX),
+        (0x20, 5, u32::MAX),
+    ];
+    for (tag, perm, id) in entries {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(id.to_le_bytes());
+    }
+    for round in 0..4 {
+        let dest = owned_dir(&s, &format!("dest{round}"), ATTACKER);
+        let theirs = dest.join(".theirs");
+        fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(ATTACKER), Some(ATTACKER)).unwrap();
+        let flags = rustix::fs::XattrFlags::empty();
+        if let Err(e) = rustix::fs::setxattr(&theirs, "system.posix_acl_default", &acl, flags) {
+            println!("  SKIPPED: no POSIX ACLs here ({e})");
+            return;
+        }
+        fs::create_dir(dest.join("g")).unwrap();
+        let attacker = start_attacker(
+            ATTACKER,
+            "exchange",
+            &dest,
+            &["g:.theirs".into()],
+            None,
+            None,
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..3 {
+            let _ = run(&[
+                os("unpack"),
+                archive.as_os_str(),
+                os("-C"),
+                dest.as_os_str(),
+            ]);
+        }
+        stop(attacker, &dest);
+        for e in walk(&dest) {
+            let m = fs::symlink_metadata(&e).unwrap();
+            if !m.is_file() || m.uid() != 0 {
+                continue;
+            }
+            let acl = rustix::fs::lgetxattr(&e, "system.posix_acl_access", &mut [0u8; 256][..]);
+            assert!(
+                acl.is_err(),
+                "round {round}: {} kept the attacker's ACL",
+                e.display()
+            );
+        }
+    }
 }

@@ -479,6 +479,22 @@ fn a_symlink_planted_by_another_user_in_a_shared_directory_is_not_followed() {
         assert!(err.contains("protected_symlinks"), "{err}");
         assert_eq!(fs::read(&victim).unwrap(), b"root only");
     }
+    // Nor one above the output: `shared/sub/out.znippy`, `sub` the other user's
+    // symlink to a directory of root's.
+    let vault = s.path("vault");
+    fs::create_dir(&vault).unwrap();
+    fs::write(vault.join("out.znippy"), b"root only").unwrap();
+    let sub = shared.join("sub");
+    let r = as_nobody(&format!("ln -s '{}' '{}'", vault.display(), sub.display()));
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let through = sub.join("out.znippy");
+    let r = run(&[os("pack"), src.as_os_str(), os("-o"), through.as_os_str()]);
+    assert!(
+        !r.status.success(),
+        "followed the planted symlink above the output"
+    );
+    assert!(String::from_utf8_lossy(&r.stderr).contains("protected_symlinks"));
+    assert_eq!(fs::read(vault.join("out.znippy")).unwrap(), b"root only");
     // Ours is followed, as documented.
     fs::remove_file(&planted).unwrap();
     std::os::unix::fs::symlink(&victim, &planted).unwrap();

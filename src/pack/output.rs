@@ -110,6 +110,61 @@ fn refuse_planted_symlink(path: &Path, meta: &fs::Metadata) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a path whose directories the kernel would reach through a symlink that
+/// [`refuse_planted_symlink`] refuses: the directories above `path` are resolved one
+/// component at a time, as the kernel resolves them, each symlink met checked before
+/// it is followed (`st/sub/out.znippy`, with `sub` another user's symlink in the
+/// sticky `st`, must not lead root into a directory of that user's choosing).
+fn refuse_planted_above(path: &Path) -> Result<()> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let parent = if parent.is_absolute() {
+        parent.to_path_buf()
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| Error::io(".", "getcwd", e))?;
+        cwd.join(parent)
+    };
+    let owned = |c: Component| c.as_os_str().to_os_string();
+    let mut todo: VecDeque<std::ffi::OsString> = parent.components().map(owned).collect();
+    let mut at = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(part) = todo.pop_front() {
+        match Path::new(&part).components().next() {
+            Some(Component::RootDir) => at = PathBuf::from("/"),
+            Some(Component::ParentDir) => {
+                at.pop();
+            }
+            Some(Component::Normal(_)) => {
+                let next = at.join(&part);
+                let Ok(meta) = fs::symlink_metadata(&next) else {
+                    return Ok(()); // missing: the write says so, naming the path
+                };
+                if !meta.file_type().is_symlink() {
+                    at = next;
+                    continue;
+                }
+                refuse_planted_symlink(&next, &meta)?;
+                hops += 1;
+                if hops > MAX_SYMLINKS {
+                    return Err(Error::Input {
+                        path: path.into(),
+                        problem: format!("more than {MAX_SYMLINKS} symlinks to follow"),
+                    });
+                }
+                let link = fs::read_link(&next).map_err(|e| Error::io(&next, "readlink", e))?;
+                for c in link.components().rev() {
+                    todo.push_front(owned(c));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Hops through symlinks before giving up, as the kernel does (ELOOP).
 const MAX_SYMLINKS: usize = 40;
 
@@ -122,6 +177,7 @@ pub(crate) fn resolve(dest: Destination) -> Result<Resolved> {
     };
     let mut path = given.clone();
     for _ in 0..MAX_SYMLINKS {
+        refuse_planted_above(&path)?;
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

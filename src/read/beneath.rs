@@ -24,6 +24,13 @@ pub struct Beneath {
     stagings: Mutex<HashMap<Mount, Arc<Staging>>>,
 }
 
+/// The directory the last file was created in, kept open for the next one (the files
+/// of one directory come together), by [`Beneath::create`]. One per thread.
+#[derive(Default)]
+pub struct LastDir {
+    dir: Option<(Vec<u8>, OwnedFd)>,
+}
+
 /// An inode made in a staging directory, to be named later ([`Beneath::publish`]).
 pub struct Staged {
     staging: Arc<Staging>,
@@ -224,20 +231,41 @@ impl Beneath {
     }
 
     /// Creates file `rel` for writing, replacing (unlinking) whatever file or symlink
-    /// is there, so an existing hard link or symlink is never written through.
-    pub fn create(&self, rel: &[u8]) -> io::Result<OwnedFd> {
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
-        let fd = match self.resolve(rel, flags, Mode::from_raw_mode(0o600)) {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                let (dir, name) = self.parent(rel)?;
-                rustix::fs::unlinkat(&dir, os(name), AtFlags::empty())?;
-                self.resolve(rel, flags, Mode::from_raw_mode(0o600))?
+    /// is there, so an existing hard link or symlink is never written through. It is
+    /// made relative to its directory's descriptor, which `last` keeps open for the
+    /// next file of the same directory; an ACL the file inherits from that directory
+    /// (the one it was really made in, whatever its path names by now) is removed when
+    /// the directory is another user's.
+    pub fn create(&self, rel: &[u8], last: &mut LastDir) -> io::Result<OwnedFd> {
+        let (dir_rel, name) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => (
+                rel.get(..i).unwrap_or_default(),
+                rel.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (&b""[..], rel),
+        };
+        let dir = match &last.dir {
+            Some((open, fd)) if open.as_slice() == dir_rel => fd,
+            _ => {
+                let fd = match dir_rel {
+                    b"" => rustix::io::dup(&self.root)?,
+                    d => self.open_dir(d)?,
+                };
+                &last.dir.insert((dir_rel.to_vec(), fd)).1
+            }
+        };
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let perm = Mode::from_raw_mode(0o600);
+        let fd = match rustix::fs::openat(dir, os(name), flags, perm) {
+            Err(Errno::EXIST) => {
+                rustix::fs::unlinkat(dir, os(name), AtFlags::empty())?;
+                rustix::fs::openat(dir, os(name), flags, perm)?
             }
             r => r?,
         };
         if has_xattr(&fd, ACCESS_ACL) {
-            let (dir, _) = self.parent(rel)?;
-            strip_foreign_acls(&fd, &dir, false)?;
+            strip_foreign_acls(&fd, dir, false)?;
         }
         Ok(fd)
     }

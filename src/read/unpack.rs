@@ -4,7 +4,7 @@
 //! is checked and resolved beneath the target (see [`super::beneath`]).
 
 use super::archive::Archive;
-use super::beneath::{Beneath, MadeDir, Staged, apply_meta};
+use super::beneath::{Beneath, LastDir, MadeDir, Staged, apply_meta};
 use super::layout::Layout;
 use super::verify::{Tally, conclude, piece_digest};
 use super::visit;
@@ -215,6 +215,8 @@ struct Worker {
     tally: Tally,
     files: u64,
     bytes: u64,
+    /// Where this thread made its last file.
+    last_dir: LastDir,
 }
 
 impl Archive {
@@ -545,12 +547,14 @@ impl<'a> Job<'a> {
         let root = &self.root;
         let mut files = 0;
         let mut split = self.split.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last_dir = LastDir::default();
         for &i in self.selected {
             let Some(e) = self.entries.get(i).filter(|e| e.kind == EntryKind::File) else {
                 continue;
             };
             if e.location.is_none() {
-                let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
+                let fd =
+                    (root.create(&e.path, &mut last_dir)).map_err(root.err(&e.path, "create"))?;
                 (self.meta.apply_meta(&fd, e)).map_err(root.err(&e.path, "set metadata"))?;
                 files += 1;
             } else if Self::is_split(e) {
@@ -622,7 +626,8 @@ impl<'a> Job<'a> {
                 if d != PieceDigest::Whole(e.digest.unwrap_or_default()) {
                     continue; // damaged: never written; reported by `conclude`
                 }
-                let fd = root.create(&e.path).map_err(root.err(&e.path, "create"))?;
+                let fd =
+                    (root.create(&e.path, &mut w.last_dir)).map_err(root.err(&e.path, "create"))?;
                 let file = std::fs::File::from(fd);
                 let written = if e.sparse {
                     file.set_len(e.size)
