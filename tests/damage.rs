@@ -231,14 +231,7 @@ fn failed_pack_leaves_no_archive_and_no_temporary_file() {
         out.display()
     );
     // Root reads anything: drop to nobody for this one.
-    let r = if is_root() {
-        as_nobody(&cmd)
-    } else {
-        std::process::Command::new("sh")
-            .args(["-c", &cmd])
-            .output()
-            .unwrap()
-    };
+    let r = as_unprivileged(&cmd);
     assert_eq!(
         r.status.code(),
         Some(1),

@@ -573,27 +573,13 @@ fn a_default_acl_of_another_users_directory_is_not_inherited() {
         os(chunk[0]),
         os(chunk[1]),
     ]);
-    // user::rwx, user:65534:rwx, group::r-x, mask::rwx, other::r-x
-    let mut acl = 2u32.to_le_bytes().to_vec();
-    for (tag, perm, id) in [
-        (1u16, 7u16, u32::MAX),
-        (2, 7, 65534),
-        (4, 5, u32::MAX),
-        (0x10, 7, u32::MAX),
-        (0x20, 5, u32::MAX),
-    ] {
-        acl.extend(tag.to_le_bytes());
-        acl.extend(perm.to_le_bytes());
-        acl.extend(id.to_le_bytes());
-    }
     let has_acl =
         |p: &Path| rustix::fs::lgetxattr(p, "system.posix_acl_access", &mut [0u8; 256][..]).is_ok();
     for (owner, inherited) in [(65534, false), (0, true)] {
         let dest = s.path(&format!("dest-{owner}"));
         fs::create_dir(&dest).unwrap();
         std::os::unix::fs::chown(&dest, Some(owner), Some(owner)).unwrap();
-        let flags = rustix::fs::XattrFlags::empty();
-        if let Err(e) = rustix::fs::setxattr(&dest, "system.posix_acl_default", &acl, flags) {
+        if let Err(e) = set_default_acl(&dest, 65534) {
             eprintln!("SKIPPED: no POSIX ACLs here ({e})");
             return;
         }

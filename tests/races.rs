@@ -214,12 +214,13 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// An archive of one root-owned setuid file of three chunks, `big`.
-fn setuid_split_archive(s: &Scratch) -> (PathBuf, Vec<u8>) {
+/// An archive of one file of three 64 KiB chunks, `name`, of mode `mode`, made
+/// readable to all: the archive and the file's bytes.
+fn split_archive(s: &Scratch, name: &str, mode: u32, seed: u64) -> (PathBuf, Vec<u8>) {
     let src = s.path("src");
-    let data = bytes(7, 3 * 65536 + 100, false);
-    write(&src, "big", &data);
-    fs::set_permissions(src.join("big"), fs::Permissions::from_mode(0o4755)).unwrap();
+    let data = bytes(seed, 3 * 65536 + 100, false);
+    write(&src, name, &data);
+    fs::set_permissions(src.join(name), fs::Permissions::from_mode(mode)).unwrap();
     let archive = s.path("a.znippy");
     ok(&[
         os("pack"),
@@ -239,7 +240,7 @@ fn setuid_split_archive(s: &Scratch) -> (PathBuf, Vec<u8>) {
 fn split_files() {
     let s = Scratch::new("race-split");
     fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
-    let (archive, data) = setuid_split_archive(&s);
+    let (archive, data) = split_archive(&s, "big", 0o4755, 7);
     let outside = owned_dir(&s, "outside", ATTACKER);
     let victim = outside.join("victim");
     fs::write(&victim, MARK).unwrap();
@@ -301,20 +302,7 @@ fn non_root_split_files() {
     const OWNER: u32 = 4711;
     let s = Scratch::new("race-user");
     fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
-    let src = s.path("src");
-    let data = bytes(11, 3 * 65536 + 100, false);
-    write(&src, "private", &data);
-    fs::set_permissions(src.join("private"), fs::Permissions::from_mode(0o600)).unwrap();
-    let archive = s.path("a.znippy");
-    ok(&[
-        os("pack"),
-        src.as_os_str(),
-        os("-o"),
-        archive.as_os_str(),
-        os("--chunk-size"),
-        os("64K"),
-    ]);
-    fs::set_permissions(&archive, fs::Permissions::from_mode(0o644)).unwrap();
+    let (archive, data) = split_archive(&s, "private", 0o600, 11);
     for round in 0..4 {
         let dest = owned_dir(&s, &format!("dest{round}"), OWNER);
         fs::set_permissions(&dest, fs::Permissions::from_mode(0o777)).unwrap();
@@ -463,27 +451,12 @@ fn acl_swaps() {
     }
     let archive = s.path("a.znippy");
     ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
-    // user::rwx, user:65534:rwx, group::r-x, mask::rwx, other::r-x
-    let mut acl = 2u32.to_le_bytes().to_vec();
-    let entries = [
-        (1u16, 7u16, u32::MAX),
-        (2, 7, ATTACKER),
-        (4, 5, u32::MAX),
-        (0x10, 7, u32::MAX),
-        (0x20, 5, u32::MAX),
-    ];
-    for (tag, perm, id) in entries {
-        acl.extend(tag.to_le_bytes());
-        acl.extend(perm.to_le_bytes());
-        acl.extend(id.to_le_bytes());
-    }
     for round in 0..4 {
         let dest = owned_dir(&s, &format!("dest{round}"), ATTACKER);
         let theirs = dest.join(".theirs");
         fs::create_dir(&theirs).unwrap();
         std::os::unix::fs::chown(&theirs, Some(ATTACKER), Some(ATTACKER)).unwrap();
-        let flags = rustix::fs::XattrFlags::empty();
-        if let Err(e) = rustix::fs::setxattr(&theirs, "system.posix_acl_default", &acl, flags) {
+        if let Err(e) = set_default_acl(&theirs, ATTACKER) {
             println!("  SKIPPED: no POSIX ACLs here ({e})");
             return;
         }

@@ -413,14 +413,7 @@ fn directory_modes_are_given_deepest_first_whatever_the_order() {
         a.display(),
         dest.display()
     );
-    let r = if is_root() {
-        as_nobody(&cmd)
-    } else {
-        std::process::Command::new("sh")
-            .args(["-c", &cmd])
-            .output()
-            .unwrap()
-    };
+    let r = as_unprivileged(&cmd);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     fs::set_permissions(dest.join("a"), fs::Permissions::from_mode(0o700)).unwrap();
     let mode = |p: &str| fs::metadata(dest.join(p)).unwrap().permissions().mode() & 0o7777;

@@ -123,14 +123,7 @@ fn privileged_namespaces_refused_to_a_user_are_warned_about_once() {
         a.display(),
         user.display()
     );
-    let r = if is_root() {
-        as_nobody(&cmd)
-    } else {
-        std::process::Command::new("sh")
-            .args(["-c", &cmd])
-            .output()
-            .unwrap()
-    };
+    let r = as_unprivileged(&cmd);
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(r.status.success(), "{stderr}");
     let warning = "znippy-uring: warning: 3 extended attribute(s) not set: not permitted \

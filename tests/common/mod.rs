@@ -239,3 +239,34 @@ pub fn pack_and_unpack(src: &Path, archive: &Path, dest: &Path, pack_args: &[&st
         dest.as_os_str(),
     ]);
 }
+
+/// Runs shell command `script` as a user who is not root: as `nobody` when we are
+/// root, else as ourselves.
+pub fn as_unprivileged(script: &str) -> Output {
+    if is_root() {
+        as_nobody(script)
+    } else {
+        Command::new("sh").args(["-c", script]).output().unwrap()
+    }
+}
+
+/// Gives directory `dir` a default POSIX ACL granting user `uid` rwx (user::rwx,
+/// user:UID:rwx, group::r-x, mask::rwx, other::r-x, in the kernel's xattr encoding),
+/// or says why not (a file system without ACLs).
+pub fn set_default_acl(dir: &Path, uid: u32) -> Result<(), String> {
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    let all = u32::MAX;
+    for (tag, perm, id) in [
+        (1u16, 7u16, all),
+        (2, 7, uid),
+        (4, 5, all),
+        (0x10, 7, all),
+        (0x20, 5, all),
+    ] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(id.to_le_bytes());
+    }
+    let flags = rustix::fs::XattrFlags::empty();
+    rustix::fs::setxattr(dir, "system.posix_acl_default", &acl, flags).map_err(|e| e.to_string())
+}
