@@ -163,7 +163,7 @@ fn decode(
             ));
         }
     }
-    raw.resize(raw_len as usize, 0);
+    fit(raw, raw_len as usize);
     let n = dec
         .decompress_to_buffer(blob, &mut raw[..])
         .map_err(|e| format!("{chunk}: zstd: {e}"))?;
@@ -195,15 +195,67 @@ pub(crate) struct ChunkReader {
     pub(crate) clock: crate::stages::Clock,
 }
 
+/// Bytes of a zstd decompression context (zstd 1.5 measures about 95 KiB; the window
+/// is the output buffer itself).
+const DCTX_BYTES: u64 = 128 << 10;
+
+/// The buffers a [`ChunkReader`] needs for a set of chunks: the largest blob, and the
+/// largest decoded zstd chunk (a stored chunk is used where it was read).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct ReaderSize {
+    blob: u64,
+    raw: u64,
+}
+
+impl ReaderSize {
+    /// What reading each of `chunks` takes.
+    pub(crate) fn of<'c>(chunks: impl IntoIterator<Item = &'c ChunkRecord>) -> ReaderSize {
+        chunks.into_iter().fold(ReaderSize::default(), |s, c| {
+            let raw = if c.codec == Codec::Zstd { c.raw_len } else { 0 };
+            ReaderSize {
+                blob: s.blob.max(c.stored_len),
+                raw: s.raw.max(raw),
+            }
+        })
+    }
+
+    /// Bytes a reader of this size holds: both buffers and its zstd context.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.blob
+            .saturating_add(self.raw)
+            .saturating_add(DCTX_BYTES)
+    }
+}
+
+/// Makes `buf` exactly `len` bytes long, growing its allocation to exactly that when it
+/// is too small (a doubling `resize` could hold twice the memory budget's share).
+fn fit(buf: &mut Vec<u8>, len: usize) {
+    if buf.capacity() < len {
+        *buf = Vec::new();
+        buf.reserve_exact(len);
+    }
+    buf.resize(len, 0);
+}
+
 impl ChunkReader {
+    /// A reader whose buffers grow to what each chunk needs.
     pub(crate) fn new() -> Result<Self> {
-        Ok(ChunkReader {
+        ChunkReader::with_size(ReaderSize::default())
+    }
+
+    /// A reader whose buffers are allocated once, at `size` (lengths were validated
+    /// against the file and `MAX_CHUNK_LEN` when the archive was opened).
+    pub(crate) fn with_size(size: ReaderSize) -> Result<Self> {
+        let mut r = ChunkReader {
             dec: zstd::bulk::Decompressor::new()
                 .map_err(|e| Error::Invalid(format!("zstd decompressor: {e}")))?,
             blob: Vec::new(),
             raw: Vec::new(),
             clock: crate::stages::Clock::start(),
-        })
+        };
+        r.blob.reserve_exact(size.blob as usize);
+        r.raw.reserve_exact(size.raw as usize);
+        Ok(r)
     }
 }
 
@@ -553,7 +605,7 @@ impl Archive {
             .and_then(|i| self.data_chunks().get(i))
             .ok_or_else(|| format!("chunk {id} does not exist"))?;
         // Lengths were validated against the file and MAX_CHUNK_LEN when opening.
-        r.blob.resize(rec.stored_len as usize, 0);
+        fit(&mut r.blob, rec.stored_len as usize);
         let from = match &self.chain {
             Some(chain) => chain
                 .source(id)
@@ -693,5 +745,44 @@ impl Archive {
             return Err(damaged("file BLAKE3 mismatch".into()));
         }
         Ok(entry.size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ChunkReader, ReaderSize, fit};
+    use crate::format::chunk::{ChunkRecord, Codec};
+
+    #[test]
+    fn buffers_grow_to_exactly_the_largest_chunk() {
+        let mut buf = Vec::new();
+        for len in [1000, 1500, 2500, 2000] {
+            fit(&mut buf, len);
+            assert_eq!(buf.len(), len);
+        }
+        // A doubling resize would hold 4000 bytes here.
+        assert_eq!(buf.capacity(), 2500);
+    }
+
+    #[test]
+    fn a_sized_reader_holds_the_largest_blob_and_decoded_chunk() {
+        let chunk = |raw_len, stored_len, codec| ChunkRecord {
+            offset: 0,
+            stored_len,
+            raw_len,
+            codec,
+            digest: [0; 32],
+        };
+        let chunks = [chunk(900, 300, Codec::Zstd), chunk(700, 700, Codec::Stored)];
+        let size = ReaderSize::of(&chunks);
+        assert_eq!(
+            size,
+            ReaderSize {
+                blob: 700,
+                raw: 900
+            }
+        );
+        let r = ChunkReader::with_size(size).unwrap();
+        assert!(r.blob.capacity() >= 700 && r.raw.capacity() >= 900);
     }
 }
