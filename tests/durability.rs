@@ -14,34 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// Runs the binary with `args` under strace, returning the traced calls in order.
+/// The flushes and renames of the binary run with `args`, in order.
 fn traced(args: &[&std::ffi::OsStr], dir: &Path) -> Option<Vec<String>> {
-    let log = dir.join("strace.log");
-    let status = Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-e",
-            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2",
-        ])
-        .arg("-o")
-        .arg(&log)
-        .arg(bin())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let Ok(status) = status else {
-        assert!(
-            std::env::var_os("ZNIPPY_REQUIRE_STRACE").is_none(),
-            "ZNIPPY_REQUIRE_STRACE is set but strace cannot run"
-        );
-        eprintln!("SKIPPED: no strace");
-        return None;
-    };
-    assert!(status.success(), "{args:?} failed under strace");
-    let text = std::fs::read_to_string(&log).unwrap();
-    Some(text.lines().map(String::from).collect())
+    common::traced(
+        args,
+        dir,
+        "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2",
+    )
 }
 
 fn position(calls: &[String], what: impl Fn(&str) -> bool) -> Option<usize> {

@@ -12,7 +12,7 @@ mod uring;
 
 use crate::error::{Error, Result};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 /// Which backend to use, as asked for by the user.
 ///
@@ -118,6 +118,12 @@ pub enum Op {
         /// Index of the registered buffer holding `buf`.
         fixed: u16,
     },
+    /// Close `fd`, which the queue now owns. A read queued before it, in the same or
+    /// an earlier submission, holds its own reference to the file and still completes.
+    Close {
+        /// Descriptor to close.
+        fd: RawFd,
+    },
 }
 
 /// A finished request: its `user_data` and the byte count or `-errno`.
@@ -127,6 +133,16 @@ pub struct Completion {
     pub user_data: u64,
     /// Bytes transferred, or a negated errno.
     pub result: i32,
+}
+
+/// The tag of every [`Queue::close`] completion (no read or write uses it).
+pub const CLOSE_TAG: u64 = u64::MAX;
+
+impl Completion {
+    /// Whether this is the completion of a [`Queue::close`].
+    pub fn is_close(&self) -> bool {
+        self.user_data == CLOSE_TAG
+    }
 }
 
 /// The backend half of a [`Queue`].
@@ -181,6 +197,21 @@ impl Queue {
         }
     }
 
+    /// Queues the close of `fd`, tagged [`CLOSE_TAG`]: reads queued before it still
+    /// complete (each holds its own reference to the file), and no system call is
+    /// made for it outside the ring. Its completion comes back from [`Queue::wait`].
+    pub fn close(&mut self, fd: OwnedFd) -> io::Result<()> {
+        let raw = fd.into_raw_fd();
+        // SAFETY: a close has no buffer; the queue owns `raw` from here on.
+        let queued = unsafe { self.push(Op::Close { fd: raw }, CLOSE_TAG) };
+        if queued.is_err() {
+            // Not queued: it is still ours to close.
+            // SAFETY: `raw` came from an OwnedFd and nothing else closed it.
+            drop(unsafe { OwnedFd::from_raw_fd(raw) });
+        }
+        queued
+    }
+
     /// Hands every queued operation to the kernel.
     pub fn submit(&mut self) -> io::Result<()> {
         match &mut self.backing {
@@ -197,7 +228,7 @@ impl Queue {
             Backing::Portable(q) => q.drain(out),
         }
         if let Some(n) = self.fail_at.filter(|_| self.reads || !self.fail_reads_only) {
-            for c in out.iter_mut().skip(start) {
+            for c in out.iter_mut().skip(start).filter(|c| !c.is_close()) {
                 self.completed += 1;
                 if self.completed == n {
                     c.result = -libc::EIO;

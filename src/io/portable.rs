@@ -44,6 +44,8 @@ impl PortableQueue {
                         offset,
                         ..
                     } => libc::pwrite(fd, buf.cast(), len as usize, offset as libc::off_t),
+                    // Not retried on EINTR: Linux has released the descriptor already.
+                    Op::Close { fd } => return self.closed(user_data, libc::close(fd)),
                 }
             };
             if r >= 0 {
@@ -53,6 +55,18 @@ impl PortableQueue {
             if err.kind() != io::ErrorKind::Interrupted {
                 break -err.raw_os_error().unwrap_or(libc::EIO);
             }
+        };
+        self.done.push_back(Completion { user_data, result });
+        Ok(())
+    }
+
+    /// Records the completion of a close that returned `r`.
+    fn closed(&mut self, user_data: u64, r: libc::c_int) -> io::Result<()> {
+        let result = match r {
+            0 => 0,
+            _ => -io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
         };
         self.done.push_back(Completion { user_data, result });
         Ok(())

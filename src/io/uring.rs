@@ -68,6 +68,7 @@ impl UringQueue {
             } => opcode::WriteFixed::new(types::Fd(fd), buf, len, fixed)
                 .offset(offset)
                 .build(),
+            Op::Close { fd } => opcode::Close::new(types::Fd(fd)).build(),
         }
         .user_data(user_data);
         loop {

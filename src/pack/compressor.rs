@@ -87,10 +87,14 @@ impl Root {
 
     /// Opens the regular file the walk found at `rel` for reading. It is opened
     /// beneath the root without following a symlink at any component (a directory
-    /// swapped for a symlink since the walk is not followed), without blocking (a FIFO swapped in since the
-    /// walk would wait for a writer forever), checked to be a regular file still, and
-    /// then made blocking again (io_uring would answer EAGAIN on a non-blocking file).
-    pub fn open_file(&self, rel: &Path) -> std::result::Result<OwnedFd, OpenError> {
+    /// swapped for a symlink since the walk is not followed), without blocking (a FIFO
+    /// swapped in since the walk would wait for a writer forever), and checked to be a
+    /// regular file still. `blocking` then clears `O_NONBLOCK` (one more system call).
+    /// A regular file is read the same either way, by `pread` and, where the file
+    /// system can queue a read without blocking (ext4, xfs, btrfs, tmpfs, FUSE on
+    /// Linux 6), by io_uring; where it cannot, io_uring answers `EAGAIN`, and the
+    /// compressor reads through a blocking descriptor from then on.
+    pub fn open_file(&self, rel: &Path, blocking: bool) -> std::result::Result<OwnedFd, OpenError> {
         use rustix::fs::{FileType, Mode, OFlags};
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let rel = std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str());
@@ -119,10 +123,10 @@ impl Root {
         if let Some(why) = gone {
             return Err(OpenError::Gone(why));
         }
-        let blocking = rustix::fs::fcntl_getfl(&fd).map(|f| f - OFlags::NONBLOCK);
-        blocking
-            .and_then(|f| rustix::fs::fcntl_setfl(&fd, f))
-            .map_err(|e| OpenError::Os(e.into()))?;
+        if blocking {
+            // fcntl's F_SETFL sets only the status flags: none but O_NONBLOCK were asked for.
+            (rustix::fs::fcntl_setfl(&fd, OFlags::empty())).map_err(|e| OpenError::Os(e.into()))?;
+        }
         Ok(fd)
     }
 }
@@ -155,7 +159,7 @@ struct Zstd {
     frame: Vec<u8>,
 }
 
-/// Files opened per batch before their reads are submitted and the files closed.
+/// Files opened per batch before their reads and closes are submitted.
 const OPEN_BATCH: usize = 32;
 
 struct Filling {
@@ -204,6 +208,11 @@ pub struct Compressor {
     pub on_unreadable: super::OnUnreadable,
     /// Where changed and unreadable files are reported.
     pub changes: Arc<std::sync::Mutex<Changes>>,
+    /// Files are opened blocking: set once a read of a non-blocking descriptor came
+    /// back `EAGAIN` (a file system io_uring cannot read without blocking).
+    pub blocking: bool,
+    /// Closes queued whose completions have not come back yet.
+    pub closes: usize,
 }
 
 impl Compressor {
@@ -365,7 +374,7 @@ impl Compressor {
         };
         let (slot, plan) = (f.slot, &f.plan);
         let base = self.ring.slot_ptr(slot);
-        let mut open: Vec<OwnedFd> = Vec::with_capacity(OPEN_BATCH);
+        let mut queued = 0;
         for (i, p) in plan.pieces.iter().enumerate() {
             match &p.source {
                 Source::Memory(bytes) => {
@@ -398,21 +407,25 @@ impl Compressor {
                         fixed: slot as u16,
                     };
                     // SAFETY: the slot stays ours until this read completes; the fd is
-                    // kept open until `submit` below.
+                    // closed by the ring after it, in order.
                     unsafe { self.queue.push(op, ((slot as u64) << 32) | i as u64) }
                         .map_err(|e| Error::io(self.full(rel), "queue read", e))?;
                     f.pending += 1;
-                    open.push(fd);
-                    if open.len() == OPEN_BATCH {
+                    self.queue
+                        .close(fd)
+                        .map_err(|e| Error::io(self.full(rel), "queue close", e))?;
+                    self.closes += 1;
+                    queued += 1;
+                    if queued == OPEN_BATCH {
                         self.queue
                             .submit()
                             .map_err(|e| Error::io(self.full(rel), "submit read", e))?;
-                        open.clear();
+                        queued = 0;
                     }
                 }
             }
         }
-        if !open.is_empty() {
+        if queued > 0 {
             self.queue
                 .submit()
                 .map_err(|e| Error::io(self.root_path(), "submit read", e))?;
@@ -431,11 +444,16 @@ impl Compressor {
             .ok_or(OpenError::Os(std::io::Error::other(
                 "file source without a root",
             )))?;
-        root.open_file(rel)
+        root.open_file(rel, self.blocking)
     }
 
-    /// Accounts for one finished read; finishes short reads synchronously.
+    /// Accounts for one finished read or close; finishes short reads synchronously.
     fn complete(&mut self, filling: &mut VecDeque<Filling>, c: Completion) -> Result<()> {
+        if c.is_close() {
+            // A read-only descriptor: nothing was written that its close could lose.
+            self.closes = self.closes.saturating_sub(1);
+            return Ok(());
+        }
         let slot = (c.user_data >> 32) as usize;
         let index = (c.user_data & 0xffff_ffff) as usize;
         let Some(f) = filling.iter_mut().find(|f| f.slot == slot) else {
@@ -453,7 +471,17 @@ impl Compressor {
         };
         let done = match c.result {
             r if r >= 0 => r as usize,
-            r if r == -libc::EINTR || r == -libc::EAGAIN => 0,
+            r if r == -libc::EINTR => 0,
+            r if r == -libc::EAGAIN => {
+                if !self.blocking {
+                    log::info!(
+                        "{}: io_uring cannot read it without blocking: files are opened blocking from here on",
+                        self.full(rel).display()
+                    );
+                }
+                self.blocking = true;
+                0
+            }
             r => {
                 let failed = std::io::Error::from_raw_os_error(-r);
                 let skipped = self
@@ -691,7 +719,7 @@ impl Compressor {
 
     /// After an error: waits for reads still in flight so no I/O outlives the ring.
     fn drain(&mut self, filling: &VecDeque<Filling>) {
-        let mut left: usize = filling.iter().map(|f| f.pending).sum();
+        let mut left: usize = filling.iter().map(|f| f.pending).sum::<usize>() + self.closes;
         let mut out = Vec::new();
         while left > 0 {
             out.clear();
@@ -700,6 +728,7 @@ impl Compressor {
             }
             left = left.saturating_sub(out.len());
         }
+        self.closes = 0;
     }
 }
 

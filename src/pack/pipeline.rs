@@ -237,6 +237,8 @@ fn spawn_compressors(
             on_change: cfg.on_change,
             on_unreadable: cfg.on_unreadable,
             changes: changes.clone(),
+            blocking: false,
+            closes: 0,
         };
         let (plans, sealed, abort) = (plan_rx.clone(), sealed_tx.clone(), abort.clone());
         let core = cores.get(id % cores.len().max(1)).copied();

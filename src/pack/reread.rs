@@ -77,7 +77,7 @@ impl<'a> Rereader<'a> {
         let path = full_path(&self.root.path, rel);
         let rel = Path::new(std::ffi::OsStr::from_bytes(rel));
         for _ in 0..ATTEMPTS {
-            let fd = match self.root.open_file(rel) {
+            let fd = match self.root.open_file(rel, true) {
                 Ok(fd) => fd,
                 Err(OpenError::Gone(why)) => {
                     return Ok(Outcome::Vanished(format!("{why} while being packed")));

@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -269,4 +269,30 @@ pub fn set_default_acl(dir: &Path, uid: u32) -> Result<(), String> {
     }
     let flags = rustix::fs::XattrFlags::empty();
     rustix::fs::setxattr(dir, "system.posix_acl_default", &acl, flags).map_err(|e| e.to_string())
+}
+
+/// Runs the binary with `args` under `strace -f -e FILTER`, returning the traced calls
+/// in order; None (SKIPPED) without strace, unless ZNIPPY_REQUIRE_STRACE is set.
+pub fn traced(args: &[&OsStr], dir: &Path, filter: &str) -> Option<Vec<String>> {
+    let log = dir.join("strace.log");
+    let status = Command::new("strace")
+        .args(["-f", "-qq", "-e", filter])
+        .arg("-o")
+        .arg(&log)
+        .arg(bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let Ok(status) = status else {
+        assert!(
+            std::env::var_os("ZNIPPY_REQUIRE_STRACE").is_none(),
+            "ZNIPPY_REQUIRE_STRACE is set but strace cannot run"
+        );
+        eprintln!("SKIPPED: no strace");
+        return None;
+    };
+    assert!(status.success(), "{args:?} failed under strace");
+    let text = std::fs::read_to_string(&log).unwrap();
+    Some(text.lines().map(String::from).collect())
 }
