@@ -4,7 +4,7 @@
 //! slot to the writer. The writer hands the slot back once its blob is on disk.
 
 use super::ring::Ring;
-use super::scanner::full_path;
+use super::root::full_path;
 use super::segmenter::{ChunkPlan, Source};
 use super::unreadable::Skipped;
 use crate::digest::{self, Digest, PieceDigest};
@@ -565,10 +565,10 @@ impl Compressor {
             let problem = match now {
                 Err(e) => Some(format!("vanished while being packed ({e})")),
                 Ok(st) => {
-                    let mtime = super::scanner::time_ns(st.st_mtime, st.st_mtime_nsec as i64)
+                    let mtime = super::lister::time_ns(st.st_mtime, st.st_mtime_nsec as i64)
                         .unwrap_or(if st.st_mtime < 0 { i64::MIN } else { i64::MAX });
                     let now_size = st.st_size as u64;
-                    let ctime = super::scanner::time_ns(st.st_ctime, st.st_ctime_nsec as i64);
+                    let ctime = super::lister::time_ns(st.st_ctime, st.st_ctime_nsec as i64);
                     // As GNU tar: the ctime tells a write whose old mtime was put back.
                     let ctime_moved = ctime_ns.is_some() && ctime != *ctime_ns;
                     (now_size != *size || mtime != *mtime_ns || ctime_moved).then(|| {

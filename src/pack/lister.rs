@@ -16,12 +16,12 @@
 //! one beyond that is requested when the scanner reaches it.
 
 use super::compressor::Root;
-use super::scanner::{Rules, full_path, in_walk_order, vanished};
-use super::unreadable::Skipped;
+use super::root::full_path;
+use super::unreadable::{OnUnreadable, Skipped};
 use crate::error::{Error, Result};
 use crate::resolve::Blocked;
 use crate::stages::Clock;
-use crate::xattr::{self, Xattr};
+use crate::xattr::{self, Xattr, XattrPolicy};
 use ignore::gitignore::Gitignore;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Stat};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -472,6 +472,36 @@ fn excluded(shared: &Shared, path: &[u8], dir: Option<bool>) -> bool {
         Some(d) => ignored(d),
         None => ignored(false) || ignored(true),
     }
+}
+
+/// Something the walk noticed and skipped, and why.
+pub type Warning = String;
+
+/// What the walk reads of each entry, and what it does with an entry it cannot read.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// The extended attributes to read.
+    pub xattrs: XattrPolicy,
+    /// An entry that cannot be stat'ed, a directory that cannot be listed, extended
+    /// attributes that cannot be read: fail, or leave it out.
+    pub on_unreadable: OnUnreadable,
+}
+
+/// Orders relative paths as the walk visits them: component by component, so that a
+/// directory comes right before its contents (`a`, `a/b`, `a-b`).
+pub fn in_walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
+}
+
+/// Nanoseconds since the epoch of a time in seconds and nanoseconds, if it fits in the
+/// format's i64 (1677-09-21 to 2262-04-11).
+pub fn time_ns(secs: i64, nsec: i64) -> Option<i64> {
+    secs.checked_mul(1_000_000_000)?.checked_add(nsec)
+}
+
+/// The warning for an entry at `full` that vanished during the walk.
+pub fn vanished(full: &Path) -> Warning {
+    format!("{}: vanished during the walk, skipped", full.display())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub(crate) mod output;
 mod pipeline;
 mod reread;
 mod ring;
+mod root;
 mod scanner;
 mod segmenter;
 mod since;
@@ -517,7 +518,7 @@ fn walk(
     clock: &mut Clock,
     visit: impl FnMut(Entry) -> Result<()>,
 ) -> Result<(scanner::Notes, Vec<Clock>)> {
-    let rules = scanner::Rules {
+    let rules = lister::Rules {
         xattrs: opts.xattrs,
         on_unreadable: opts.on_unreadable,
     };
@@ -657,7 +658,7 @@ impl Data {
                 continue;
             };
             let store = opts.stores(&entry.path);
-            let shown = scanner::full_path(&root.path, &entry.path);
+            let shown = root::full_path(&root.path, &entry.path);
             let (chunks, end) = (&mut self.chunks, &mut self.blob_end);
             let outcome = match rereader.reread(&entry.path, store, chunks, end) {
                 Ok(outcome) => outcome,
@@ -704,10 +705,7 @@ impl Data {
             let target = (e.link_target.as_deref())
                 .filter(|t| e.kind == EntryKind::Hardlink && files.contains(t));
             if let Some(file) = target {
-                let (link, file) = (
-                    scanner::full_path(root, &e.path),
-                    scanner::full_path(root, file),
-                );
+                let (link, file) = (root::full_path(root, &e.path), root::full_path(root, file));
                 links.push((i, Skipped::link(&link, &file)));
             }
         }

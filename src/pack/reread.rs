@@ -8,7 +8,7 @@
 
 use super::compressor::{OpenError, Root, read_exact_at};
 use super::output::Output;
-use super::scanner::full_path;
+use super::root::full_path;
 use crate::digest::{self, PieceDigest};
 use crate::error::{Error, Result};
 use crate::format::chunk::{ChunkRecord, Codec};
@@ -189,7 +189,7 @@ fn stamp(fd: &OwnedFd, path: &Path) -> Result<(u64, i64, bool)> {
         rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
     Ok((
         st.st_size as u64,
-        super::scanner::time_ns(st.st_mtime, st.st_mtime_nsec as i64)
+        super::lister::time_ns(st.st_mtime, st.st_mtime_nsec as i64)
             .unwrap_or(if st.st_mtime < 0 { i64::MIN } else { i64::MAX }),
         !regular,
     ))

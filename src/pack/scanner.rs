@@ -7,13 +7,14 @@
 //! recorded by id and by name.
 
 use super::compressor::Root;
-use super::lister::{Found, Lister, Meta};
-use super::unreadable::{OnUnreadable, Skipped};
+use super::lister::{Found, Lister, Meta, Rules, Warning, in_walk_order, time_ns, vanished};
+use super::root::full_path;
+use super::unreadable::Skipped;
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind};
 use crate::resolve::Blocked;
 use crate::stages::Clock;
-use crate::xattr::{self, XattrPolicy};
+use crate::xattr;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -23,19 +24,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-
-/// Something the walk noticed and skipped, and why.
-pub type Warning = String;
-
-/// What the walk reads of each entry, and what it does with an entry it cannot read.
-#[derive(Clone, Copy, Debug)]
-pub struct Rules {
-    /// The extended attributes to read.
-    pub xattrs: XattrPolicy,
-    /// An entry that cannot be stat'ed, a directory that cannot be listed, extended
-    /// attributes that cannot be read: fail, or leave it out.
-    pub on_unreadable: OnUnreadable,
-}
 
 /// What the walk left out: warnings (vanished entries, sockets), and the entries it
 /// could not read.
@@ -287,12 +275,6 @@ impl<'a> Parents<'a> {
     }
 }
 
-/// Orders relative paths as [`walk`] visits them: component by component, so that a
-/// directory comes right before its contents (`a`, `a/b`, `a-b`).
-pub fn in_walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
-}
-
 /// The forms of the root that an absolute listed path may start with: as given (made
 /// absolute) and with symlinks resolved.
 struct Bases {
@@ -496,25 +478,11 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// Nanoseconds since the epoch of a time in seconds and nanoseconds, if it fits in the
-/// format's i64 (1677-09-21 to 2262-04-11).
-pub fn time_ns(secs: i64, nsec: i64) -> Option<i64> {
-    secs.checked_mul(1_000_000_000)?.checked_add(nsec)
-}
-
-/// The warning for an entry at `full` that vanished during the walk.
-pub fn vanished(full: &Path) -> Warning {
-    format!("{}: vanished during the walk, skipped", full.display())
-}
-
-/// The full path of an entry under `root`, for messages.
-pub fn full_path(root: &Path, rel: &[u8]) -> PathBuf {
-    root.join(OsStr::from_bytes(rel))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pack::unreadable::OnUnreadable;
+    use crate::xattr::XattrPolicy;
 
     #[test]
     fn walk_order_puts_a_directory_right_before_its_contents() {
