@@ -146,35 +146,6 @@ fn unnamed_file(dir: &Path) -> std::io::Result<File> {
     }
 }
 
-/// Decodes the zstd frame `blob` of `chunk` into `raw`, which it must fill exactly:
-/// `raw_len` bytes, declared in the frame's header before anything is allocated.
-fn decode(
-    dec: &mut zstd::bulk::Decompressor<'static>,
-    blob: &[u8],
-    raw: &mut Vec<u8>,
-    raw_len: u64,
-    chunk: &str,
-) -> Result<(), String> {
-    match zstd::zstd_safe::get_frame_content_size(blob) {
-        Ok(Some(n)) if n == raw_len => {}
-        _ => {
-            return Err(format!(
-                "{chunk}: zstd frame does not declare {raw_len} bytes"
-            ));
-        }
-    }
-    raw.resize(raw_len as usize, 0);
-    let n = dec
-        .decompress_to_buffer(blob, &mut raw[..])
-        .map_err(|e| format!("{chunk}: zstd: {e}"))?;
-    if n as u64 != raw_len {
-        return Err(format!(
-            "{chunk}: decompressed to {n} bytes, expected {raw_len}"
-        ));
-    }
-    Ok(())
-}
-
 impl std::fmt::Debug for Archive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Archive")
@@ -188,7 +159,7 @@ impl std::fmt::Debug for Archive {
 
 /// Reusable buffers for reading chunks (one per thread).
 pub(crate) struct ChunkReader {
-    dec: zstd::bulk::Decompressor<'static>,
+    dec: crate::codec::Decoder,
     blob: Vec<u8>,
     raw: Vec<u8>,
     /// Where this reader's time went (read, decompress, verify).
@@ -198,8 +169,7 @@ pub(crate) struct ChunkReader {
 impl ChunkReader {
     pub(crate) fn new() -> Result<Self> {
         Ok(ChunkReader {
-            dec: zstd::bulk::Decompressor::new()
-                .map_err(|e| Error::Invalid(format!("zstd decompressor: {e}")))?,
+            dec: crate::codec::Decoder::new()?,
             blob: Vec::new(),
             raw: Vec::new(),
             clock: crate::stages::Clock::start(),
@@ -581,14 +551,10 @@ impl Archive {
                 return Err(mismatch());
             }
         }
-        let data: &[u8] = match rec.codec {
-            Codec::Stored => &r.blob,
-            Codec::Zstd => {
-                decode(&mut r.dec, &r.blob, &mut r.raw, rec.raw_len, &chunk)?;
-                r.clock.work("decompress");
-                &r.raw
-            }
-        };
+        let data = (r.dec).decode(rec.codec, &r.blob, &mut r.raw, rec.raw_len, &chunk)?;
+        if rec.codec == Codec::Zstd {
+            r.clock.work("decompress");
+        }
         if from.digest_of == DigestOf::Raw {
             let same = digest::hash(data) == rec.digest;
             r.clock.work("verify");
