@@ -83,6 +83,16 @@ pub fn max_stored_len(codec: Codec, raw_len: u64) -> u64 {
     }
 }
 
+/// Makes `buf` exactly `len` bytes long, growing its allocation to exactly that when it
+/// is too small (a doubling `resize` could hold twice the memory budget's share).
+pub(crate) fn fit(buf: &mut Vec<u8>, len: usize) {
+    if buf.capacity() < len {
+        *buf = Vec::new();
+        buf.reserve_exact(len);
+    }
+    buf.resize(len, 0);
+}
+
 /// Reusable state for decoding blobs (one per thread).
 pub struct Decoder {
     zstd: zstd::Decompressor,

@@ -10,6 +10,10 @@ pub fn levels() -> std::ops::RangeInclusive<i32> {
     zstd::compression_level_range()
 }
 
+/// Bytes of a zstd decompression context (zstd 1.5 measures about 95 KiB; the window
+/// is the output buffer itself).
+pub const DECODE_CONTEXT_BYTES: u64 = 128 << 10;
+
 /// Whether a zstd frame of `frame_len` bytes is worth keeping for `raw_len` bytes: it
 /// must save more than 3%, else the chunk is stored.
 pub fn frame_pays(frame_len: usize, raw_len: usize) -> bool {
@@ -111,7 +115,7 @@ impl Decompressor {
             }
         }
         let len = usize::try_from(raw_len).map_err(|_| format!("{chunk}: {raw_len} bytes"))?;
-        raw.resize(len, 0);
+        super::fit(raw, len);
         let n = self
             .dctx
             .decompress_to_buffer(blob, &mut raw[..])

@@ -1,6 +1,7 @@
 //! An open archive: its validated index, and verified reads of chunks and files.
 
 use super::chain::{Chain, ChunkSource, Opened};
+use crate::codec::fit;
 use crate::digest;
 use crate::error::{Error, Result};
 use crate::format::base::id_of;
@@ -166,14 +167,52 @@ pub(crate) struct ChunkReader {
     pub(crate) clock: crate::stages::Clock,
 }
 
+/// The buffers a [`ChunkReader`] needs for a set of chunks: the largest blob, and the
+/// largest decoded zstd chunk (a stored chunk is used where it was read).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct ReaderSize {
+    blob: u64,
+    raw: u64,
+}
+
+impl ReaderSize {
+    /// What reading each of `chunks` takes.
+    pub(crate) fn of<'c>(chunks: impl IntoIterator<Item = &'c ChunkRecord>) -> ReaderSize {
+        chunks.into_iter().fold(ReaderSize::default(), |s, c| {
+            let raw = if c.codec == Codec::Zstd { c.raw_len } else { 0 };
+            ReaderSize {
+                blob: s.blob.max(c.stored_len),
+                raw: s.raw.max(raw),
+            }
+        })
+    }
+
+    /// Bytes a reader of this size holds: both buffers and its zstd context.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.blob
+            .saturating_add(self.raw)
+            .saturating_add(crate::codec::zstd::DECODE_CONTEXT_BYTES)
+    }
+}
+
 impl ChunkReader {
+    /// A reader whose buffers grow to what each chunk needs.
     pub(crate) fn new() -> Result<Self> {
-        Ok(ChunkReader {
+        ChunkReader::with_size(ReaderSize::default())
+    }
+
+    /// A reader whose buffers are allocated once, at `size` (lengths were validated
+    /// against the file and `MAX_CHUNK_LEN` when the archive was opened).
+    pub(crate) fn with_size(size: ReaderSize) -> Result<Self> {
+        let mut r = ChunkReader {
             dec: crate::codec::Decoder::new()?,
             blob: Vec::new(),
             raw: Vec::new(),
             clock: crate::stages::Clock::start(),
-        })
+        };
+        r.blob.reserve_exact(size.blob as usize);
+        r.raw.reserve_exact(size.raw as usize);
+        Ok(r)
     }
 }
 
@@ -523,7 +562,7 @@ impl Archive {
             .and_then(|i| self.data_chunks().get(i))
             .ok_or_else(|| format!("chunk {id} does not exist"))?;
         // Lengths were validated against the file and MAX_CHUNK_LEN when opening.
-        r.blob.resize(rec.stored_len as usize, 0);
+        fit(&mut r.blob, rec.stored_len as usize);
         let from = match &self.chain {
             Some(chain) => chain
                 .source(id)
@@ -659,5 +698,44 @@ impl Archive {
             return Err(damaged("file BLAKE3 mismatch".into()));
         }
         Ok(entry.size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ChunkReader, ReaderSize, fit};
+    use crate::format::chunk::{ChunkRecord, Codec};
+
+    #[test]
+    fn buffers_grow_to_exactly_the_largest_chunk() {
+        let mut buf = Vec::new();
+        for len in [1000, 1500, 2500, 2000] {
+            fit(&mut buf, len);
+            assert_eq!(buf.len(), len);
+        }
+        // A doubling resize would hold 4000 bytes here.
+        assert_eq!(buf.capacity(), 2500);
+    }
+
+    #[test]
+    fn a_sized_reader_holds_the_largest_blob_and_decoded_chunk() {
+        let chunk = |raw_len, stored_len, codec| ChunkRecord {
+            offset: 0,
+            stored_len,
+            raw_len,
+            codec,
+            digest: [0; 32],
+        };
+        let chunks = [chunk(900, 300, Codec::Zstd), chunk(700, 700, Codec::Stored)];
+        let size = ReaderSize::of(&chunks);
+        assert_eq!(
+            size,
+            ReaderSize {
+                blob: 700,
+                raw: 900
+            }
+        );
+        let r = ChunkReader::with_size(size).unwrap();
+        assert!(r.blob.capacity() >= 700 && r.raw.capacity() >= 900);
     }
 }

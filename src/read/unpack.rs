@@ -3,7 +3,7 @@
 //! closed at once), then symlinks, then directory metadata, deepest first. Every path
 //! is checked and resolved beneath the target (see [`super::beneath`]).
 
-use super::archive::Archive;
+use super::archive::{Archive, ReaderSize};
 use super::beneath::{Beneath, LastDir, MadeDir, Staged, apply_meta};
 use super::layout::Layout;
 use super::verify::{Tally, conclude, piece_digest};
@@ -151,23 +151,10 @@ fn umask() -> u32 {
         .unwrap_or(0o022)
 }
 
-/// Bytes of a zstd decompression context (zstd 1.5 measures about 95 KiB; the window
-/// is the output buffer itself).
-const DCTX_BYTES: u64 = 128 << 10;
-
-/// The threads, of `threads` asked for, that `memory` bytes hold when each keeps the
-/// blob and the decompressed bytes of the archive's largest chunk (at least one).
-fn threads_within(
-    memory: usize,
-    threads: usize,
-    chunks: &[crate::format::chunk::ChunkRecord],
-) -> usize {
-    let per_thread = chunks
-        .iter()
-        .map(|c| c.raw_len.saturating_add(c.stored_len))
-        .max()
-        .unwrap_or(0)
-        .saturating_add(DCTX_BYTES);
+/// The threads, of `threads` asked for, that `memory` bytes hold when each keeps a
+/// reader of `size` (at least one).
+fn threads_within(memory: usize, threads: usize, size: ReaderSize) -> usize {
+    let per_thread = size.bytes();
     let fit = usize::try_from(memory as u64 / per_thread).unwrap_or(usize::MAX);
     let run = threads.clamp(1, fit.max(1));
     if run < threads {
@@ -577,11 +564,14 @@ impl<'a> Job<'a> {
             .map(|&i| (i, Mutex::new(())))
             .collect();
         let layout = Layout::new(self.entries, self.archive.data_chunks(), self.selected);
-        let threads = threads_within(
-            self.opts.memory,
-            self.opts.threads,
-            self.archive.data_chunks(),
+        let chunks = self.archive.data_chunks();
+        let size = ReaderSize::of(
+            layout
+                .chunks
+                .iter()
+                .filter_map(|&id| chunks.get(id as usize)),
         );
+        let threads = threads_within(self.opts.memory, self.opts.threads, size);
         visit::chunks(
             self.archive,
             &layout.chunks,
@@ -810,23 +800,28 @@ fn write_sparse(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Res
 
 #[cfg(test)]
 mod tests {
-    use super::threads_within;
+    use super::{ReaderSize, threads_within};
     use crate::format::chunk::{ChunkRecord, Codec};
 
     #[test]
     fn threads_fit_the_memory_budget() {
-        let chunk = |raw_len: u64, stored_len: u64| ChunkRecord {
+        let chunk = |raw_len: u64, stored_len: u64, codec| ChunkRecord {
             offset: 0,
             stored_len,
             raw_len,
-            codec: Codec::Zstd,
+            codec,
             digest: [0; 32],
         };
-        let four = vec![chunk(4 << 20, 1 << 20), chunk(1 << 20, 1 << 20)];
-        // 5 MiB + 128 KiB per thread: 49 fit in 256 MiB.
-        assert_eq!(threads_within(256 << 20, 64, &four), 49);
-        assert_eq!(threads_within(256 << 20, 8, &four), 8);
-        assert_eq!(threads_within(1 << 20, 8, &four), 1);
-        assert_eq!(threads_within(256 << 20, 4, &[]), 4);
+        let four = [
+            chunk(4 << 20, 1 << 20, Codec::Zstd),
+            chunk(2 << 20, 2 << 20, Codec::Stored),
+        ];
+        // A 2 MiB blob, 4 MiB decoded and 128 KiB per thread: 41 fit in 256 MiB.
+        let size = ReaderSize::of(&four);
+        assert_eq!(size.bytes(), (6 << 20) + (128 << 10));
+        assert_eq!(threads_within(256 << 20, 64, size), 41);
+        assert_eq!(threads_within(256 << 20, 8, size), 8);
+        assert_eq!(threads_within(1 << 20, 8, size), 1);
+        assert_eq!(threads_within(256 << 20, 4, ReaderSize::of(&[])), 4);
     }
 }

@@ -1,7 +1,7 @@
 //! Parallel chunk visits: every thread takes the next chunk, loads and checks it, and
 //! hands the bytes (or the problem) to a callback with its own per-thread state.
 
-use super::archive::{Archive, ChunkReader};
+use super::archive::{Archive, ChunkReader, ReaderSize};
 use crate::error::{Error, Result};
 use crate::stages::Clock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,11 +30,13 @@ pub fn chunks<S: Send>(
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let threads = threads.clamp(1, ids.len().max(1));
+    let chunks = archive.data_chunks();
+    let size = ReaderSize::of(ids.iter().filter_map(|&id| chunks.get(id as usize)));
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| -> Result<(S, Clock)> {
-                    let mut reader = ChunkReader::new()?;
+                    let mut reader = ChunkReader::with_size(size)?;
                     let mut state = init();
                     loop {
                         let k = next.fetch_add(1, Ordering::Relaxed);
