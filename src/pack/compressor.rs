@@ -608,7 +608,8 @@ impl Compressor {
     /// the slot. Every input byte is hashed once, for its file's digest; the chunk's
     /// digest is of the blob (format 2), so a zstd chunk costs a hash of its frame on
     /// top, and a stored chunk a second pass over its bytes unless it is one whole
-    /// file, whose digest it shares. A chunk the sample test finds incompressible is
+    /// file, whose digest it shares, or the first piece of a split file, whose pass
+    /// gives it too (`digest::piece_and_plain`). A chunk the sample test finds incompressible is
     /// stored without a full zstd pass (`codec::worth_compressing`).
     fn seal(
         &self,
@@ -621,12 +622,13 @@ impl Compressor {
         let data: &[u8] = unsafe { self.ring.slot(f.slot, f.plan.len) };
         let raw_len = data.len();
         pieces.clear();
-        let mut whole_file = None;
+        // The plain BLAKE3 of the chunk, when its one piece's pass gave it.
+        let mut plain = None;
         for p in &f.plan.pieces {
             let bytes = &data[p.chunk_offset..p.chunk_offset + p.len];
-            let d = digest::piece(bytes, p.file_offset, p.whole);
-            if let (true, PieceDigest::Whole(whole)) = (p.len == raw_len, d) {
-                whole_file = Some(whole);
+            let (d, whole) = digest::piece_and_plain(bytes, p.file_offset, p.whole);
+            if p.len == raw_len {
+                plain = whole;
             }
             pieces.push((p.entry, d));
         }
@@ -634,7 +636,7 @@ impl Compressor {
         let blob = encoder.encode(data, f.plan.store)?;
         clock.work("compress");
         if blob.codec == Codec::Stored {
-            let chunk_digest = whole_file.unwrap_or_else(|| digest::hash(data));
+            let chunk_digest = plain.unwrap_or_else(|| digest::hash(data));
             clock.work("hash");
             return Ok(self.sealed(&f, Codec::Stored, raw_len, raw_len, chunk_digest, pieces));
         }

@@ -147,10 +147,10 @@ impl<'a> Rereader<'a> {
                 Err(e) => return Err(Error::io(path, "read", e)),
             }
             // Each byte hashed once for the file; the chunk's digest is of its blob.
-            let piece = digest::piece(data, offset, whole);
+            let (piece, plain) = digest::piece_and_plain(data, offset, whole);
             let blob = self.encoder.encode(data, store)?;
-            let chunk_digest = match (blob.codec, piece) {
-                (Codec::Stored, PieceDigest::Whole(d)) => d,
+            let chunk_digest = match (blob.codec, plain) {
+                (Codec::Stored, Some(d)) => d,
                 _ => digest::hash(blob.bytes),
             };
             let (codec, blob) = (blob.codec, blob.bytes);
