@@ -42,6 +42,26 @@ pub fn piece(bytes: &[u8], file_offset: u64, whole: bool) -> PieceDigest {
     }
 }
 
+/// [`piece`], and with it the plain BLAKE3 of `bytes` when the same pass gives it: for
+/// a whole file (the same value), and for the first piece of a split file (offset 0:
+/// the same chunk counters as `bytes` hashed alone, so only the root flag of the last
+/// step differs). A piece at any other offset has other counters: `None`.
+pub fn piece_and_plain(
+    bytes: &[u8],
+    file_offset: u64,
+    whole: bool,
+) -> (PieceDigest, Option<Digest>) {
+    if whole {
+        let d = hash(bytes);
+        return (PieceDigest::Whole(d), Some(d));
+    }
+    let mut h = blake3::Hasher::new();
+    h.set_input_offset(file_offset);
+    h.update(bytes);
+    let plain = (file_offset == 0).then(|| *h.finalize().as_bytes());
+    (PieceDigest::Subtree(h.finalize_non_root()), plain)
+}
+
 /// Joins the chaining values of a file's pieces (in order, each `piece_len` long except
 /// the last) into the file's BLAKE3. `None` if the pieces do not fit that shape.
 pub fn merge_file(cvs: &[Digest], piece_len: u64, file_len: u64) -> Option<Digest> {
@@ -152,6 +172,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_first_piece_of_a_split_file_gives_its_plain_blake3_too() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let first = &data[..65536];
+        assert_eq!(
+            piece_and_plain(first, 0, false),
+            (piece(first, 0, false), Some(hash(first)))
+        );
+        let second = &data[65536..131072];
+        assert_eq!(
+            piece_and_plain(second, 65536, false),
+            (piece(second, 65536, false), None)
+        );
+        assert_eq!(
+            piece_and_plain(first, 0, true),
+            (PieceDigest::Whole(hash(first)), Some(hash(first)))
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+mod codec;
 mod digest;
 mod error;
 mod format;

@@ -12,12 +12,6 @@ pub const COMPRESSED_EXTENSIONS: &[&str] = &[
     "docx", "epub", "odt", "ods", "parquet", "pptx", "xlsx", "woff", "woff2",
 ];
 
-/// Whether a zstd frame of `frame_len` bytes is worth keeping for `raw_len` bytes: it
-/// must save more than 3%, else the chunk is stored.
-pub fn frame_pays(frame_len: usize, raw_len: usize) -> bool {
-    (frame_len as u64) * 100 < (raw_len as u64) * 97
-}
-
 /// Whether a file with this name is of a known already-compressed type (by extension,
 /// in any case; `.gz` alone is a hidden file, not an extension).
 pub fn is_compressed_name(path: &[u8]) -> bool {

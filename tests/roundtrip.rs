@@ -456,3 +456,62 @@ fn pack_and_unpack_report_where_their_time_went() {
         "{work:?}"
     );
 }
+
+/// Codec of each chunk of the file at `path` in `a`.
+fn codecs_of(a: &Archive, path: &[u8]) -> Vec<znippy_uring::Codec> {
+    let e = a.entries().iter().find(|e| e.path == path).unwrap();
+    let at = e.location.unwrap();
+    (at.first_chunk..=at.last_chunk)
+        .map(|id| a.chunks()[id as usize].codec)
+        .collect()
+}
+
+#[test]
+fn random_data_off_the_skip_list_is_stored_by_the_sample_test_deterministically() {
+    use znippy_uring::Codec;
+    const MIB: usize = 1 << 20;
+    let s = Scratch::new("sample");
+    let src = s.path("src");
+    write(&src, "random.bin", &bytes(11, 3 * MIB + 5000, false));
+    write(&src, "text.dat", &bytes(12, 2 * MIB + 77, true));
+    // Random with text in its middle sixteenth: the sample finds the text.
+    let mut mixed = bytes(13, MIB, false);
+    mixed[MIB / 2..MIB / 2 + MIB / 16].copy_from_slice(&bytes(14, MIB / 16, true));
+    write(&src, "mixed.dat", &mixed);
+    let mut archives = Vec::new();
+    for (io, threads) in [
+        (IoMode::Uring, 1),
+        (IoMode::Uring, 2),
+        (IoMode::Portable, 3),
+    ] {
+        let out = s.path(&format!("a-{io:?}-{threads}.znippy"));
+        let o = PackOptions {
+            chunk_size: MIB,
+            ..opts(io, threads)
+        };
+        let report = pack(&src, &out, &o).unwrap();
+        let a = Archive::open(&out).unwrap();
+        assert_eq!(codecs_of(&a, b"random.bin"), [Codec::Stored; 4]);
+        assert_eq!(codecs_of(&a, b"text.dat"), [Codec::Zstd; 3]);
+        let mixed_codecs = codecs_of(&a, b"mixed.dat");
+        assert!(mixed_codecs.contains(&Codec::Zstd), "{mixed_codecs:?}");
+        assert_eq!(report.stored_chunks, 4, "{report:?}");
+        let dest = s.path(&format!("out-{io:?}-{threads}"));
+        a.unpack(&dest, &UnpackOptions::default()).unwrap();
+        assert_eq!(snapshot(&src), snapshot(&dest));
+        assert!(a.verify(2).unwrap().is_ok());
+        archives.push(fs::read(&out).unwrap());
+    }
+    assert!(
+        archives.iter().all(|a| a == &archives[0]),
+        "archives differ"
+    );
+    // `info --json` says so too.
+    let info = ok(&[
+        os("info"),
+        os("--json"),
+        s.path("a-Uring-1.znippy").as_os_str(),
+    ]);
+    let info = String::from_utf8(info.stdout).unwrap();
+    assert!(info.contains("\"stored_chunks\":4"), "{info}");
+}

@@ -473,8 +473,7 @@ fn check_chunk(i: usize, c: &ChunkRecord, blob_end: u64) -> Result<(), String> {
     }
     // A zstd frame is never longer than the bound for its content: this caps what a
     // reader allocates for a blob whatever the archive claims.
-    let bound = zstd::zstd_safe::compress_bound(c.raw_len as usize) as u64;
-    if c.codec == Codec::Zstd && c.stored_len > bound {
+    if c.stored_len > crate::codec::max_stored_len(c.codec, c.raw_len) {
         return Err(format!(
             "chunk {i}: zstd blob of {} bytes for {} raw bytes",
             c.stored_len, c.raw_len

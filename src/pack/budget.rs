@@ -8,8 +8,8 @@
 //! the index being built, thread stacks) is small or grows with the entries, not the
 //! threads; docs/DESIGN.md gives the formula and the bytes per entry.
 
+use crate::codec::zstd;
 use crate::error::{Error, Result};
-use zstd::zstd_safe;
 
 /// Default budget: 256 MiB.
 pub const DEFAULT_MEMORY: usize = 256 << 20;
@@ -45,7 +45,7 @@ impl Budget {
     ) -> Result<Budget> {
         let slot_bytes = super::ring::slot_bytes(chunk_size);
         let overhead_bytes = level.map_or(0, |l| {
-            zstd_safe::compress_bound(chunk_size) + context_bytes(l, chunk_size)
+            zstd::bound(chunk_size) + zstd::context_bytes(l, chunk_size)
         });
         let least = SLOTS_MIN * slot_bytes + overhead_bytes;
         let fit = memory / least;
@@ -87,45 +87,11 @@ pub fn size_text(bytes: u64) -> String {
     }
 }
 
-/// Bytes of a zstd compression context at `level` for inputs of `chunk_size`, as
-/// zstd sizes it (the context's tables grow with the level: about 1 MiB at level 3,
-/// tens of MiB at 19).
-pub fn context_bytes(level: i32, chunk_size: usize) -> usize {
-    let mut cctx = zstd_safe::CCtx::create();
-    let ready = cctx
-        .set_parameter(zstd_safe::CParameter::CompressionLevel(level))
-        .is_ok()
-        && cctx.set_pledged_src_size(Some(chunk_size as u64)).is_ok();
-    if ready {
-        // Flushing nothing makes zstd allocate the context's tables for that size.
-        let mut out = [0u8; 64];
-        let mut output = zstd_safe::OutBuffer::around(&mut out[..]);
-        let mut input = zstd_safe::InBuffer::around(&[][..]);
-        let _ = cctx.compress_stream2(
-            &mut output,
-            &mut input,
-            zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_flush,
-        );
-    }
-    cctx.sizeof()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MIB: usize = 1 << 20;
-
-    #[test]
-    fn zstd_contexts_grow_with_the_level() {
-        let (l1, l3, l19) = (
-            context_bytes(1, 4 * MIB),
-            context_bytes(3, 4 * MIB),
-            context_bytes(19, 4 * MIB),
-        );
-        assert!(l3 > 256 << 10, "level 3 context {l3}");
-        assert!(l1 <= l3 && l3 * 8 < l19, "{l1} {l3} {l19}");
-    }
 
     #[test]
     fn every_thread_runs_when_the_budget_allows() {

@@ -7,9 +7,9 @@ use super::ring::Ring;
 use super::root::full_path;
 use super::segmenter::{ChunkPlan, Source};
 use super::unreadable::Skipped;
+use crate::codec::{Codec, Encoder, Transform};
 use crate::digest::{self, Digest, PieceDigest};
 use crate::error::{Error, Result};
-use crate::format::chunk::Codec;
 use crate::io::{Completion, Op, Queue};
 use crate::stages::Clock;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -153,12 +153,6 @@ impl OpenError {
     }
 }
 
-/// A compressor's zstd context and the buffer its frames are made in.
-struct Zstd {
-    cctx: zstd::bulk::Compressor<'static>,
-    frame: Vec<u8>,
-}
-
 /// Files opened per batch before their reads and closes are submitted.
 const OPEN_BATCH: usize = 32;
 
@@ -171,7 +165,7 @@ struct Filling {
 /// A compressor's slots and the work on them.
 struct Work {
     clock: Clock,
-    zstd: Option<Zstd>,
+    encoder: Encoder,
     /// Slots free to fill.
     free: Vec<usize>,
     /// Piece lists handed back with slots, to reuse.
@@ -224,17 +218,10 @@ impl Compressor {
         sealed: Sender<Sealed>,
         abort: &AtomicBool,
     ) -> Result<Clock> {
-        let zstd = match self.level {
-            Some(level) => Some(Zstd {
-                cctx: zstd::bulk::Compressor::new(level)
-                    .map_err(|e| Error::Invalid(format!("zstd level {level}: {e}")))?,
-                frame: Vec::new(),
-            }),
-            None => None,
-        };
+        let encoder = Encoder::new(self.level)?;
         let mut w = Work {
             clock: Clock::start(),
-            zstd,
+            encoder,
             free: (0..self.ring.slots()).rev().collect(),
             spare: Vec::new(),
             filling: VecDeque::new(),
@@ -293,7 +280,7 @@ impl Compressor {
             self.check_unchanged(&f.plan)?;
             w.clock.work("check");
             let pieces = w.spare.pop().unwrap_or_default();
-            let out = self.seal(w.zstd.as_mut(), f, pieces, &mut w.clock)?;
+            let out = self.seal(&mut w.encoder, f, pieces, &mut w.clock)?;
             if sealed.send(out).is_err() {
                 return Ok(()); // writer gone; it reports why
             }
@@ -645,14 +632,16 @@ impl Compressor {
         changes.reread.push(entry);
     }
 
-    /// Hashes and compresses a filled slot; a zstd frame that pays replaces the data
-    /// in the slot. Every input byte is hashed once, for its file's digest; the
-    /// chunk's digest is of the blob (format 2), so a zstd chunk costs a hash of its
-    /// frame on top, and a stored chunk a second pass over its bytes unless it is one
-    /// whole file, whose digest it shares.
+    /// Hashes and encodes a filled slot; a zstd frame that pays replaces the data in
+    /// the slot. Every input byte is hashed once, for its file's digest; the chunk's
+    /// digest is of the blob (format 2), so a zstd chunk costs a hash of its frame on
+    /// top, and a stored chunk a second pass over its bytes unless it is one whole
+    /// file, whose digest it shares, or the first piece of a split file, whose pass
+    /// gives it too (`digest::piece_and_plain`). A chunk the sample test finds incompressible is
+    /// stored without a full zstd pass (`codec::worth_compressing`).
     fn seal(
         &self,
-        zstd: Option<&mut Zstd>,
+        encoder: &mut Encoder,
         f: Filling,
         mut pieces: Vec<(usize, PieceDigest)>,
         clock: &mut Clock,
@@ -661,38 +650,32 @@ impl Compressor {
         let data: &[u8] = unsafe { self.ring.slot(f.slot, f.plan.len) };
         let raw_len = data.len();
         pieces.clear();
-        let mut whole_file = None;
+        // The plain BLAKE3 of the chunk, when its one piece's pass gave it.
+        let mut plain = None;
         for p in &f.plan.pieces {
             let bytes = &data[p.chunk_offset..p.chunk_offset + p.len];
-            let d = digest::piece(bytes, p.file_offset, p.whole);
-            if let (true, PieceDigest::Whole(whole)) = (p.len == raw_len, d) {
-                whole_file = Some(whole);
+            let (d, whole) = digest::piece_and_plain(bytes, p.file_offset, p.whole);
+            if p.len == raw_len {
+                plain = whole;
             }
             pieces.push((p.entry, d));
         }
         clock.work("hash");
-        if let (Some(z), false) = (zstd, f.plan.store) {
-            z.frame.clear();
-            z.frame.reserve(zstd::zstd_safe::compress_bound(raw_len));
-            let n = z
-                .cctx
-                .compress_to_buffer(data, &mut z.frame)
-                .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
-            clock.work("compress");
-            if crate::skip::frame_pays(n, raw_len) {
-                let frame = &z.frame[..n];
-                let chunk_digest = digest::hash(frame);
-                clock.work("hash");
-                // SAFETY: we own the slot; the data is hashed and compressed, and the
-                // frame is shorter than it.
-                unsafe { self.ring.slot(f.slot, n) }.copy_from_slice(frame);
-                clock.work("compress");
-                return Ok(self.sealed(&f, Codec::Zstd, n, raw_len, chunk_digest, pieces));
-            }
+        let blob = encoder.encode(data, f.plan.store)?;
+        clock.work("compress");
+        if blob.codec == Codec::Stored {
+            let chunk_digest = plain.unwrap_or_else(|| digest::hash(data));
+            clock.work("hash");
+            return Ok(self.sealed(&f, Codec::Stored, raw_len, raw_len, chunk_digest, pieces));
         }
-        let chunk_digest = whole_file.unwrap_or_else(|| digest::hash(data));
+        let (codec, frame) = (blob.codec, blob.bytes);
+        let chunk_digest = digest::hash(frame);
         clock.work("hash");
-        Ok(self.sealed(&f, Codec::Stored, raw_len, raw_len, chunk_digest, pieces))
+        // SAFETY: we own the slot; the data is hashed and encoded, and the frame is
+        // shorter than it.
+        unsafe { self.ring.slot(f.slot, frame.len()) }.copy_from_slice(frame);
+        clock.work("compress");
+        Ok(self.sealed(&f, codec, frame.len(), raw_len, chunk_digest, pieces))
     }
 
     /// The sealed chunk of slot `f`, its blob `stored_len` bytes of `codec`.

@@ -202,7 +202,7 @@ impl PackOptions {
                 self.chunk_size
             )));
         }
-        let levels = zstd::compression_level_range();
+        let levels = crate::codec::zstd::levels();
         if !levels.contains(&self.level) {
             return Err(Error::Invalid(format!(
                 "zstd level {} outside {}..={}",
@@ -730,7 +730,7 @@ impl Data {
         self.skipped.extend(self.unreadable.into_values());
         (self.warnings).extend(self.skipped.iter().map(Skipped::warning));
         let stored_chunks = (self.chunks.iter())
-            .filter(|c| c.codec == crate::format::chunk::Codec::Stored)
+            .filter(|c| c.codec == crate::codec::Codec::Stored)
             .count() as u64;
         let (groups, stats) = assemble(
             self.entries,

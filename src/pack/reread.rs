@@ -9,9 +9,10 @@
 use super::compressor::{OpenError, Root, read_exact_at};
 use super::output::Output;
 use super::root::full_path;
+use crate::codec::{Codec, Encoder, Transform};
 use crate::digest::{self, PieceDigest};
 use crate::error::{Error, Result};
-use crate::format::chunk::{ChunkRecord, Codec};
+use crate::format::chunk::ChunkRecord;
 use crate::format::entry::DataLocation;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -47,20 +48,18 @@ pub struct Rereader<'a> {
     root: &'a Root,
     output: &'a Output,
     chunk_size: usize,
-    zstd: zstd::bulk::Compressor<'static>,
+    encoder: Encoder,
 }
 
 impl<'a> Rereader<'a> {
     /// A rereader appending to `output` files under `root`, in chunks of `chunk_size`
     /// compressed at zstd `level`.
     pub fn new(root: &'a Root, output: &'a Output, chunk_size: usize, level: i32) -> Result<Self> {
-        let zstd = zstd::bulk::Compressor::new(level)
-            .map_err(|e| Error::Invalid(format!("zstd level {level}: {e}")))?;
         Ok(Rereader {
             root,
             output,
             chunk_size,
-            zstd,
+            encoder: Encoder::new(Some(level))?,
         })
     }
 
@@ -148,24 +147,13 @@ impl<'a> Rereader<'a> {
                 Err(e) => return Err(Error::io(path, "read", e)),
             }
             // Each byte hashed once for the file; the chunk's digest is of its blob.
-            let piece = digest::piece(data, offset, whole);
-            let mut codec = Codec::Stored;
-            let frame;
-            let mut blob: &[u8] = data;
-            if !store {
-                frame = self
-                    .zstd
-                    .compress(data)
-                    .map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
-                if crate::skip::frame_pays(frame.len(), len) {
-                    codec = Codec::Zstd;
-                    blob = &frame;
-                }
-            }
-            let chunk_digest = match (codec, piece) {
-                (Codec::Stored, PieceDigest::Whole(d)) => d,
-                _ => digest::hash(blob),
+            let (piece, plain) = digest::piece_and_plain(data, offset, whole);
+            let blob = self.encoder.encode(data, store)?;
+            let chunk_digest = match (blob.codec, plain) {
+                (Codec::Stored, Some(d)) => d,
+                _ => digest::hash(blob.bytes),
             };
+            let (codec, blob) = (blob.codec, blob.bytes);
             self.output.write_at(blob, *blob_end)?;
             pieces.push((chunks.len() as u64, piece));
             chunks.push(ChunkRecord {

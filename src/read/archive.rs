@@ -1,6 +1,7 @@
 //! An open archive: its validated index, and verified reads of chunks and files.
 
 use super::chain::{Chain, ChunkSource, Opened};
+use crate::codec::fit;
 use crate::digest;
 use crate::error::{Error, Result};
 use crate::format::base::id_of;
@@ -146,35 +147,6 @@ fn unnamed_file(dir: &Path) -> std::io::Result<File> {
     }
 }
 
-/// Decodes the zstd frame `blob` of `chunk` into `raw`, which it must fill exactly:
-/// `raw_len` bytes, declared in the frame's header before anything is allocated.
-fn decode(
-    dec: &mut zstd::bulk::Decompressor<'static>,
-    blob: &[u8],
-    raw: &mut Vec<u8>,
-    raw_len: u64,
-    chunk: &str,
-) -> Result<(), String> {
-    match zstd::zstd_safe::get_frame_content_size(blob) {
-        Ok(Some(n)) if n == raw_len => {}
-        _ => {
-            return Err(format!(
-                "{chunk}: zstd frame does not declare {raw_len} bytes"
-            ));
-        }
-    }
-    fit(raw, raw_len as usize);
-    let n = dec
-        .decompress_to_buffer(blob, &mut raw[..])
-        .map_err(|e| format!("{chunk}: zstd: {e}"))?;
-    if n as u64 != raw_len {
-        return Err(format!(
-            "{chunk}: decompressed to {n} bytes, expected {raw_len}"
-        ));
-    }
-    Ok(())
-}
-
 impl std::fmt::Debug for Archive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Archive")
@@ -188,16 +160,12 @@ impl std::fmt::Debug for Archive {
 
 /// Reusable buffers for reading chunks (one per thread).
 pub(crate) struct ChunkReader {
-    dec: zstd::bulk::Decompressor<'static>,
+    dec: crate::codec::Decoder,
     blob: Vec<u8>,
     raw: Vec<u8>,
     /// Where this reader's time went (read, decompress, verify).
     pub(crate) clock: crate::stages::Clock,
 }
-
-/// Bytes of a zstd decompression context (zstd 1.5 measures about 95 KiB; the window
-/// is the output buffer itself).
-const DCTX_BYTES: u64 = 128 << 10;
 
 /// The buffers a [`ChunkReader`] needs for a set of chunks: the largest blob, and the
 /// largest decoded zstd chunk (a stored chunk is used where it was read).
@@ -223,18 +191,8 @@ impl ReaderSize {
     pub(crate) fn bytes(&self) -> u64 {
         self.blob
             .saturating_add(self.raw)
-            .saturating_add(DCTX_BYTES)
+            .saturating_add(crate::codec::zstd::DECODE_CONTEXT_BYTES)
     }
-}
-
-/// Makes `buf` exactly `len` bytes long, growing its allocation to exactly that when it
-/// is too small (a doubling `resize` could hold twice the memory budget's share).
-fn fit(buf: &mut Vec<u8>, len: usize) {
-    if buf.capacity() < len {
-        *buf = Vec::new();
-        buf.reserve_exact(len);
-    }
-    buf.resize(len, 0);
 }
 
 impl ChunkReader {
@@ -247,8 +205,7 @@ impl ChunkReader {
     /// against the file and `MAX_CHUNK_LEN` when the archive was opened).
     pub(crate) fn with_size(size: ReaderSize) -> Result<Self> {
         let mut r = ChunkReader {
-            dec: zstd::bulk::Decompressor::new()
-                .map_err(|e| Error::Invalid(format!("zstd decompressor: {e}")))?,
+            dec: crate::codec::Decoder::new()?,
             blob: Vec::new(),
             raw: Vec::new(),
             clock: crate::stages::Clock::start(),
@@ -633,14 +590,10 @@ impl Archive {
                 return Err(mismatch());
             }
         }
-        let data: &[u8] = match rec.codec {
-            Codec::Stored => &r.blob,
-            Codec::Zstd => {
-                decode(&mut r.dec, &r.blob, &mut r.raw, rec.raw_len, &chunk)?;
-                r.clock.work("decompress");
-                &r.raw
-            }
-        };
+        let data = (r.dec).decode(rec.codec, &r.blob, &mut r.raw, rec.raw_len, &chunk)?;
+        if rec.codec == Codec::Zstd {
+            r.clock.work("decompress");
+        }
         if from.digest_of == DigestOf::Raw {
             let same = digest::hash(data) == rec.digest;
             r.clock.work("verify");
