@@ -15,7 +15,7 @@
 //! the scanner will need soonest. At most [`AHEAD`] directories are requested ahead;
 //! one beyond that is requested when the scanner reaches it.
 
-use super::compressor::Root;
+use super::root::Root;
 use super::root::full_path;
 use super::unreadable::{OnUnreadable, Skipped};
 use crate::error::{Error, Result};

@@ -3,9 +3,10 @@
 //! collect the written chunks at the end.
 
 use super::budget::Budget;
-use super::compressor::{Changes, Compressor, Returned, Root, Sealed};
+use super::compressor::{Changes, Compressor, Returned, Sealed};
 use super::output::Output;
 use super::ring::Ring;
+use super::root::Root;
 use super::segmenter::ChunkPlan;
 use super::writer::{Writer, Written};
 use crate::error::{Error, Result};

@@ -6,9 +6,9 @@
 //! archive, unreferenced (their chunks still verify). Changed files are rare, so this
 //! pass is plain pread/pwrite on the calling thread.
 
-use super::compressor::{OpenError, Root, read_exact_at};
 use super::output::Output;
 use super::root::full_path;
+use super::root::{OpenError, Root, read_exact_at};
 use crate::codec::{Codec, Encoder, Transform};
 use crate::digest::{self, PieceDigest};
 use crate::error::{Error, Result};

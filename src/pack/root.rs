@@ -1,11 +1,133 @@
-//! The pack root: the directory everything is read beneath, and the names of what
-//! lies under it, for messages.
+//! The pack root: the directory everything is read beneath, opening and reading its
+//! files confined beneath it, and the names of what lies under it, for messages.
 
+use crate::error::{Error, Result};
 use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The full path of an entry under `root`, for messages.
 pub fn full_path(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(OsStr::from_bytes(rel))
+}
+
+/// The pack root, for opening files relative to it.
+pub struct Root {
+    /// Directory descriptor of the root.
+    pub fd: OwnedFd,
+    /// Its path, for messages.
+    pub path: PathBuf,
+}
+
+impl Root {
+    /// Opens the directory at `path`.
+    pub fn open(path: &Path) -> Result<Root> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(path, flags, Mode::empty())
+            .map_err(|e| Error::io(path, "open directory", e.into()))?;
+        Ok(Root {
+            fd,
+            path: path.into(),
+        })
+    }
+
+    /// Opens the regular file the walk found at `rel` for reading. It is opened
+    /// beneath the root without following a symlink at any component (a directory
+    /// swapped for a symlink since the walk is not followed), without blocking (a FIFO
+    /// swapped in since the walk would wait for a writer forever), and checked to be a
+    /// regular file still. `blocking` then clears `O_NONBLOCK` (one more system call).
+    /// A regular file is read the same either way, by `pread` and, where the file
+    /// system can queue a read without blocking (ext4, xfs, btrfs, tmpfs, FUSE on
+    /// Linux 6), by io_uring; where it cannot, io_uring answers `EAGAIN`, and the
+    /// compressor reads through a blocking descriptor from then on.
+    pub fn open_file(&self, rel: &Path, blocking: bool) -> std::result::Result<OwnedFd, OpenError> {
+        use rustix::fs::{FileType, Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let rel = std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str());
+        let fd = match crate::resolve::beneath(&self.fd, rel, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                return Err(match e.raw_os_error() {
+                    Some(libc::ENOENT) => OpenError::Gone("vanished"),
+                    Some(libc::ELOOP | libc::EXDEV) => {
+                        OpenError::Gone("replaced by a symlink, or a directory above it was")
+                    }
+                    Some(libc::ENOTDIR) => OpenError::Gone("a directory above it was replaced"),
+                    _ => OpenError::Os(e),
+                });
+            }
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| OpenError::Os(e.into()))?;
+        let gone = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => None,
+            FileType::Directory => Some("replaced by a directory"),
+            FileType::Fifo => Some("replaced by a FIFO"),
+            FileType::CharacterDevice => Some("replaced by a character device"),
+            FileType::BlockDevice => Some("replaced by a block device"),
+            _ => Some("replaced by something that is not a regular file"),
+        };
+        if let Some(why) = gone {
+            return Err(OpenError::Gone(why));
+        }
+        if blocking {
+            // fcntl's F_SETFL sets only the status flags: none but O_NONBLOCK were asked for.
+            (rustix::fs::fcntl_setfl(&fd, OFlags::empty())).map_err(|e| OpenError::Os(e.into()))?;
+        }
+        Ok(fd)
+    }
+}
+
+/// Why [`Root::open_file`] gave no file.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The file the walk found is not there any more: what happened instead.
+    Gone(&'static str),
+    /// The operating system refused or failed the open.
+    Os(std::io::Error),
+}
+
+impl OpenError {
+    /// As an error of the pack, for the file at `path`.
+    pub fn into_error(self, path: PathBuf) -> Error {
+        match self {
+            OpenError::Gone(why) => Error::Input {
+                path,
+                problem: format!("{why} while being packed"),
+            },
+            OpenError::Os(e) => Error::io(&path, "open", e),
+        }
+    }
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends; returns how
+/// many bytes were read.
+pub fn read_at_most(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
+        match rustix::io::pread(fd, rest, offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(got)
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub fn read_exact_at(fd: &OwnedFd, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pread(fd, &mut *buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

@@ -6,8 +6,8 @@
 //! once; its other names become hard-link entries pointing at the first. Owners are
 //! recorded by id and by name.
 
-use super::compressor::Root;
 use super::lister::{Found, Lister, Meta, Rules, Warning, in_walk_order, time_ns, vanished};
+use super::root::Root;
 use super::root::full_path;
 use super::unreadable::Skipped;
 use crate::error::{Error, Result};

@@ -24,7 +24,7 @@
 //! data from: the new archive's bases are only the archives it references, so a chain
 //! never needs more than that.
 
-use super::compressor::Root;
+use super::root::Root;
 use crate::error::{Error, Result};
 use crate::format::base::Base;
 use crate::format::entry::{DataLocation, Entry, EntryKind};
