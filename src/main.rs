@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
     znippy_uring::remove_temporaries_on_signal();
-    let out = cli.global.output();
+    let out = cli.global.reporting();
     match cli::run(cli.command, &out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<cli::Incomplete>() => {

@@ -1,6 +1,6 @@
 //! `znippy-uring cat`: one file to standard output, reading only its chunks.
 
-use super::report::{Output, Report, Stream, lossy};
+use super::report::{Report, Reporting, Stream, lossy};
 use super::stdio::open_archive_with;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -38,7 +38,7 @@ impl Report for CatJson<'_> {
     }
 }
 
-pub fn run(args: Args, out: &Output) -> Result<()> {
+pub fn run(args: Args, out: &Reporting) -> Result<()> {
     let start = Instant::now();
     let a = open_archive_with(&args.archive, &args.bases)?;
     let stdout = std::io::stdout();

@@ -2,7 +2,7 @@
 //! JSON lines or Parquet, for pyarrow, Polars, DuckDB and the other query engines
 //! (docs/QUERY.md).
 
-use super::report::{Output, Report, Stream, lossy_opt};
+use super::report::{Report, Reporting, Stream, lossy_opt};
 use super::stdio::{open_archive, to_stdout};
 use anyhow::Result;
 use serde::Serialize;
@@ -13,7 +13,7 @@ use znippy_uring::export::{self, Format, Table};
 pub struct Args {
     /// Archive to read (`-`: standard input).
     archive: PathBuf,
-    /// Output file, replaced atomically (a symlink is followed; a character device,
+    /// Reporting file, replaced atomically (a symlink is followed; a character device,
     /// FIFO or socket is written as a stream); default: standard output.
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
@@ -46,7 +46,7 @@ impl Report for IndexJson<'_> {
     }
 }
 
-pub fn run(args: Args, out: &Output) -> Result<()> {
+pub fn run(args: Args, out: &Reporting) -> Result<()> {
     let a = open_archive(&args.archive)?;
     let format = args
         .format

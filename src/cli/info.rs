@@ -2,7 +2,7 @@
 //! the command's output (on standard output, whatever `--quiet` says); `--json` prints
 //! the same report as JSON.
 
-use super::Output;
+use super::Reporting;
 use super::report::{Envelope, ratio};
 use super::stdio::open_archive;
 use anyhow::Result;
@@ -158,7 +158,7 @@ impl<'a> Info<'a> {
     }
 }
 
-pub fn run(args: Args, out: &Output) -> Result<()> {
+pub fn run(args: Args, out: &Reporting) -> Result<()> {
     let a = open_archive(&args.archive)?;
     let info = Info::of(&args.archive, &a);
     if out.json {

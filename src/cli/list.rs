@@ -3,7 +3,7 @@
 //! Each line ends with a newline, or with `-0` a NUL; on a terminal, control bytes in
 //! names are shown escaped.
 
-use super::Output;
+use super::Reporting;
 use super::stdio::{open_archive, to_stdout};
 use anyhow::Result;
 use std::borrow::Cow;
@@ -25,7 +25,7 @@ pub struct Args {
     null: bool,
 }
 
-pub fn run(args: Args, out: &Output) -> Result<()> {
+pub fn run(args: Args, out: &Reporting) -> Result<()> {
     let a = open_archive(&args.archive)?;
     if out.json {
         let stdout = "<stdout>".as_ref();

@@ -21,7 +21,7 @@ mod utc;
 mod verify;
 
 use clap::{Parser, Subcommand};
-pub use report::Output;
+pub use report::Reporting;
 
 /// Exit status of a pack that wrote its archive without some entries it could not
 /// read (`--on-unreadable warn`).
@@ -90,8 +90,8 @@ pub struct Global {
 
 impl Global {
     /// How commands report.
-    pub fn output(&self) -> Output {
-        Output {
+    pub fn reporting(&self) -> Reporting {
+        Reporting {
             json: self.json,
             quiet: self.quiet,
             progress: self.progress,
@@ -148,7 +148,7 @@ pub enum Command {
 }
 
 /// Runs one command.
-pub fn run(command: Command, out: &Output) -> anyhow::Result<()> {
+pub fn run(command: Command, out: &Reporting) -> anyhow::Result<()> {
     match command {
         Command::Pack(a) => pack::run(a, out),
         Command::Unpack(a) => unpack::run_unpack(a, out),

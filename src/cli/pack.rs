@@ -3,7 +3,7 @@
 
 use super::args::{parse_size, threads};
 use super::progress::Bar;
-use super::report::{Output, Report, Stream, Timing, ratio};
+use super::report::{Report, Reporting, Stream, Timing, ratio};
 use super::stdio::{read_list, stdout_for_archive};
 use anyhow::Result;
 use serde::Serialize;
@@ -135,7 +135,7 @@ fn reused(r: &PackReport) -> String {
     )
 }
 
-pub fn run(args: Args, out: &Output) -> Result<()> {
+pub fn run(args: Args, out: &Reporting) -> Result<()> {
     let root = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let selection = match &args.from_list {
         Some(list) => Selection::List {

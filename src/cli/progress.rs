@@ -5,7 +5,7 @@
 //! and the job running. Shown when stderr is a terminal or with `--progress` (then as
 //! plain lines); never with `--quiet` or `--json`.
 
-use super::Output;
+use super::Reporting;
 use super::bench::rig::Step;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use znippy_uring::Progress;
 
 /// Whether `out` asks for progress: on a terminal, or forced with `--progress`.
-fn wanted(out: &Output) -> bool {
+fn wanted(out: &Reporting) -> bool {
     !out.quiet && !out.json && (out.progress || std::io::stderr().is_terminal())
 }
 
@@ -30,7 +30,7 @@ pub struct Bar {
 impl Bar {
     /// Starts a bar labelled `what` if `out` says to show one; the counters are there
     /// for the library either way.
-    pub fn start(out: &Output, what: &'static str) -> Bar {
+    pub fn start(out: &Reporting, what: &'static str) -> Bar {
         let counters = Arc::new(Progress::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = wanted(out).then(|| {
@@ -135,7 +135,7 @@ pub struct JobsBar {
 
 impl JobsBar {
     /// Progress for `bench` as `out` asks.
-    pub fn new(out: &Output) -> JobsBar {
+    pub fn new(out: &Reporting) -> JobsBar {
         let tty = std::io::stderr().is_terminal();
         JobsBar {
             bar: None,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 /// Where and how a command reports, from the global flags.
 #[derive(Clone, Copy, Debug)]
-pub struct Output {
+pub struct Reporting {
     /// `--json`: a JSON report instead of the summary line.
     pub json: bool,
     /// `--quiet`: no summary line and no progress bar.
@@ -62,7 +62,7 @@ impl Timing {
     }
 }
 
-impl Output {
+impl Reporting {
     /// Prints `report` of `command` on `archive`: with `--json` as one line of JSON on
     /// `stream`; otherwise its summary line on stderr, unless `--quiet`.
     pub fn report<R: Report>(

@@ -3,7 +3,7 @@
 
 use super::args::{parse_max_size, parse_size, threads};
 use super::progress::Bar;
-use super::report::{Output, Report, Stream, Timing, lossy};
+use super::report::{Report, Reporting, Stream, Timing, lossy};
 use super::stdio::open_archive_with;
 use anyhow::Result;
 use serde::Serialize;
@@ -16,13 +16,13 @@ use znippy_uring::{Archive, MaxSize, UnpackOptions, UnpackReport, XattrPolicy};
 #[derive(clap::Args)]
 pub struct UnpackArgs {
     #[command(flatten)]
-    job: Job,
+    shared: Shared,
 }
 
 #[derive(clap::Args)]
 pub struct ExtractArgs {
     #[command(flatten)]
-    job: Job,
+    shared: Shared,
     /// Paths inside the archive.
     #[arg(required = true)]
     paths: Vec<OsString>,
@@ -30,7 +30,7 @@ pub struct ExtractArgs {
 
 /// What unpack and extract share: the archive, where to, how, and what to restore.
 #[derive(clap::Args)]
-struct Job {
+struct Shared {
     /// Archive to read (`-`: standard input).
     archive: PathBuf,
     /// Target directory (created if missing).
@@ -48,13 +48,13 @@ struct Job {
     #[arg(long = "base", value_name = "ARCHIVE")]
     bases: Vec<PathBuf>,
     #[command(flatten)]
-    restore: Restore,
+    restore: RestoreFlags,
 }
 
 /// What metadata extraction restores beyond data, mtimes and `rwx` bits. The defaults
 /// are GNU tar's: both on when running as root, off otherwise.
 #[derive(clap::Args)]
-struct Restore {
+struct RestoreFlags {
     /// Restore owners [default when root]: by archived user and group name where the
     /// name exists here, else by archived id.
     #[arg(long, overrides_with = "no_same_owner")]
@@ -97,7 +97,7 @@ struct Restore {
     overwrite_dir: bool,
 }
 
-impl Restore {
+impl RestoreFlags {
     fn options(&self, threads_flag: Option<usize>) -> UnpackOptions {
         let d = UnpackOptions::default();
         // A flag pair: `--x` on, `--no-x` off, neither: the default.
@@ -149,22 +149,22 @@ impl Report for UnpackJson<'_> {
     }
 }
 
-pub fn run_unpack(args: UnpackArgs, out: &Output) -> Result<()> {
-    args.job
+pub fn run_unpack(args: UnpackArgs, out: &Reporting) -> Result<()> {
+    args.shared
         .run(out, "unpack", |a, dir, opts| a.unpack(dir, opts))
 }
 
-pub fn run_extract(args: ExtractArgs, out: &Output) -> Result<()> {
+pub fn run_extract(args: ExtractArgs, out: &Reporting) -> Result<()> {
     let paths: Vec<&[u8]> = args.paths.iter().map(|p| p.as_bytes()).collect();
-    args.job
+    args.shared
         .run(out, "extract", |a, dir, opts| a.extract(&paths, dir, opts))
 }
 
-impl Job {
+impl Shared {
     /// Opens the archive, runs `restore` with a progress bar, and reports.
     fn run(
         &self,
-        out: &Output,
+        out: &Reporting,
         command: &'static str,
         restore: impl FnOnce(&Archive, &Path, &UnpackOptions) -> znippy_uring::Result<UnpackReport>,
     ) -> Result<()> {
@@ -183,7 +183,7 @@ impl Job {
 }
 
 fn report(
-    out: &Output,
+    out: &Reporting,
     command: &'static str,
     archive: &Path,
     target: &Path,

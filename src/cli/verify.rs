@@ -2,7 +2,7 @@
 
 use super::args::threads;
 use super::progress::Bar;
-use super::report::{Output, Report, Stream, Timing};
+use super::report::{Report, Reporting, Stream, Timing};
 use super::stdio::open_archive_with;
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -45,7 +45,7 @@ impl Report for VerifyJson {
 
 /// Fails (exit status 1) when anything is damaged, after naming every damaged file on
 /// stderr (and, with `--json`, printing the report).
-pub fn run(args: Args, out: &Output) -> Result<()> {
+pub fn run(args: Args, out: &Reporting) -> Result<()> {
     let start = Instant::now();
     let bar = Bar::start(out, "verify");
     let a = open_archive_with(&args.archive, &args.bases)?.with_progress(bar.counters());

@@ -36,7 +36,7 @@ pub enum Source {
 
 /// A run of one file's bytes placed in a chunk.
 #[derive(Clone, Debug)]
-pub struct Piece {
+pub struct PiecePlan {
     /// The entry (index in the pack's entry list) the bytes belong to.
     pub entry: usize,
     /// Where to get them.
@@ -61,7 +61,7 @@ pub struct ChunkPlan {
     /// Store without trying to compress (skip-listed content).
     pub store: bool,
     /// The pieces, in chunk order, covering `0..len`.
-    pub pieces: Vec<Piece>,
+    pub pieces: Vec<PiecePlan>,
 }
 
 /// The pipeline stopped taking plans (it failed; its error says why).
@@ -70,7 +70,7 @@ pub struct Stopped;
 
 #[derive(Default)]
 struct Solid {
-    pieces: Vec<Piece>,
+    pieces: Vec<PiecePlan>,
     len: usize,
 }
 
@@ -126,7 +126,7 @@ impl Segmenter {
             });
             for i in 0..n {
                 let len = (size - i * cs).min(cs) as usize;
-                let piece = Piece {
+                let piece = PiecePlan {
                     entry,
                     source: source.clone(),
                     file_offset: i * cs,
@@ -144,7 +144,7 @@ impl Segmenter {
             self.close(bin)?;
         }
         let solid = &mut self.solid[bin];
-        solid.pieces.push(Piece {
+        solid.pieces.push(PiecePlan {
             entry,
             source,
             file_offset: 0,
@@ -181,7 +181,7 @@ impl Segmenter {
         self.emit(solid.len, bin == 1, solid.pieces)
     }
 
-    fn emit(&mut self, len: usize, store: bool, pieces: Vec<Piece>) -> Result<(), Stopped> {
+    fn emit(&mut self, len: usize, store: bool, pieces: Vec<PiecePlan>) -> Result<(), Stopped> {
         let plan = ChunkPlan {
             seq: self.next_seq,
             len,

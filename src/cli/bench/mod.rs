@@ -7,7 +7,7 @@ pub mod measure;
 pub mod rig;
 mod table;
 
-use super::Output;
+use super::Reporting;
 use super::progress::JobsBar;
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -63,7 +63,7 @@ pub struct MeasureExecArgs {
 }
 
 /// Runs the benchmark; prints the tables, or with `--json` the whole report.
-pub fn run(args: Args, out: &Output) -> Result<()> {
+pub fn run(args: Args, out: &Reporting) -> Result<()> {
     if !(args.scale > 0.0 && args.scale.is_finite()) {
         bail!("--scale must be a positive number");
     }

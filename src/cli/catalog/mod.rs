@@ -16,7 +16,7 @@ mod partition;
 mod temporary;
 
 use super::report::lossy;
-use super::{Output, args::threads};
+use super::{Reporting, args::threads};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -99,7 +99,7 @@ enum Outcome {
     Failed(anyhow::Error),
 }
 
-pub fn run(args: Args, out: &Output) -> Result<()> {
+pub fn run(args: Args, out: &Reporting) -> Result<()> {
     let start = Instant::now();
     let levels: Vec<(String, String)> = args
         .partitions

@@ -12,7 +12,7 @@ mod tree;
 mod unmount;
 
 use super::args::parse_size;
-use super::report::{Output, Report, Stream, lossy};
+use super::report::{Report, Reporting, Stream, lossy};
 use anyhow::{Context, Result, bail};
 use fuser::{Config, MountOption};
 use serde::Serialize;
@@ -83,7 +83,7 @@ impl Report for MountJson<'_> {
     }
 }
 
-pub fn run(args: Args, out: &Output) -> Result<()> {
+pub fn run(args: Args, out: &Reporting) -> Result<()> {
     if args.archive == Path::new("-") {
         bail!(
             "mount: the archive must be a file, not `-`: a mount reads it at random, \
