@@ -5,7 +5,7 @@ use super::base::{self, Base};
 use super::chunk::{self, ChunkRecord, Codec, DigestOf};
 use super::entry::{self, DataLocation, Entry, EntryKind};
 use super::manifest::{self, Group, SubIndex, SubIndexKind};
-use super::{compressed_index, footer, header, ipc_decode, ipc_encode};
+use super::{compressed_index, footer, header, ipc_decode, ipc_decode_columns, ipc_encode};
 use arrow_array::RecordBatch;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -163,7 +163,27 @@ pub fn encode_as(
 /// len)` returns exactly those bytes. Errors are the problem, without the file name.
 pub fn read(
     file_len: u64,
+    read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Result<Index, String> {
+    read_scoped(file_len, read_at, false)
+}
+
+/// [`read`], decoding of the entries only [`entry::LOOKUP_COLUMNS`]: every byte of the
+/// index is still read and checked against its BLAKE3, and every check on those
+/// columns made, but the other columns are not decompressed, and the entries read
+/// their other fields as 0 or absent. For finding and reading a file's bytes only.
+pub fn read_for_lookup(
+    file_len: u64,
+    read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Result<Index, String> {
+    read_scoped(file_len, read_at, true)
+}
+
+/// [`read`], or with `lookup` [`read_for_lookup`].
+fn read_scoped(
+    file_len: u64,
     mut read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+    lookup: bool,
 ) -> Result<Index, String> {
     let (manifest_offset, rows, manifest_digest, version) = read_manifest(file_len, &mut read_at)?;
     let mut index = Index {
@@ -174,7 +194,8 @@ pub fn read(
     };
     let mut chunk_tables = 0;
     for r in &rows {
-        let batch = read_sub_index(r, version, &mut read_at)?;
+        let columns = (lookup && r.kind == SubIndexKind::Entries).then_some(entry::LOOKUP_COLUMNS);
+        let batch = read_sub_index(r, version, columns, &mut read_at)?;
         match r.kind {
             SubIndexKind::Chunks => {
                 chunk_tables += 1;
@@ -187,7 +208,10 @@ pub fn read(
                 index.bases = base::from_batch(&batch)?;
             }
             SubIndexKind::Entries => {
-                let table = entry::Table::new(&batch)?;
+                let table = match lookup {
+                    true => entry::Table::for_lookup(&batch)?,
+                    false => entry::Table::new(&batch)?,
+                };
                 let start = index.len();
                 index
                     .groups
@@ -217,7 +241,7 @@ pub fn read_bases(
     blob_end(&rows, manifest_offset)?; // every span checked before anything is read
     let mut bases = Vec::new();
     for r in rows.iter().filter(|r| r.kind == SubIndexKind::Bases) {
-        bases = base::from_batch(&read_sub_index(r, version, &mut read_at)?)?;
+        bases = base::from_batch(&read_sub_index(r, version, None, &mut read_at)?)?;
     }
     Ok((manifest_digest, bases))
 }
@@ -300,10 +324,11 @@ fn blob_end(rows: &[SubIndex], manifest_offset: u64) -> Result<u64, String> {
 }
 
 /// Reads one sub-index of a format-`version` archive, checking its digest and row
-/// count against the manifest.
+/// count against the manifest; decodes only the `columns` named, where given.
 fn read_sub_index(
     r: &SubIndex,
     version: u32,
+    columns: Option<&[&str]>,
     read_at: &mut impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
 ) -> Result<RecordBatch, String> {
     let bytes = read_at(r.offset, r.length as usize).map_err(io)?;
@@ -313,8 +338,12 @@ fn read_sub_index(
             r.offset
         ));
     }
-    let batch = ipc_decode(bytes, compressed_index(version))
-        .map_err(|e| format!("sub-index at {}: {e}", r.offset))?;
+    let compressed = compressed_index(version);
+    let batch = match columns {
+        Some(names) => ipc_decode_columns(bytes, compressed, names),
+        None => ipc_decode(bytes, compressed),
+    }
+    .map_err(|e| format!("sub-index at {}: {e}", r.offset))?;
     if batch.num_rows() as u64 != r.rows {
         return Err(format!(
             "sub-index at {} has {} rows, manifest says {}",

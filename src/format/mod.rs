@@ -66,6 +66,91 @@ pub(crate) fn ipc_decode(bytes: Vec<u8>, compressed: bool) -> Result<RecordBatch
         .unwrap_or_else(|_| Err("malformed Arrow IPC stream".into()))
 }
 
+/// [`ipc_decode`] of only the columns of the stream named in `names` (those it lacks
+/// are left out too): the other columns' buffers are skipped, not decompressed, and
+/// the arrays point into `bytes` wherever their buffers are not compressed.
+pub(crate) fn ipc_decode_columns(
+    bytes: Vec<u8>,
+    compressed: bool,
+    names: &[&str],
+) -> Result<RecordBatch, String> {
+    std::panic::catch_unwind(move || {
+        check_ipc_stream(&bytes, compressed)?;
+        decode_columns(arrow_buffer::Buffer::from_vec(bytes), names)
+    })
+    .unwrap_or_else(|_| Err("malformed Arrow IPC stream".into()))
+}
+
+/// The batch of the checked stream `buf`, of the columns named in `names`.
+fn decode_columns(buf: arrow_buffer::Buffer, names: &[&str]) -> Result<RecordBatch, String> {
+    let ipc = |e: arrow_schema::ArrowError| format!("Arrow IPC stream: {e}");
+    let short = || "Arrow IPC stream: truncated message".to_string();
+    let i32_at = |at: usize| match buf.get(at..at + 4) {
+        Some(&[a, b, c, d]) => Ok(i32::from_le_bytes([a, b, c, d])),
+        _ => Err(short()),
+    };
+    let mut at = 0usize;
+    let mut schema: Option<std::sync::Arc<arrow_schema::Schema>> = None;
+    let mut batch = None;
+    while at < buf.len() {
+        let mut len = i32_at(at)?;
+        at += 4;
+        if len == -1 {
+            len = i32_at(at)?;
+            at += 4;
+        }
+        let len = usize::try_from(len).map_err(|_| short())?;
+        if len == 0 {
+            break;
+        }
+        let meta = buf.get(at..at + len).ok_or_else(short)?;
+        let msg = arrow_ipc::root_as_message(meta).map_err(|e| format!("Arrow IPC: {e}"))?;
+        let body_at = at + len;
+        let body_len = usize::try_from(msg.bodyLength()).map_err(|_| short())?;
+        if let Some(s) = msg.header_as_schema() {
+            let s = arrow_ipc::convert::try_fb_to_schema(s).map_err(ipc)?;
+            schema = Some(std::sync::Arc::new(s));
+        } else if let Some(rb) = msg.header_as_record_batch() {
+            let schema = schema
+                .clone()
+                .ok_or("Arrow IPC stream: batch before schema")?;
+            if batch.is_some() {
+                return Err("2 or more record batches in one sub-index (expected 1)".into());
+            }
+            let projection = projection(&schema, names);
+            let body = buf.slice_with_length(body_at, body_len);
+            let dictionaries = std::collections::HashMap::new();
+            batch = Some(
+                arrow_ipc::reader::read_record_batch(
+                    &body,
+                    rb,
+                    schema,
+                    &dictionaries,
+                    Some(&projection),
+                    &msg.version(),
+                )
+                .map_err(ipc)?,
+            );
+        }
+        at = body_at + body_len;
+    }
+    match (batch, schema) {
+        (Some(b), _) => Ok(b),
+        (None, Some(s)) => Ok(RecordBatch::new_empty(std::sync::Arc::new(
+            s.project(&projection(&s, names)).map_err(ipc)?,
+        ))),
+        (None, None) => Err("Arrow IPC stream without a schema".into()),
+    }
+}
+
+/// The numbers of the columns of `schema` named in `names`, in schema order.
+fn projection(schema: &arrow_schema::Schema, names: &[&str]) -> Vec<usize> {
+    (schema.fields().iter().enumerate())
+        .filter(|(_, f)| names.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Walks an IPC stream before arrow decodes it: every message must pass the flatbuffer
 /// verifier, be a Schema or a RecordBatch (compressed only where `compressed` allows,
 /// see [`check_compression`]), have its body inside the stream, and every buffer inside
@@ -336,5 +421,22 @@ mod tests {
             // of the wrong length for it.
             assert!(ipc_decode(s, true).is_err(), "uncompressed claim at {at}");
         }
+    }
+
+    #[test]
+    fn a_projection_decodes_only_the_columns_named_with_the_same_checks() {
+        for compress in [false, true] {
+            let s = ipc_encode(&batch(), compress);
+            let only = ipc_decode_columns(s.clone(), true, &["size", "absent"]).unwrap();
+            assert_eq!(only.num_columns(), 1);
+            assert_eq!(only.column(0), batch().column(1));
+            let err = ipc_decode_columns(s, false, &["size"]).map(|_| ());
+            assert_eq!(err.is_err(), compress, "{err:?}");
+        }
+        let mut s = ipc_encode(&batch(), true);
+        let (at, _) = compressed(&s)[0];
+        s[at..at + 8].copy_from_slice(&(1i64 << 40).to_le_bytes());
+        let err = ipc_decode_columns(s, true, &["path", "size"]).unwrap_err();
+        assert!(err.contains("compressed buffers claim more than"), "{err}");
     }
 }
