@@ -33,6 +33,14 @@ pub fn exercise(data: &[u8]) {
     fs::write(&path, data).expect("write input");
     if let Ok(archive) = Archive::open(&path) {
         let _ = archive.verify(1);
+        // Plain `list`'s path decodes less of the index, and must agree.
+        let paths = Archive::paths(&path).expect("Archive::paths refuses what open takes");
+        assert!(
+            paths
+                .iter()
+                .eq(archive.entries().iter().map(|e| &e.path[..])),
+            "Archive::paths and entries disagree"
+        );
         for e in archive.entries() {
             let mut out = Vec::new();
             let read = archive.read_file(&e.path, &mut out);

@@ -72,6 +72,11 @@ impl Index {
             .flat_map(|t| (0..t.len()).map(move |i| (t, i)))
     }
 
+    /// Every entry's exact path, in entry order, without building the entries.
+    pub fn paths(&self) -> impl Iterator<Item = &[u8]> {
+        self.rows().map(|(t, i)| t.path(i))
+    }
+
     /// The number of the entry with this exact path, without building all entries.
     pub fn position(&self, path: &[u8]) -> Option<usize> {
         match self.entries.get() {

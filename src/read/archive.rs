@@ -45,6 +45,18 @@ pub struct Archive {
     unneeded: Vec<PathBuf>,
 }
 
+/// The paths of an archive's entries: [`Archive::paths`].
+pub struct Paths {
+    index: index::Index,
+}
+
+impl Paths {
+    /// Every entry's exact path, in entry order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.index.paths()
+    }
+}
+
 /// Opens `path` for reading an archive from it. Only a regular file is taken: the file
 /// is opened without blocking (a FIFO with no writer would block an ordinary open
 /// forever), and a FIFO, device, socket or directory is refused, naming it.
@@ -270,6 +282,26 @@ impl Archive {
             unneeded: Vec::new(),
         };
         lookup.read_file(file, out)
+    }
+
+    /// The paths of the archive at `path`, in entry order (as [`Archive::entries`] has
+    /// them), decoding of the index only what [`Archive::cat`] does: what plain `list`
+    /// needs. Bases are not looked for (a listing needs none of them).
+    ///
+    /// ```
+    /// use znippy_uring::Archive;
+    /// # let tmp = std::env::temp_dir().join(format!("doc-paths-{}", std::process::id()));
+    /// # std::fs::create_dir_all(tmp.join("src/etc"))?;
+    /// # std::fs::write(tmp.join("src/etc/motd"), "hello\n")?;
+    /// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+    /// let paths = Archive::paths(&tmp.join("a.znippy"))?;
+    /// assert_eq!(paths.iter().collect::<Vec<_>>(), [&b"etc"[..], b"etc/motd"]);
+    /// # std::fs::remove_dir_all(&tmp)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn paths(path: &Path) -> Result<Paths> {
+        let (_, index) = read_index_scoped(&open_regular(path)?, path, true)?;
+        Ok(Paths { index })
     }
 
     /// [`Archive::open`] without looking for an incremental archive's bases: for
