@@ -61,7 +61,7 @@ pub use pack::{
 pub use progress::Progress;
 pub use read::export;
 pub use read::{
-    Archive, CacheStats, ChunkCache, MaxSize, UnpackOptions, UnpackReport, VerifyReport,
+    Archive, CacheStats, ChunkCache, MaxSize, Paths, UnpackOptions, UnpackReport, VerifyReport,
 };
 pub use stages::{Part, Stage};
 pub use xattr::{Xattr, XattrPolicy};

@@ -196,6 +196,17 @@ fn every_single_byte_flip_in_the_index_is_rejected_at_open() {
             Err(e) => panic!("flip at {at}: unexpected error kind {e}"),
             Ok(_) => panic!("flip at {at} of {} went unnoticed", original.len()),
         }
+        // `cat` and plain `list` decode less of the index, and check all of it.
+        match Archive::cat(&mutated, b"small/a.txt", &mut Vec::new()) {
+            Err(Error::Corrupt { path, .. }) => assert_eq!(path, mutated),
+            Err(e) => panic!("cat, flip at {at}: unexpected error kind {e}"),
+            Ok(_) => panic!("cat, flip at {at} of {} went unnoticed", original.len()),
+        }
+        match Archive::paths(&mutated) {
+            Err(Error::Corrupt { path, .. }) => assert_eq!(path, mutated),
+            Err(e) => panic!("paths, flip at {at}: unexpected error kind {e}"),
+            Ok(_) => panic!("paths, flip at {at} of {} went unnoticed", original.len()),
+        }
     }
 }
 

@@ -110,6 +110,31 @@ fn pyarrow_reads_the_index_and_it_matches_the_tree() {
     assert_eq!(out.trim(), format!("ok: {on_disk} entries match"));
 }
 
+#[test]
+fn pyarrow_polars_and_duckdb_read_the_compressed_index_slices_of_the_file() {
+    if !required_or_skip(&["pyarrow", "polars", "duckdb"]) {
+        return;
+    }
+    let s = Scratch::new("interop-slices");
+    let (src, archive) = packed(&s);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/read_slices.py");
+    let out = py(&[script.as_os_str(), archive.as_os_str()], &s.path("work"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("version {}", znippy_uring::FORMAT_VERSION)
+    );
+    let a = znippy_uring::Archive::open(&archive).unwrap();
+    let mut paths: Vec<String> = a.entries().iter().map(|e| e.display_path()).collect();
+    paths.sort();
+    let expected = format!("{} {} {}", paths.len(), a.chunks().len(), paths.join(","));
+    assert!(paths.len() > 30 && src.join("unicodé/ß.txt").exists());
+    for reader in ["pyarrow", "polars", "duckdb"] {
+        let line = lines.iter().find(|l| l.starts_with(reader)).unwrap();
+        assert_eq!(line[reader.len() + 1..], expected, "{reader}");
+    }
+}
+
 /// A fleet of two hosts over two days, catalogued into `work/catalog`; returns the
 /// archives that hold the nginx.conf whose digest is in `work/wanted.b3`.
 fn fleet(s: &Scratch, work: &Path) -> Vec<PathBuf> {

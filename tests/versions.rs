@@ -7,6 +7,9 @@
 //! To make the fixture again (only ever with a format-1 build):
 //! `ZNIPPY_V1_TREE=/tmp/v1-tree cargo test --test versions -- --ignored` writes the
 //! tree, then `znippy-uring pack /tmp/v1-tree -o v1-plain.znippy --chunk-size 64K`.
+//!
+//! `tests/data/v2-plain.znippy` is the same tree packed the same way by the format-2
+//! build (e9d0f16): its index streams are uncompressed Arrow IPC.
 
 mod common;
 
@@ -19,6 +22,11 @@ use znippy_uring::Codec;
 /// The fixture, as committed.
 fn fixture() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1-plain.znippy")
+}
+
+/// The version-2 fixture, as committed.
+fn fixture_v2() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v2-plain.znippy")
 }
 
 /// The mtime every file of the tree gets: `pack --since` then sees the same size and
@@ -143,10 +151,22 @@ fn the_v1_fixture_lists_verifies_and_unpacks_byte_exact() {
 }
 
 #[test]
-fn a_version_2_archive_built_on_the_v1_fixture_reads_its_files_from_it() {
-    let s = Scratch::new("v2-on-v1");
-    let base = s.path("v1.znippy");
-    fs::copy(fixture(), &base).unwrap();
+fn a_current_archive_built_on_the_v1_fixture_reads_its_files_from_it() {
+    incremental_on(&fixture(), "v1");
+}
+
+#[test]
+fn a_current_archive_built_on_the_v2_fixture_reads_its_files_from_it() {
+    incremental_on(&fixture_v2(), "v2");
+}
+
+/// Packs the fixture's tree with two files changed as an incremental archive (of the
+/// current version) on a copy of `fixture`, and reads, verifies and unpacks it; damage
+/// in the base is then found there, by the base's own rule.
+fn incremental_on(fixture: &Path, tag: &str) {
+    let s = Scratch::new(&format!("current-on-{tag}"));
+    let base = s.path(&format!("{tag}.znippy"));
+    fs::copy(fixture, &base).unwrap();
     let src = s.path("src");
     v1_tree(&src);
     let changed = [
@@ -156,12 +176,12 @@ fn a_version_2_archive_built_on_the_v1_fixture_reads_its_files_from_it() {
     for (rel, data) in &changed {
         write(&src, rel, data);
     }
-    let v2 = s.path("v2.znippy");
+    let inc = s.path("incremental.znippy");
     let out = ok(&[
         os("pack"),
         src.as_os_str(),
         os("-o"),
-        v2.as_os_str(),
+        inc.as_os_str(),
         os("--since"),
         base.as_os_str(),
         os("--chunk-size"),
@@ -171,18 +191,21 @@ fn a_version_2_archive_built_on_the_v1_fixture_reads_its_files_from_it() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // a.txt, big.log, noise.bin, pic.jpg: same size and mtime, hashed, reused.
     assert_eq!(report["reused_files"].as_u64(), Some(4), "{report}");
-    let a = znippy_uring::Archive::open(&v2).unwrap();
-    assert_eq!((a.format_version(), a.bases().len()), (2, 1));
+    let a = znippy_uring::Archive::open(&inc).unwrap();
+    assert_eq!(
+        (a.format_version(), a.bases().len()),
+        (znippy_uring::FORMAT_VERSION, 1)
+    );
     a.require_bases().unwrap();
     let v = a.verify(2).unwrap();
     assert!(v.is_ok() && v.damaged_chunks.is_empty(), "{v:?}");
     drop(a);
-    ok(&[os("verify"), v2.as_os_str(), os("-q")]);
-    unpacks_to(&v2, &s.path("out"), &changed);
-    let cat = ok(&[os("cat"), v2.as_os_str(), os("noise.bin")]);
+    ok(&[os("verify"), inc.as_os_str(), os("-q")]);
+    unpacks_to(&inc, &s.path("out"), &changed);
+    let cat = ok(&[os("cat"), inc.as_os_str(), os("noise.bin")]);
     assert!(cat.stdout == bytes(4, 80 * 1024, false));
 
-    // Damage in the version-1 base is found there, by the base's own rule.
+    // Damage in the older base is found there, by the base's own rule.
     let b = znippy_uring::Archive::open(&base).unwrap();
     let e = b.entries().iter().find(|e| e.path == b"big.log").unwrap();
     let chunk = b.chunks()[e.location.unwrap().first_chunk as usize].clone();
@@ -190,7 +213,7 @@ fn a_version_2_archive_built_on_the_v1_fixture_reads_its_files_from_it() {
     let mut bytes = fs::read(&base).unwrap();
     bytes[(chunk.offset + chunk.stored_len / 2) as usize] ^= 0x40;
     fs::write(&base, bytes).unwrap();
-    let v = run(&[os("verify"), v2.as_os_str()]);
+    let v = run(&[os("verify"), inc.as_os_str()]);
     assert_eq!(v.status.code(), Some(1));
     let err = String::from_utf8_lossy(&v.stderr);
     assert!(err.contains("DAMAGED big.log"), "{err}");
@@ -201,8 +224,8 @@ fn a_version_2_archive_built_on_the_v1_fixture_reads_its_files_from_it() {
 }
 
 #[test]
-fn a_version_2_archive_has_chunk_digests_of_its_blobs() {
-    let s = Scratch::new("v2-digests");
+fn a_current_archive_has_chunk_digests_of_its_blobs() {
+    let s = Scratch::new("v3-digests");
     let src = s.path("src");
     v1_tree(&src);
     let archive = s.path("a.znippy");
@@ -215,9 +238,9 @@ fn a_version_2_archive_has_chunk_digests_of_its_blobs() {
         os("64K"),
     ]);
     let a = znippy_uring::Archive::open(&archive).unwrap();
-    assert_eq!(a.format_version(), 2);
+    assert_eq!(a.format_version(), 3);
     let file = fs::read(&archive).unwrap();
-    assert_eq!(file[8..12], 2u32.to_le_bytes());
+    assert_eq!(file[8..12], 3u32.to_le_bytes());
     let mut codecs = Vec::new();
     for c in a.chunks() {
         let blob = &file[c.offset as usize..][..c.stored_len as usize];
@@ -246,19 +269,39 @@ fn a_header_whose_version_the_manifest_does_not_state_is_refused() {
     let archive = s.path("a.znippy");
     ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
     let mut file = fs::read(&archive).unwrap();
-    file[8] = 1; // the header now says version 1; the manifest still says 2
+    file[8] = 2; // the header now says version 2; the manifest still says 3
     fs::write(&archive, &file).unwrap();
     let err = znippy_uring::Archive::open(&archive)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("the header says format version 1, the manifest 2"),
+        err.contains("the header says format version 2, the manifest 3"),
         "{err}"
     );
-    file[8] = 3;
+    file[8] = 4;
     fs::write(&archive, &file).unwrap();
     let err = znippy_uring::Archive::open(&archive)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("format version 3 is not supported"), "{err}");
+    assert!(err.contains("format version 4 is not supported"), "{err}");
+}
+
+#[test]
+fn the_v2_fixture_lists_verifies_and_unpacks_byte_exact() {
+    let a = znippy_uring::Archive::open(&fixture_v2()).unwrap();
+    assert_eq!(a.format_version(), 2);
+    let file = fs::read(fixture_v2()).unwrap();
+    for c in a.chunks() {
+        let blob = &file[c.offset as usize..][..c.stored_len as usize];
+        assert_eq!(*blake3::hash(blob).as_bytes(), c.digest, "{c:?}");
+    }
+    drop(a);
+    let info = ok(&[os("info"), fixture_v2().as_os_str()]);
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("format version: 2"), "{info}");
+    ok(&[os("verify"), fixture_v2().as_os_str(), os("-q")]);
+    let s = Scratch::new("v2-fixture");
+    unpacks_to(&fixture_v2(), &s.path("out"), &[]);
+    let cat = ok(&[os("cat"), fixture_v2().as_os_str(), os("big.log")]);
+    assert!(cat.stdout == bytes(3, 150 * 1024, true));
 }

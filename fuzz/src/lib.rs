@@ -33,9 +33,26 @@ pub fn exercise(data: &[u8]) {
     fs::write(&path, data).expect("write input");
     if let Ok(archive) = Archive::open(&path) {
         let _ = archive.verify(1);
+        // Plain `list`'s path decodes less of the index, and must agree.
+        let paths = Archive::paths(&path).expect("Archive::paths refuses what open takes");
+        assert!(
+            paths
+                .iter()
+                .eq(archive.entries().iter().map(|e| &e.path[..])),
+            "Archive::paths and entries disagree"
+        );
         for e in archive.entries() {
             let mut out = Vec::new();
-            if archive.read_file(&e.path, &mut out).is_ok() {
+            let read = archive.read_file(&e.path, &mut out);
+            // `cat`'s lookup path decodes less of the index, and must agree.
+            let mut cat = Vec::new();
+            let by_cat = Archive::cat(&path, &e.path, &mut cat);
+            assert_eq!(
+                (read.as_ref().ok(), &out),
+                (by_cat.as_ref().ok(), &cat),
+                "Archive::cat and read_file disagree"
+            );
+            if read.is_ok() {
                 // With duplicate paths, read_file reads the entry that find() names, and
                 // a hard link reads as the file it names.
                 let entry_at = |p: &[u8]| archive.find(p).and_then(|i| archive.entries().get(i));

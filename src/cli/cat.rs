@@ -9,6 +9,7 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use znippy_uring::Archive;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,10 +41,15 @@ impl Report for CatJson<'_> {
 
 pub fn run(args: Args, out: &Reporting) -> Result<()> {
     let start = Instant::now();
-    let a = open_archive_with(&args.archive, &args.bases)?;
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    let bytes = a.read_file(args.path.as_bytes(), &mut w)?;
+    // A file, with no bases named: only what finding the one file needs is decoded.
+    let bytes = if args.archive.as_os_str() != "-" && args.bases.is_empty() {
+        Archive::cat(&args.archive, args.path.as_bytes(), &mut w)?
+    } else {
+        let a = open_archive_with(&args.archive, &args.bases)?;
+        a.read_file(args.path.as_bytes(), &mut w)?
+    };
     w.flush().context("writing to standard output")?;
     if out.json {
         let report = CatJson {

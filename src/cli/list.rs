@@ -26,15 +26,26 @@ pub struct Args {
 }
 
 pub fn run(args: Args, out: &Reporting) -> Result<()> {
+    let end: &[u8] = if args.null { b"\0" } else { b"\n" };
+    // Names go out as they are, except to a terminal, which would act on the escape
+    // sequences a name can hold.
+    let escaping = !args.null && std::io::stdout().is_terminal();
+    if !args.long && !out.json && args.archive.as_os_str() != "-" {
+        // Paths alone: only the lookup columns are decoded, no entry is built.
+        let paths = znippy_uring::Archive::paths(&args.archive)?;
+        return to_stdout(|w| {
+            for p in paths.iter() {
+                w.write_all(&shown(p, escaping))?;
+                w.write_all(end)?;
+            }
+            Ok(())
+        });
+    }
     let a = open_archive(&args.archive)?;
     if out.json {
         let stdout = "<stdout>".as_ref();
         return to_stdout(|w| Ok(export::export(&a, Table::Entries, Format::Json, w, stdout)?));
     }
-    let end: &[u8] = if args.null { b"\0" } else { b"\n" };
-    // Names go out as they are, except to a terminal, which would act on the escape
-    // sequences a name can hold.
-    let escaping = !args.null && std::io::stdout().is_terminal();
     to_stdout(|w| {
         for e in a.entries() {
             if args.long {

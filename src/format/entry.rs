@@ -321,10 +321,12 @@ pub struct Table {
     path: StringArray,
     path_raw: BinaryArray,
     kinds: Vec<EntryKind>,
-    mode: UInt32Array,
-    mtime: TimestampNanosecondArray,
-    uid: UInt32Array,
-    gid: UInt32Array,
+    /// The next four are absent only in a table decoded for lookups (see
+    /// [`LOOKUP_COLUMNS`]), whose entries serve reading a file's bytes and nothing else.
+    mode: Option<UInt32Array>,
+    mtime: Option<TimestampNanosecondArray>,
+    uid: Option<UInt32Array>,
+    gid: Option<UInt32Array>,
     size: UInt64Array,
     first: UInt64Array,
     last: UInt64Array,
@@ -348,17 +350,54 @@ pub struct Table {
     base: Option<UInt16Array>,
 }
 
+/// The columns a lookup needs: finding a path, and reading the file (or hard link)
+/// there, with every check [`Table::new`] makes on them. A table of these alone reads
+/// the other fields of an entry as 0 or absent: only [`crate::Archive::cat`] uses one.
+pub const LOOKUP_COLUMNS: &[&str] = &[
+    "path",
+    "path_raw",
+    "kind",
+    "size",
+    "first_chunk",
+    "last_chunk",
+    "chunk_offset",
+    "blake3",
+    "link_target",
+    "base",
+];
+
 impl Table {
     /// Checks column types and, row by row, the fields each kind requires.
     pub fn new(batch: &RecordBatch) -> Result<Table, String> {
+        Table::build(batch, false)
+    }
+
+    /// [`Table::new`] of a batch of [`LOOKUP_COLUMNS`] (at least).
+    pub fn for_lookup(batch: &RecordBatch) -> Result<Table, String> {
+        Table::build(batch, true)
+    }
+
+    /// A column that only a lookup table may lack.
+    fn metadata<T: Array + Clone + 'static>(
+        batch: &RecordBatch,
+        name: &str,
+        lookup: bool,
+    ) -> Result<Option<T>, String> {
+        match lookup {
+            true => optional::<T>(batch, name, false),
+            false => Ok(Some(column::<T>(batch, name, false)?.clone())),
+        }
+    }
+
+    fn build(batch: &RecordBatch, lookup: bool) -> Result<Table, String> {
         let mut t = Table {
             path: column::<StringArray>(batch, "path", false)?.clone(),
             path_raw: column::<BinaryArray>(batch, "path_raw", true)?.clone(),
             kinds: Vec::with_capacity(batch.num_rows()),
-            mode: column::<UInt32Array>(batch, "mode", false)?.clone(),
-            mtime: column::<TimestampNanosecondArray>(batch, "mtime", false)?.clone(),
-            uid: column::<UInt32Array>(batch, "uid", false)?.clone(),
-            gid: column::<UInt32Array>(batch, "gid", false)?.clone(),
+            mode: Table::metadata::<UInt32Array>(batch, "mode", lookup)?,
+            mtime: Table::metadata::<TimestampNanosecondArray>(batch, "mtime", lookup)?,
+            uid: Table::metadata::<UInt32Array>(batch, "uid", lookup)?,
+            gid: Table::metadata::<UInt32Array>(batch, "gid", lookup)?,
             size: column::<UInt64Array>(batch, "size", false)?.clone(),
             first: column::<UInt64Array>(batch, "first_chunk", true)?.clone(),
             last: column::<UInt64Array>(batch, "last_chunk", true)?.clone(),
@@ -462,10 +501,10 @@ impl Table {
         Entry {
             path: self.path(i).to_vec(),
             kind: self.kinds[i],
-            mode: self.mode.value(i),
-            mtime_ns: self.mtime.value(i),
-            uid: self.uid.value(i),
-            gid: self.gid.value(i),
+            mode: self.mode.as_ref().map_or(0, |c| c.value(i)),
+            mtime_ns: self.mtime.as_ref().map_or(0, |c| c.value(i)),
+            uid: self.uid.as_ref().map_or(0, |c| c.value(i)),
+            gid: self.gid.as_ref().map_or(0, |c| c.value(i)),
             size: self.size.value(i),
             location: self.location(i),
             digest: self.digest.is_valid(i).then(|| {

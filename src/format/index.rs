@@ -5,7 +5,7 @@ use super::base::{self, Base};
 use super::chunk::{self, ChunkRecord, Codec, DigestOf};
 use super::entry::{self, DataLocation, Entry, EntryKind};
 use super::manifest::{self, Group, SubIndex, SubIndexKind};
-use super::{footer, header, ipc_decode, ipc_encode};
+use super::{compressed_index, footer, header, ipc_decode, ipc_decode_columns, ipc_encode};
 use arrow_array::RecordBatch;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -72,6 +72,11 @@ impl Index {
             .flat_map(|t| (0..t.len()).map(move |i| (t, i)))
     }
 
+    /// Every entry's exact path, in entry order, without building the entries.
+    pub fn paths(&self) -> impl Iterator<Item = &[u8]> {
+        self.rows().map(|(t, i)| t.path(i))
+    }
+
     /// The number of the entry with this exact path, without building all entries.
     pub fn position(&self, path: &[u8]) -> Option<usize> {
         match self.entries.get() {
@@ -109,6 +114,7 @@ pub fn encode_as(
     bases: &[Base],
     blob_end: u64,
 ) -> Vec<u8> {
+    let compress = compressed_index(version);
     let mut out = Vec::new();
     let mut rows = Vec::new();
     let mut push = |out: &mut Vec<u8>, kind, group: Group, bytes: Vec<u8>, n: usize| {
@@ -123,7 +129,7 @@ pub fn encode_as(
         out.extend_from_slice(&bytes);
     };
     for (group, entries) in groups {
-        let bytes = ipc_encode(&entry::to_batch(entries.iter()));
+        let bytes = ipc_encode(&entry::to_batch(entries.iter()), compress);
         push(
             &mut out,
             SubIndexKind::Entries,
@@ -132,7 +138,7 @@ pub fn encode_as(
             entries.len(),
         );
     }
-    let bytes = ipc_encode(&chunk::to_batch(chunks));
+    let bytes = ipc_encode(&chunk::to_batch(chunks), compress);
     push(
         &mut out,
         SubIndexKind::Chunks,
@@ -141,7 +147,7 @@ pub fn encode_as(
         chunks.len(),
     );
     if !bases.is_empty() {
-        let bytes = ipc_encode(&base::to_batch(bases));
+        let bytes = ipc_encode(&base::to_batch(bases), compress);
         push(
             &mut out,
             SubIndexKind::Bases,
@@ -151,7 +157,7 @@ pub fn encode_as(
         );
     }
     let manifest_offset = blob_end + out.len() as u64;
-    let manifest = ipc_encode(&manifest::to_batch(&rows, version));
+    let manifest = ipc_encode(&manifest::to_batch(&rows, version), false);
     out.extend_from_slice(&manifest);
     out.extend_from_slice(&crate::digest::hash(&manifest));
     out.extend_from_slice(&footer::encode(manifest_offset));
@@ -162,7 +168,27 @@ pub fn encode_as(
 /// len)` returns exactly those bytes. Errors are the problem, without the file name.
 pub fn read(
     file_len: u64,
+    read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Result<Index, String> {
+    read_scoped(file_len, read_at, false)
+}
+
+/// [`read`], decoding of the entries only [`entry::LOOKUP_COLUMNS`]: every byte of the
+/// index is still read and checked against its BLAKE3, and every check on those
+/// columns made, but the other columns are not decompressed, and the entries read
+/// their other fields as 0 or absent. For finding and reading a file's bytes only.
+pub fn read_for_lookup(
+    file_len: u64,
+    read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Result<Index, String> {
+    read_scoped(file_len, read_at, true)
+}
+
+/// [`read`], or with `lookup` [`read_for_lookup`].
+fn read_scoped(
+    file_len: u64,
     mut read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
+    lookup: bool,
 ) -> Result<Index, String> {
     let (manifest_offset, rows, manifest_digest, version) = read_manifest(file_len, &mut read_at)?;
     let mut index = Index {
@@ -173,7 +199,8 @@ pub fn read(
     };
     let mut chunk_tables = 0;
     for r in &rows {
-        let batch = read_sub_index(r, &mut read_at)?;
+        let columns = (lookup && r.kind == SubIndexKind::Entries).then_some(entry::LOOKUP_COLUMNS);
+        let batch = read_sub_index(r, version, columns, &mut read_at)?;
         match r.kind {
             SubIndexKind::Chunks => {
                 chunk_tables += 1;
@@ -186,7 +213,10 @@ pub fn read(
                 index.bases = base::from_batch(&batch)?;
             }
             SubIndexKind::Entries => {
-                let table = entry::Table::new(&batch)?;
+                let table = match lookup {
+                    true => entry::Table::for_lookup(&batch)?,
+                    false => entry::Table::new(&batch)?,
+                };
                 let start = index.len();
                 index
                     .groups
@@ -212,11 +242,11 @@ pub fn read_bases(
     file_len: u64,
     mut read_at: impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
 ) -> Result<([u8; 32], Vec<Base>), String> {
-    let (manifest_offset, rows, manifest_digest, _) = read_manifest(file_len, &mut read_at)?;
+    let (manifest_offset, rows, manifest_digest, version) = read_manifest(file_len, &mut read_at)?;
     blob_end(&rows, manifest_offset)?; // every span checked before anything is read
     let mut bases = Vec::new();
     for r in rows.iter().filter(|r| r.kind == SubIndexKind::Bases) {
-        bases = base::from_batch(&read_sub_index(r, &mut read_at)?)?;
+        bases = base::from_batch(&read_sub_index(r, version, None, &mut read_at)?)?;
     }
     Ok((manifest_digest, bases))
 }
@@ -252,7 +282,7 @@ fn read_manifest(
     if manifest_digest.as_slice() != digest.as_slice() {
         return Err("manifest BLAKE3 mismatch (the index is damaged)".into());
     }
-    let batch = ipc_decode(bytes).map_err(|e| format!("manifest: {e}"))?;
+    let batch = ipc_decode(bytes, false).map_err(|e| format!("manifest: {e}"))?;
     check_version(version, manifest::version(&batch)?)?;
     let rows = manifest::from_batch(&batch).map_err(|e| format!("manifest: {e}"))?;
     Ok((manifest_offset, rows, manifest_digest, version))
@@ -298,9 +328,12 @@ fn blob_end(rows: &[SubIndex], manifest_offset: u64) -> Result<u64, String> {
     Ok(spans.first().map_or(manifest_offset, |s| s.0))
 }
 
-/// Reads one sub-index, checking its digest and row count against the manifest.
+/// Reads one sub-index of a format-`version` archive, checking its digest and row
+/// count against the manifest; decodes only the `columns` named, where given.
 fn read_sub_index(
     r: &SubIndex,
+    version: u32,
+    columns: Option<&[&str]>,
     read_at: &mut impl FnMut(u64, usize) -> std::io::Result<Vec<u8>>,
 ) -> Result<RecordBatch, String> {
     let bytes = read_at(r.offset, r.length as usize).map_err(io)?;
@@ -310,7 +343,12 @@ fn read_sub_index(
             r.offset
         ));
     }
-    let batch = ipc_decode(bytes).map_err(|e| format!("sub-index at {}: {e}", r.offset))?;
+    let compressed = compressed_index(version);
+    let batch = match columns {
+        Some(names) => ipc_decode_columns(bytes, compressed, names),
+        None => ipc_decode(bytes, compressed),
+    }
+    .map_err(|e| format!("sub-index at {}: {e}", r.offset))?;
     if batch.num_rows() as u64 != r.rows {
         return Err(format!(
             "sub-index at {} has {} rows, manifest says {}",

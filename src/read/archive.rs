@@ -46,6 +46,18 @@ pub struct Archive {
     unneeded: Vec<PathBuf>,
 }
 
+/// The paths of an archive's entries: [`Archive::paths`].
+pub struct Paths {
+    index: index::Index,
+}
+
+impl Paths {
+    /// Every entry's exact path, in entry order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.index.paths()
+    }
+}
+
 /// Opens `path` for reading an archive from it. Only a regular file is taken: the file
 /// is opened without blocking (a FIFO with no writer would block an ordinary open
 /// forever), and a FIFO, device, socket or directory is refused, naming it.
@@ -99,6 +111,12 @@ fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
 /// Reads and validates the header and index of the archive open as `file`, named
 /// `path` in messages; returns its length too.
 pub(crate) fn read_index(file: &File, path: &Path) -> Result<(u64, index::Index)> {
+    read_index_scoped(file, path, false)
+}
+
+/// [`read_index`]; `lookup`: decoding only what finding and reading a file needs
+/// ([`index::read_for_lookup`]).
+fn read_index_scoped(file: &File, path: &Path, lookup: bool) -> Result<(u64, index::Index)> {
     let len = file
         .metadata()
         .map_err(|e| Error::io(path, "stat", e))?
@@ -114,10 +132,14 @@ pub(crate) fn read_index(file: &File, path: &Path) -> Result<(u64, index::Index)
     file.read_exact_at(&mut head, 0)
         .map_err(|e| Error::io(path, "read", e))?;
     header::decode(&head).map_err(not_archive)?;
-    let index = index::read(len, |offset, n| {
+    let read_at = |offset, n| {
         let mut buf = vec![0u8; n];
         file.read_exact_at(&mut buf, offset).map(|()| buf)
-    })
+    };
+    let index = match lookup {
+        true => index::read_for_lookup(len, read_at),
+        false => index::read(len, read_at),
+    }
     .map_err(|p| Error::corrupt(path, p))?;
     Ok((len, index))
 }
@@ -231,6 +253,64 @@ impl Archive {
     /// name, without blocking on it.
     pub fn open(path: &Path) -> Result<Archive> {
         Archive::load(open_regular(path)?, path, true)
+    }
+
+    /// Writes the file at `file` in the archive at `path` to `out`, as
+    /// [`Archive::read_file`] does, checking the same, but decoding of the index only
+    /// what finding and reading one file needs (every byte of it is still checked
+    /// against its BLAKE3): the fast path of `cat`. An incremental archive, whose files
+    /// may lie in its bases, is opened whole, its bases found as [`Archive::open`]
+    /// finds them.
+    ///
+    /// ```
+    /// use znippy_uring::Archive;
+    /// # let tmp = std::env::temp_dir().join(format!("doc-cat-{}", std::process::id()));
+    /// # std::fs::create_dir_all(tmp.join("src/etc"))?;
+    /// # std::fs::write(tmp.join("src/etc/motd"), "hello\n")?;
+    /// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+    /// let mut motd = Vec::new();
+    /// Archive::cat(&tmp.join("a.znippy"), b"etc/motd", &mut motd)?;
+    /// assert_eq!(motd, b"hello\n");
+    /// # std::fs::remove_dir_all(&tmp)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cat(path: &Path, file: &[u8], out: &mut dyn Write) -> Result<u64> {
+        let opened = open_regular(path)?;
+        let (len, index) = read_index_scoped(&opened, path, true)?;
+        if !index.bases.is_empty() {
+            // Joining a chain moves every entry; it needs the whole index.
+            return Archive::load(opened, path, true)?.read_file(file, out);
+        }
+        let lookup = Archive {
+            path: path.into(),
+            file: opened,
+            len,
+            index,
+            progress: None,
+            chain: None,
+            unneeded: Vec::new(),
+        };
+        lookup.read_file(file, out)
+    }
+
+    /// The paths of the archive at `path`, in entry order (as [`Archive::entries`] has
+    /// them), decoding of the index only what [`Archive::cat`] does: what plain `list`
+    /// needs. Bases are not looked for (a listing needs none of them).
+    ///
+    /// ```
+    /// use znippy_uring::Archive;
+    /// # let tmp = std::env::temp_dir().join(format!("doc-paths-{}", std::process::id()));
+    /// # std::fs::create_dir_all(tmp.join("src/etc"))?;
+    /// # std::fs::write(tmp.join("src/etc/motd"), "hello\n")?;
+    /// # znippy_uring::pack(&tmp.join("src"), &tmp.join("a.znippy"), &Default::default())?;
+    /// let paths = Archive::paths(&tmp.join("a.znippy"))?;
+    /// assert_eq!(paths.iter().collect::<Vec<_>>(), [&b"etc"[..], b"etc/motd"]);
+    /// # std::fs::remove_dir_all(&tmp)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn paths(path: &Path) -> Result<Paths> {
+        let (_, index) = read_index_scoped(&open_regular(path)?, path, true)?;
+        Ok(Paths { index })
     }
 
     /// [`Archive::open`] without looking for an incremental archive's bases: for

@@ -14,7 +14,7 @@ mod unpack;
 mod verify;
 mod visit;
 
-pub use archive::Archive;
+pub use archive::{Archive, Paths};
 pub use cache::{CacheStats, ChunkCache};
 pub(crate) use chain::{Lineage, lineage};
 pub use space::MaxSize;
