@@ -132,16 +132,17 @@ pub fn entries_schema() -> Arc<Schema> {
     ]))
 }
 
-/// The chunks table's export schema.
+/// The chunks table's export schema: the archive's own chunks table
+/// ([`crate::format::chunk::schema`]) with its digests as hex text.
 pub fn chunks_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("chunk", DataType::UInt64, false),
-        Field::new("offset", DataType::UInt64, false),
-        Field::new("stored_len", DataType::UInt64, false),
-        Field::new("raw_len", DataType::UInt64, false),
-        Field::new("codec", DataType::Utf8, false),
-        Field::new("blake3", DataType::Utf8, false),
-    ]))
+    let stored = crate::format::chunk::schema();
+    let fields = stored.fields().iter().map(|f| match f.data_type() {
+        DataType::FixedSizeBinary(_) => {
+            Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable()))
+        }
+        _ => f.clone(),
+    });
+    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
 }
 
 /// The table as one record batch.
@@ -220,26 +221,19 @@ fn entries_batch(archive: &Archive) -> RecordBatch {
 }
 
 fn chunks_batch(archive: &Archive) -> RecordBatch {
-    let chunks = archive.chunks();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(0..chunks.len() as u64)),
-        Arc::new(UInt64Array::from_iter_values(
-            chunks.iter().map(|c| c.offset),
-        )),
-        Arc::new(UInt64Array::from_iter_values(
-            chunks.iter().map(|c| c.stored_len),
-        )),
-        Arc::new(UInt64Array::from_iter_values(
-            chunks.iter().map(|c| c.raw_len),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            chunks.iter().map(|c| c.codec.name()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            chunks.iter().map(|c| hex(&c.digest)),
-        )),
-    ];
-    RecordBatch::try_new(chunks_schema(), columns)
+    let table = crate::format::chunk::to_batch(archive.chunks());
+    let columns = table.columns().iter().map(|c| {
+        match c
+            .as_any()
+            .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
+        {
+            Some(digests) => Arc::new(StringArray::from_iter_values(
+                digests.iter().map(|d| hex(d.unwrap_or_default())),
+            )) as ArrayRef,
+            None => c.clone(),
+        }
+    });
+    RecordBatch::try_new(chunks_schema(), columns.collect())
         .unwrap_or_else(|e| unreachable!("export chunks batch: {e}"))
 }
 
