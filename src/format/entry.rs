@@ -317,7 +317,7 @@ pub fn to_batch<'a>(entries: impl Iterator<Item = &'a Entry> + Clone) -> RecordB
 /// A validated entries table: typed columns, read row by row without building every
 /// [`Entry`] (opening an archive to read one file should not materialize all of them).
 #[derive(Clone, Debug)]
-pub struct Table {
+pub struct Columns {
     path: StringArray,
     path_raw: BinaryArray,
     kinds: Vec<EntryKind>,
@@ -351,7 +351,7 @@ pub struct Table {
 }
 
 /// The columns a lookup needs: finding a path, and reading the file (or hard link)
-/// there, with every check [`Table::new`] makes on them. A table of these alone reads
+/// there, with every check [`Columns::new`] makes on them. A table of these alone reads
 /// the other fields of an entry as 0 or absent: only [`crate::Archive::cat`] uses one.
 pub const LOOKUP_COLUMNS: &[&str] = &[
     "path",
@@ -366,15 +366,15 @@ pub const LOOKUP_COLUMNS: &[&str] = &[
     "base",
 ];
 
-impl Table {
+impl Columns {
     /// Checks column types and, row by row, the fields each kind requires.
-    pub fn new(batch: &RecordBatch) -> Result<Table, String> {
-        Table::build(batch, false)
+    pub fn new(batch: &RecordBatch) -> Result<Columns, String> {
+        Columns::build(batch, false)
     }
 
-    /// [`Table::new`] of a batch of [`LOOKUP_COLUMNS`] (at least).
-    pub fn for_lookup(batch: &RecordBatch) -> Result<Table, String> {
-        Table::build(batch, true)
+    /// [`Columns::new`] of a batch of [`LOOKUP_COLUMNS`] (at least).
+    pub fn for_lookup(batch: &RecordBatch) -> Result<Columns, String> {
+        Columns::build(batch, true)
     }
 
     /// A column that only a lookup table may lack.
@@ -389,15 +389,15 @@ impl Table {
         }
     }
 
-    fn build(batch: &RecordBatch, lookup: bool) -> Result<Table, String> {
-        let mut t = Table {
+    fn build(batch: &RecordBatch, lookup: bool) -> Result<Columns, String> {
+        let mut t = Columns {
             path: column::<StringArray>(batch, "path", false)?.clone(),
             path_raw: column::<BinaryArray>(batch, "path_raw", true)?.clone(),
             kinds: Vec::with_capacity(batch.num_rows()),
-            mode: Table::metadata::<UInt32Array>(batch, "mode", lookup)?,
-            mtime: Table::metadata::<TimestampNanosecondArray>(batch, "mtime", lookup)?,
-            uid: Table::metadata::<UInt32Array>(batch, "uid", lookup)?,
-            gid: Table::metadata::<UInt32Array>(batch, "gid", lookup)?,
+            mode: Columns::metadata::<UInt32Array>(batch, "mode", lookup)?,
+            mtime: Columns::metadata::<TimestampNanosecondArray>(batch, "mtime", lookup)?,
+            uid: Columns::metadata::<UInt32Array>(batch, "uid", lookup)?,
+            gid: Columns::metadata::<UInt32Array>(batch, "gid", lookup)?,
             size: column::<UInt64Array>(batch, "size", false)?.clone(),
             first: column::<UInt64Array>(batch, "first_chunk", true)?.clone(),
             last: column::<UInt64Array>(batch, "last_chunk", true)?.clone(),
@@ -666,7 +666,7 @@ mod tests {
             inode: None,
         };
         let batch = to_batch([e.clone(), l.clone()].iter());
-        let t = Table::new(&batch).unwrap();
+        let t = Columns::new(&batch).unwrap();
         assert_eq!(
             (0..t.len()).map(|i| t.entry(i)).collect::<Vec<_>>(),
             vec![e, l]

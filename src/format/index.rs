@@ -23,7 +23,7 @@ pub struct Index {
     /// The groups, each with the range of entry numbers that belongs to it.
     pub groups: Vec<(Group, Range<usize>)>,
     /// Each group's entries table, in group order.
-    tables: Vec<entry::Table>,
+    tables: Vec<entry::Columns>,
     /// All entries, group after group, once built.
     entries: OnceLock<Vec<Entry>>,
     /// All chunks; chunk `i` is `chunks[i]`.
@@ -47,7 +47,7 @@ impl Index {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.tables.iter().map(entry::Table::len).sum()
+        self.tables.iter().map(entry::Columns::len).sum()
     }
 
     /// Whether there are no entries.
@@ -66,7 +66,7 @@ impl Index {
     }
 
     /// Every entry as (table, row), in entry order.
-    fn rows(&self) -> impl Iterator<Item = (&entry::Table, usize)> {
+    fn rows(&self) -> impl Iterator<Item = (&entry::Columns, usize)> {
         self.tables
             .iter()
             .flat_map(|t| (0..t.len()).map(move |i| (t, i)))
@@ -214,8 +214,8 @@ fn read_scoped(
             }
             SubIndexKind::Entries => {
                 let table = match lookup {
-                    true => entry::Table::for_lookup(&batch)?,
-                    false => entry::Table::new(&batch)?,
+                    true => entry::Columns::for_lookup(&batch)?,
+                    false => entry::Columns::new(&batch)?,
                 };
                 let start = index.len();
                 index
