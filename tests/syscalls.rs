@@ -1,7 +1,8 @@
-//! System calls per archived file outside the ring: a trace of a pack of 1,000 files
-//! counts the file-level calls (the walk's stat and xattr listing, the compressor's
-//! open, type check, change check; close goes through the ring, and no fcntl is made
-//! on a file system io_uring reads without blocking).
+//! System calls and descriptors per archived file outside the ring: a trace of a pack
+//! of 1,000 files counts the file-level calls (the walk's stat and xattr listing, the
+//! compressor's open, type check, change check; close goes through the ring, and no
+//! fcntl is made on a file system io_uring reads without blocking), and packs within a
+//! low descriptor limit succeed.
 //!
 //! Needs strace: SKIPPED without it, unless ZNIPPY_REQUIRE_STRACE is set (as `.ci/run`
 //! does after installing it).
@@ -87,4 +88,50 @@ fn the_portable_backend_closes_each_file_itself_and_reads_it_with_pread() {
     assert!((1.0..1.2).contains(&get("close")), "{per:?}");
     assert!((1.0..1.1).contains(&get("pread64")), "{per:?}");
     assert!(get("fcntl") < 0.1, "{per:?}");
+}
+
+/// A pack under `ulimit -n LIMIT` (soft and hard), as `sh` runs it.
+fn pack_under_limit(s: &Scratch, limit: u32, io: &str, threads: u32) -> std::process::Output {
+    let script = format!(
+        "ulimit -n {limit} && exec '{}' pack '{}' -o '{}' --io {io} --threads {threads} --no-sync -q",
+        bin().display(),
+        s.path("src").display(),
+        s.path("a.znippy").display()
+    );
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_low_descriptor_limit_holds_on_both_backends() {
+    let s = Scratch::new("syscalls-nofile");
+    let src = s.path("src");
+    for i in 0..3000usize {
+        write(
+            &src,
+            &format!("d{}/f{i}", i % 10),
+            &bytes(i as u64, i % 700, i % 3 == 0),
+        );
+    }
+    for (limit, io, threads) in [(64, "uring", 8), (32, "uring", 2), (32, "portable", 8)] {
+        let out = pack_under_limit(&s, limit, io, threads);
+        // Before: 32 files open per compressor between submissions, whatever the limit.
+        assert!(
+            out.status.success(),
+            "ulimit -n {limit}, --io {io}, --threads {threads}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dest = s.path("out");
+        let _ = std::fs::remove_dir_all(&dest);
+        ok(&[
+            os("unpack"),
+            s.path("a.znippy").as_os_str(),
+            os("-C"),
+            dest.as_os_str(),
+        ]);
+        assert!(snapshot(&src) == snapshot(&dest));
+    }
 }

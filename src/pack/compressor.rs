@@ -64,9 +64,6 @@ pub struct Changes {
     pub vanished: BTreeMap<usize, String>,
 }
 
-/// Files opened per batch before their reads and closes are submitted.
-const OPEN_BATCH: usize = 32;
-
 struct Filling {
     slot: usize,
     plan: ChunkPlan,
@@ -118,6 +115,8 @@ pub struct Compressor {
     pub blocking: bool,
     /// Closes queued whose completions have not come back yet.
     pub closes: usize,
+    /// Files opened before their reads and closes are submitted ([`super::root::open_batch`]).
+    pub open_batch: usize,
 }
 
 impl Compressor {
@@ -314,7 +313,7 @@ impl Compressor {
                         .map_err(|e| Error::io(self.full(rel), "queue close", e))?;
                     self.closes += 1;
                     queued += 1;
-                    if queued == OPEN_BATCH {
+                    if queued == self.open_batch {
                         self.queue
                             .submit()
                             .map_err(|e| Error::io(self.full(rel), "submit read", e))?;

@@ -227,6 +227,7 @@ fn spawn_compressors(
     let slots = cfg.budget.slots;
     let mut compressors = Vec::new();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let open_batch = super::root::open_batch(rings.len());
     for (id, (ring, queue)) in rings.iter().zip(queues).enumerate() {
         let (ret_tx, ret_rx) = bounded::<Returned>(slots);
         let c = Compressor {
@@ -240,6 +241,7 @@ fn spawn_compressors(
             changes: changes.clone(),
             blocking: false,
             closes: 0,
+            open_batch,
         };
         let (plans, sealed, abort) = (plan_rx.clone(), sealed_tx.clone(), abort.clone());
         let core = cores.get(id % cores.len().max(1)).copied();

@@ -131,3 +131,44 @@ pub fn read_exact_at(fd: &OwnedFd, mut buf: &mut [u8], mut offset: u64) -> std::
     }
     Ok(())
 }
+
+/// Most files a compressor opens before it submits their reads and closes.
+const OPEN_BATCH: usize = 32;
+
+/// Descriptors kept for the rest of a pack beside the compressors' open files: the
+/// listers' directories, the rings, the archive, standard streams.
+const OTHER_DESCRIPTORS: u64 = 32;
+
+/// How many files each of `compressors` may hold open at once: [`OPEN_BATCH`], or fewer
+/// where the descriptor limit would not hold that many for all of them beside the rest
+/// of the pack (at least 1). The soft limit is first raised to the hard one, as the
+/// memory-lock limit is for io_uring; a limit too small even for one file each ends
+/// the pack with "Too many open files", naming the file.
+pub fn open_batch(compressors: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    let limit = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return OPEN_BATCH;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+        lim.rlim_cur
+    };
+    let in_use = std::fs::read_dir("/proc/self/fd").map_or(16, |d| d.count() as u64);
+    let spare = limit.saturating_sub(in_use + OTHER_DESCRIPTORS);
+    let each = spare / (compressors.max(1) as u64);
+    usize::try_from(each)
+        .unwrap_or(OPEN_BATCH)
+        .clamp(1, OPEN_BATCH)
+}
