@@ -1,4 +1,4 @@
-//! Unpack stays within `--memory` whatever `--threads` asks for: its readers' buffers
+//! Unpack and verify stay within `--memory` whatever `--threads` asks for: its readers' buffers
 //! are what the budget counts, and what the process holds beyond a one-thread run.
 
 mod common;
@@ -9,12 +9,17 @@ use common::*;
 fn unpack_peak_kib(s: &Scratch, archive: &std::path::Path, extra: &str) -> u64 {
     let dest = s.path("out");
     let _ = std::fs::remove_dir_all(&dest);
-    let script = format!(
-        "exec '{}' unpack '{}' -C '{}' {extra}",
-        bin().display(),
+    let args = format!(
+        "unpack '{}' -C '{}' {extra}",
         archive.display(),
         dest.display()
     );
+    peak_kib(s, &args)
+}
+
+/// Peak RSS in KiB of the binary run with `args` (shell words).
+fn peak_kib(s: &Scratch, args: &str) -> u64 {
+    let script = format!("exec '{}' {args}", bin().display());
     let log = s.path("log");
     let out = command()
         .arg("measure-exec")
@@ -34,7 +39,7 @@ fn unpack_peak_kib(s: &Scratch, archive: &std::path::Path, extra: &str) -> u64 {
 }
 
 #[test]
-fn unpack_at_64_threads_holds_no_more_than_its_memory_budget() {
+fn unpack_and_verify_at_64_threads_hold_no_more_than_their_memory_budget() {
     let s = Scratch::new("memory-unpack");
     let src = s.path("src");
     // Solid chunks of small files, as a source tree gives, and files of one chunk.
@@ -74,4 +79,16 @@ fn unpack_at_64_threads_holds_no_more_than_its_memory_budget() {
         "--threads 64 peaked at {many} KiB, one thread at {one} KiB, budget {budget_mib} MiB"
     );
     assert!(snapshot(&src) == snapshot(&s.path("out")));
+    // verify holds one reader per thread too, within its --memory.
+    let verify = |t: u32| {
+        peak_kib(
+            &s,
+            &format!("verify '{}' {flags} --threads {t}", archive.display()),
+        )
+    };
+    let (one, many) = (verify(1), verify(64));
+    assert!(
+        many <= one + budget_mib * 1024,
+        "verify --threads 64 peaked at {many} KiB, one thread at {one} KiB, budget {budget_mib} MiB"
+    );
 }

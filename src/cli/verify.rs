@@ -1,6 +1,6 @@
 //! `znippy-uring verify`: every chunk and file checksum; every damaged file named.
 
-use super::args::threads;
+use super::args::{parse_size, threads};
 use super::progress::Bar;
 use super::report::{Report, Reporting, Stream, Timing};
 use super::stdio::open_archive_with;
@@ -21,6 +21,10 @@ pub struct Args {
     /// recorded name (repeatable).
     #[arg(long = "base", value_name = "ARCHIVE")]
     bases: Vec<PathBuf>,
+    /// Memory for chunks being checked, at any thread count (suffixes K, M, G): fewer
+    /// threads run when it cannot hold a chunk's blob and its decompressed bytes for each.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    memory: usize,
 }
 
 /// `verify --json`.
@@ -49,7 +53,7 @@ pub fn run(args: Args, out: &Reporting) -> Result<()> {
     let start = Instant::now();
     let bar = Bar::start(out, "verify");
     let a = open_archive_with(&args.archive, &args.bases)?.with_progress(bar.counters());
-    let r = a.verify(threads(args.threads));
+    let r = a.verify_within(threads(args.threads), args.memory);
     drop(bar);
     let r = r?;
     let timing = Timing::since(start, r.bytes);

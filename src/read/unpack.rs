@@ -151,22 +151,6 @@ fn umask() -> u32 {
         .unwrap_or(0o022)
 }
 
-/// The threads, of `threads` asked for, that `memory` bytes hold when each keeps a
-/// reader of `size` (at least one).
-fn threads_within(memory: usize, threads: usize, size: ReaderSize) -> usize {
-    let per_thread = size.bytes();
-    let fit = usize::try_from(memory as u64 / per_thread).unwrap_or(usize::MAX);
-    let run = threads.clamp(1, fit.max(1));
-    if run < threads {
-        log::info!(
-            "unpack: --memory {} runs {run} threads, not {threads}: each holds up to {} MiB",
-            crate::pack::size_text(memory as u64),
-            per_thread.div_ceil(1 << 20)
-        );
-    }
-    run
-}
-
 /// What an unpack or extract did. Serialized, it is the body of `unpack --json`.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct UnpackReport {
@@ -571,7 +555,7 @@ impl<'a> Job<'a> {
                 .iter()
                 .filter_map(|&id| chunks.get(id as usize)),
         );
-        let threads = threads_within(self.opts.memory, self.opts.threads, size);
+        let threads = visit::threads_within(self.opts.memory, self.opts.threads, size);
         visit::chunks(
             self.archive,
             &layout.chunks,
@@ -800,8 +784,9 @@ fn write_sparse(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Res
 
 #[cfg(test)]
 mod tests {
-    use super::{ReaderSize, threads_within};
+    use super::ReaderSize;
     use crate::format::chunk::{ChunkRecord, Codec};
+    use crate::read::visit::threads_within;
 
     #[test]
     fn threads_fit_the_memory_budget() {

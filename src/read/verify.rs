@@ -169,6 +169,12 @@ impl Archive {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn verify(&self, threads: usize) -> Result<VerifyReport> {
+        self.verify_within(threads, crate::pack::DEFAULT_MEMORY)
+    }
+
+    /// [`Archive::verify`] with at most `memory` bytes of chunk buffers: fewer threads
+    /// run when it cannot hold one reader for each (as unpack's `memory`).
+    pub fn verify_within(&self, threads: usize, memory: usize) -> Result<VerifyReport> {
         self.require_bases()?;
         let all: Vec<usize> = (0..self.data_entries().len()).collect();
         // What unpack refuses, verify does not pass: unsafe or duplicate paths, bad
@@ -177,6 +183,8 @@ impl Archive {
         let layout = Layout::new(self.data_entries(), self.data_chunks(), &all);
         // Every chunk is checked, including any that no file refers to.
         let ids: Vec<u64> = (0..self.data_chunks().len() as u64).collect();
+        let size = super::archive::ReaderSize::of(self.data_chunks());
+        let threads = visit::threads_within(memory, threads, size);
         let (tallies, _) = visit::chunks(
             self,
             &ids,

@@ -6,6 +6,28 @@ use crate::error::{Error, Result};
 use crate::stages::Clock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+/// The threads, of `threads` asked for, that `memory` bytes hold when each keeps a
+/// reader of `size` (at least one).
+pub(crate) fn threads_within(memory: usize, threads: usize, size: ReaderSize) -> usize {
+    let per_thread = size.bytes();
+    let fit = usize::try_from(memory as u64 / per_thread).unwrap_or(usize::MAX);
+    let run = threads.clamp(1, fit.max(1));
+    if (memory as u64) < per_thread {
+        log::warn!(
+            "--memory {} is less than one thread's chunk buffers ({} MiB): one thread runs, over the budget",
+            crate::pack::size_text(memory as u64),
+            per_thread.div_ceil(1 << 20)
+        );
+    } else if run < threads {
+        log::info!(
+            "--memory {} runs {run} threads, not {threads}: each holds up to {} MiB",
+            crate::pack::size_text(memory as u64),
+            per_thread.div_ceil(1 << 20)
+        );
+    }
+    run
+}
+
 /// Visits the chunks `0..count` of a layout on `threads` threads. `visit(state, k,
 /// data)` gets the `k`-th chunk's bytes or its problem; an `Err` from it stops the
 /// visit. Returns every thread's final state, and where its time went (the visit's
