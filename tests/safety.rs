@@ -456,3 +456,38 @@ fn a_directory_renamed_into_an_archived_directorys_place_is_not_opened_up() {
         assert_eq!(mode, if overwrite { 0o755 } else { 0o700 });
     }
 }
+
+#[test]
+fn cat_refuses_what_unpack_and_verify_refuse() {
+    let s = Scratch::new("cat-unsound");
+    let a = s.path("a.znippy");
+    let file = |p: &[u8]| entry(p, EntryKind::File, None);
+    let cases: [(&[Entry], &[u8], &str); 4] = [
+        (&[file(b"a"), file(b"a")], b"a", "duplicate path a"),
+        (&[file(b"../evil")], b"../evil", "../evil"),
+        (&[file(b"f"), file(b"f/x")], b"f/x", "f/x lies under f"),
+        (
+            &[
+                file(b"t"),
+                entry(b"h", EntryKind::Hardlink, Some(b"t")),
+                file(b"t"),
+            ],
+            b"h",
+            "duplicate path t",
+        ),
+    ];
+    for (entries, asked, says) in cases {
+        craft(&a, entries);
+        // Before: cat served the first entry of that name, or the unsafe one.
+        let lookup = Archive::cat(&a, asked, &mut Vec::new()).unwrap_err();
+        let opened = Archive::open(&a)
+            .unwrap()
+            .read_file(asked, &mut Vec::new())
+            .unwrap_err();
+        for err in [lookup, opened] {
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        let verified = Archive::open(&a).unwrap().verify(1);
+        assert!(verified.is_err(), "verify passed what cat refuses");
+    }
+}

@@ -85,6 +85,21 @@ impl Index {
         }
     }
 
+    /// The numbers of every entry with this exact path (one, in a sound archive),
+    /// without building all entries.
+    pub fn positions(&self, path: &[u8]) -> Vec<usize> {
+        match self.entries.get() {
+            Some(all) => (all.iter().enumerate())
+                .filter(|(_, e)| e.path == path)
+                .map(|(n, _)| n)
+                .collect(),
+            None => (self.rows().enumerate())
+                .filter(|(_, (t, i))| t.path(*i) == path)
+                .map(|(n, _)| n)
+                .collect(),
+        }
+    }
+
     /// Entry number `n`, without building all entries.
     pub fn entry(&self, n: usize) -> Option<Entry> {
         match self.entries.get() {

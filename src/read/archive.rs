@@ -580,6 +580,41 @@ impl Archive {
         self.index.position(path)
     }
 
+    /// The entry at `path` (without a trailing `/`), if there is one, refused as unpack
+    /// and verify refuse it: an unsafe path, a path named twice, or one under an entry
+    /// that is not a directory. (So `cat` never serves what `unpack` would not write.)
+    fn sound_entry(&self, path: &[u8]) -> Result<Option<(usize, Entry)>> {
+        let path = path.strip_suffix(b"/").unwrap_or(path);
+        let shown = || String::from_utf8_lossy(path).into_owned();
+        let found = self.index.positions(path);
+        let Some(&i) = found.first() else {
+            return Ok(None);
+        };
+        if found.len() > 1 {
+            let why = format!("duplicate path {}", shown());
+            return Err(Error::corrupt(&self.path, why));
+        }
+        (crate::format::entry::check_path(path)).map_err(|why| Error::UnsafePath {
+            archive: self.path.clone(),
+            path: shown(),
+            why,
+        })?;
+        let parents = (path.iter().enumerate())
+            .filter(|&(_, &b)| b == b'/')
+            .filter_map(|(k, _)| path.get(..k));
+        for p in parents {
+            let not_dir = (self.index.positions(p).into_iter())
+                .filter_map(|n| self.data_entry(n))
+                .any(|e| e.kind != EntryKind::Dir);
+            if not_dir {
+                let under = String::from_utf8_lossy(p);
+                let why = format!("{} lies under {under}, which is not a directory", shown());
+                return Err(Error::corrupt(&self.path, why));
+            }
+        }
+        Ok(self.data_entry(i).map(|e| (i, e)))
+    }
+
     /// The BLAKE3 of the manifest, as stored.
     pub(crate) fn manifest_digest(&self) -> [u8; 32] {
         self.index.manifest_digest
@@ -725,16 +760,13 @@ impl Archive {
     pub fn read_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
         let name = String::from_utf8_lossy(path).into_owned();
         let (mut i, mut entry) = self
-            .find(path)
-            .and_then(|i| Some((i, self.data_entry(i)?)))
+            .sound_entry(path)?
             .ok_or_else(|| Error::Invalid(format!("{name}: not in {}", self.path.display())))?;
         // A hard link reads as the file it names (one level: links never chain).
         if entry.kind == EntryKind::Hardlink {
             let target = entry.link_target.clone().unwrap_or_default();
-            (i, entry) = self
-                .find(&target)
-                .and_then(|i| Some((i, self.data_entry(i)?)))
-                .filter(|(_, t)| t.kind == EntryKind::File)
+            (i, entry) = (self.sound_entry(&target)?)
+                .filter(|(_, e)| e.kind == EntryKind::File)
                 .ok_or_else(|| {
                     Error::corrupt(&self.path, format!("{name}: hard link to a missing file"))
                 })?;
