@@ -491,3 +491,20 @@ fn cat_refuses_what_unpack_and_verify_refuse() {
         assert!(verified.is_err(), "verify passed what cat refuses");
     }
 }
+
+#[test]
+fn a_mode_that_says_another_kind_is_refused() {
+    let s = Scratch::new("mode-kind");
+    let a = s.path("a.znippy");
+    let mut link = entry(b"l", EntryKind::Symlink, Some(b"t"));
+    link.mode = 0o100644; // a regular file's type bits on a symlink
+    craft(&a, &[link]);
+    // Before: verify passed and list -l showed `lrw-r--r--`.
+    let err = Archive::open(&a).unwrap_err();
+    assert!(err.to_string().contains("says another kind"), "{err}");
+    // Type bits left out are not a contradiction.
+    let mut bare = entry(b"l", EntryKind::Symlink, Some(b"t"));
+    bare.mode = 0o777;
+    craft(&a, &[bare]);
+    assert!(Archive::open(&a).unwrap().verify(1).unwrap().is_ok());
+}

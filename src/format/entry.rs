@@ -45,6 +45,18 @@ impl EntryKind {
         })
     }
 
+    /// The file-type bits of `st_mode` for this kind (a hard link's are its file's).
+    pub fn mode_type(self) -> u32 {
+        match self {
+            EntryKind::File | EntryKind::Hardlink => 0o100000,
+            EntryKind::Dir => 0o040000,
+            EntryKind::Symlink => 0o120000,
+            EntryKind::Fifo => 0o010000,
+            EntryKind::CharDevice => 0o020000,
+            EntryKind::BlockDevice => 0o060000,
+        }
+    }
+
     /// The name used in the `kind` column.
     pub fn name(self) -> &'static str {
         match self {
@@ -437,6 +449,17 @@ impl Columns {
         let located = [&self.first, &self.last, &self.offset].map(|c| c.is_valid(i));
         if located.iter().any(|&v| v != located[0]) {
             return Err(format!("entry {:?}: partial data location", name()));
+        }
+        if let Some(mode) = self.mode.as_ref().filter(|m| m.is_valid(i)) {
+            let kind_bits = mode.value(i) & 0o170000;
+            if kind_bits != 0 && kind_bits != k.mode_type() {
+                return Err(format!(
+                    "{} {:?}: mode {:o} says another kind",
+                    k.name(),
+                    name(),
+                    mode.value(i)
+                ));
+            }
         }
         let size = self.size.value(i);
         match k {
