@@ -462,7 +462,7 @@ fn cat_refuses_what_unpack_and_verify_refuse() {
     let s = Scratch::new("cat-unsound");
     let a = s.path("a.znippy");
     let file = |p: &[u8]| entry(p, EntryKind::File, None);
-    let cases: [(&[Entry], &[u8], &str); 4] = [
+    let cases: [(&[Entry], &[u8], &str); 5] = [
         (&[file(b"a"), file(b"a")], b"a", "duplicate path a"),
         (&[file(b"../evil")], b"../evil", "../evil"),
         (&[file(b"f"), file(b"f/x")], b"f/x", "f/x lies under f"),
@@ -474,6 +474,13 @@ fn cat_refuses_what_unpack_and_verify_refuse() {
             ],
             b"h",
             "duplicate path t",
+        ),
+        // Round 2: the trailing `/` stripped from what the user asks was stripped from a
+        // hard link's target too.
+        (
+            &[file(b"t"), entry(b"h", EntryKind::Hardlink, Some(b"t/"))],
+            b"h",
+            "empty path component",
         ),
     ];
     for (entries, asked, says) in cases {
@@ -502,6 +509,13 @@ fn a_mode_that_says_another_kind_is_refused() {
     // Before: verify passed and list -l showed `lrw-r--r--`.
     let err = Archive::open(&a).unwrap_err();
     assert!(err.to_string().contains("says another kind"), "{err}");
+    // The lookup path (`cat`, plain `list`) reads the mode too (round 2: it did not).
+    let mut file = entry(b"f", EntryKind::File, None);
+    file.mode = 0o120644;
+    craft(&a, &[file]);
+    let err = Archive::cat(&a, b"f", &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("says another kind"), "{err}");
+    assert!(Archive::paths(&a).is_err());
     // Type bits left out are not a contradiction.
     let mut bare = entry(b"l", EntryKind::Symlink, Some(b"t"));
     bare.mode = 0o777;

@@ -116,9 +116,15 @@ fn a_low_descriptor_limit_holds_on_both_backends() {
             &bytes(i as u64, i % 700, i % 3 == 0),
         );
     }
-    for (limit, io, threads) in [(64, "uring", 8), (32, "uring", 2), (32, "portable", 8)] {
+    for (limit, io, threads) in [
+        (64, "uring", 8),
+        (32, "uring", 2),
+        (32, "portable", 8),
+        (24, "uring", 16),
+    ] {
         let out = pack_under_limit(&s, limit, io, threads);
-        // Before: 32 files open per compressor between submissions, whatever the limit.
+        // Before: 32 files open per compressor between submissions, whatever the limit
+        // (and, until round 2, as many threads as asked for at 24).
         assert!(
             out.status.success(),
             "ulimit -n {limit}, --io {io}, --threads {threads}: {}",

@@ -369,6 +369,7 @@ pub const LOOKUP_COLUMNS: &[&str] = &[
     "path",
     "path_raw",
     "kind",
+    "mode", // so that a mode contradicting the kind is refused here too
     "size",
     "first_chunk",
     "last_chunk",

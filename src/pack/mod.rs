@@ -91,6 +91,12 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<PackReport> {
 /// ```
 pub fn pack_to(selection: &Selection, dest: Destination, opts: &PackOptions) -> Result<PackReport> {
     let started = Instant::now();
+    // Threads never change the archive: fewer run where the descriptor limit is low.
+    let threads = root::threads_within_descriptors(opts.threads);
+    let opts = &PackOptions {
+        threads,
+        ..opts.clone()
+    };
     let window = i64::try_from(opts.racy_ctime.as_nanos()).unwrap_or(i64::MAX);
     let racy_from = unix_ns(std::time::SystemTime::now()).saturating_sub(window);
     let budget = opts.budget()?;

@@ -135,16 +135,42 @@ pub fn read_exact_at(fd: &OwnedFd, mut buf: &mut [u8], mut offset: u64) -> std::
 /// Most files a compressor opens before it submits their reads and closes.
 const OPEN_BATCH: usize = 32;
 
-/// Descriptors kept for the rest of a pack beside the compressors' open files: the
-/// listers' directories, the rings, the archive, standard streams.
-const OTHER_DESCRIPTORS: u64 = 32;
+/// Descriptors kept for the rest of a pack, beside those open when it is counted: the
+/// archive's temporary file, the output directory, the index.
+const OTHER_DESCRIPTORS: u64 = 8;
+
+/// Descriptors a pack thread holds at most beside its open files: a compressor's ring,
+/// a lister's directory and the two an `O_NOFOLLOW` walk of a path holds at a time.
+const PER_THREAD: u64 = 4;
 
 /// How many files each of `compressors` may hold open at once: [`OPEN_BATCH`], or fewer
 /// where the descriptor limit would not hold that many for all of them beside the rest
-/// of the pack (at least 1). The soft limit is first raised to the hard one, as the
-/// memory-lock limit is for io_uring; a limit too small even for one file each ends
-/// the pack with "Too many open files", naming the file.
+/// of the pack (at least 1). Counted once the rings are open.
 pub fn open_batch(compressors: usize) -> usize {
+    let listers = compressors.min(8) as u64;
+    let spare = spare_descriptors().saturating_sub(listers * PER_THREAD);
+    let each = spare / (compressors.max(1) as u64);
+    usize::try_from(each)
+        .unwrap_or(OPEN_BATCH)
+        .clamp(1, OPEN_BATCH)
+}
+
+/// The threads, of `threads` asked for, that the descriptor limit holds (at least 1),
+/// each with [`PER_THREAD`] descriptors and one file open; logged when fewer run. A
+/// limit too small even for one thread ends the pack with "Too many open files",
+/// naming the file or directory.
+pub fn threads_within_descriptors(threads: usize) -> usize {
+    let fit = spare_descriptors() / (PER_THREAD + 1);
+    let run = threads.clamp(1, usize::try_from(fit).unwrap_or(usize::MAX).max(1));
+    if run < threads {
+        log::info!("pack: the descriptor limit (ulimit -n) runs {run} threads, not {threads}");
+    }
+    run
+}
+
+/// Descriptors not open now, less [`OTHER_DESCRIPTORS`], under the limit: its soft
+/// value is first raised to the hard one, as the memory-lock limit is for io_uring.
+fn spare_descriptors() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -152,7 +178,7 @@ pub fn open_batch(compressors: usize) -> usize {
     // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
     let limit = unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return OPEN_BATCH;
+            return u64::MAX;
         }
         if lim.rlim_cur < lim.rlim_max {
             let raised = libc::rlimit {
@@ -166,9 +192,5 @@ pub fn open_batch(compressors: usize) -> usize {
         lim.rlim_cur
     };
     let in_use = std::fs::read_dir("/proc/self/fd").map_or(16, |d| d.count() as u64);
-    let spare = limit.saturating_sub(in_use + OTHER_DESCRIPTORS);
-    let each = spare / (compressors.max(1) as u64);
-    usize::try_from(each)
-        .unwrap_or(OPEN_BATCH)
-        .clamp(1, OPEN_BATCH)
+    limit.saturating_sub(in_use + OTHER_DESCRIPTORS)
 }

@@ -580,11 +580,10 @@ impl Archive {
         self.index.position(path)
     }
 
-    /// The entry at `path` (without a trailing `/`), if there is one, refused as unpack
-    /// and verify refuse it: an unsafe path, a path named twice, or one under an entry
-    /// that is not a directory. (So `cat` never serves what `unpack` would not write.)
+    /// The entry at exactly `path`, if there is one, refused as unpack and verify
+    /// refuse it: an unsafe path, a path named twice, or one under an entry that is not
+    /// a directory. (So `cat` never serves what `unpack` would not write.)
     fn sound_entry(&self, path: &[u8]) -> Result<Option<(usize, Entry)>> {
-        let path = path.strip_suffix(b"/").unwrap_or(path);
         let shown = || String::from_utf8_lossy(path).into_owned();
         let found = self.index.positions(path);
         let Some(&i) = found.first() else {
@@ -759,12 +758,19 @@ impl Archive {
     /// ```
     pub fn read_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
         let name = String::from_utf8_lossy(path).into_owned();
+        // The trailing `/` a shell adds to a directory is the user's, not the archive's.
+        let asked = path.strip_suffix(b"/").unwrap_or(path);
         let (mut i, mut entry) = self
-            .sound_entry(path)?
+            .sound_entry(asked)?
             .ok_or_else(|| Error::Invalid(format!("{name}: not in {}", self.path.display())))?;
         // A hard link reads as the file it names (one level: links never chain).
         if entry.kind == EntryKind::Hardlink {
             let target = entry.link_target.clone().unwrap_or_default();
+            (crate::format::entry::check_path(&target)).map_err(|why| Error::UnsafePath {
+                archive: self.path.clone(),
+                path: String::from_utf8_lossy(&target).into_owned(),
+                why,
+            })?;
             (i, entry) = (self.sound_entry(&target)?)
                 .filter(|(_, e)| e.kind == EntryKind::File)
                 .ok_or_else(|| {
