@@ -14,7 +14,7 @@
 //! why: reading a file whose data lies there fails, naming it
 //! ([`super::Archive::require_bases`] and [`Chain::why_missing`]).
 
-use super::archive::{open_regular, read_index};
+use super::file::{open_regular, read_index};
 use crate::error::{Error, Result};
 use crate::format::base::{Base, id_of};
 use crate::format::chunk::{ChunkRecord, DigestOf};

@@ -1,11 +1,13 @@
 //! Reading archives: open and validate, list, random access, verify, unpack, export
 //! the index.
 
+mod acl;
 mod archive;
 mod beneath;
 mod cache;
 mod chain;
 pub mod export;
+mod file;
 mod layout;
 mod parquet;
 mod space;

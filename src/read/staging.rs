@@ -81,7 +81,7 @@ impl Staging {
             )));
         }
         // What is made here inherits no ACL from a directory of another user.
-        super::beneath::strip_foreign_acls(&dir, &parent, true)?;
+        super::acl::strip_foreign_acls(&dir, &parent, true)?;
         rustix::fs::fchmod(&dir, Mode::from_raw_mode(0o700))?;
         Ok(Staging {
             dir,
