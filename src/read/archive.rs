@@ -686,11 +686,19 @@ impl Archive {
                 path: String::from_utf8_lossy(&target).into_owned(),
                 why,
             })?;
-            (i, entry) = (self.sound_entry(&target)?)
-                .filter(|(_, e)| e.kind == EntryKind::File)
-                .ok_or_else(|| {
-                    Error::corrupt(&self.path, format!("{name}: hard link to a missing file"))
-                })?;
+            let shown = String::from_utf8_lossy(&target).into_owned();
+            let linked = |problem: String| {
+                let why = format!("hard link {name} names {shown}, {problem}");
+                Error::corrupt(&self.path, why)
+            };
+            (i, entry) = match self.sound_entry(&target)? {
+                None => return Err(linked("a file not in the archive".into())),
+                Some((t, _)) if t == i => return Err(linked("itself".into())),
+                Some((_, e)) if e.kind != EntryKind::File => {
+                    return Err(linked(format!("a {}", e.kind.name())));
+                }
+                Some(found) => found,
+            };
         }
         // Only the base this file's data lies in is needed.
         self.require_bases_of(&[i])?;
