@@ -117,19 +117,11 @@ pub fn read_at_most(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> std::io::Resul
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`.
-pub fn read_exact_at(fd: &OwnedFd, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        match rustix::io::pread(fd, &mut *buf, offset) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
+pub fn read_exact_at(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    match read_at_most(fd, buf, offset)? == buf.len() {
+        true => Ok(()),
+        false => Err(std::io::ErrorKind::UnexpectedEof.into()),
     }
-    Ok(())
 }
 
 /// Most files a compressor opens before it submits their reads and closes.
