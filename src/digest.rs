@@ -1,7 +1,8 @@
 //! BLAKE3 digests of chunks and of whole files.
 //!
 //! A chunk's digest is plain BLAKE3 of its blob as stored (format 2; in format 1, of
-//! its uncompressed bytes: see `format::chunk::DigestOf`). A file's digest is plain
+//! its uncompressed bytes: see `format::chunk::DigestOf`), or, for a stored piece of a
+//! split file (format 4), the piece's chaining value. A file's digest is plain
 //! BLAKE3 of the whole file (what `b3sum` prints), even when the file is split over
 //! chunks compressed on different cores: each core computes the chaining value of its
 //! piece as a BLAKE3 subtree, and [`merge_file`] joins them in the tree's shape. This
@@ -29,37 +30,30 @@ pub fn hash(bytes: &[u8]) -> Digest {
     *blake3::hash(bytes).as_bytes()
 }
 
-/// The digest of a piece of a file that starts at `file_offset`, when the file is
-/// `whole` (one piece) or split at multiples of a power-of-two piece length.
-pub fn piece(bytes: &[u8], file_offset: u64, whole: bool) -> PieceDigest {
-    if whole {
-        PieceDigest::Whole(hash(bytes))
-    } else {
-        let mut h = blake3::Hasher::new();
-        h.set_input_offset(file_offset);
-        h.update(bytes);
-        PieceDigest::Subtree(h.finalize_non_root())
+/// A chunk's digest of its blob (format 2 on): plain BLAKE3, or with `subtree_at`
+/// (format 4, a stored piece of a split file) the chaining value of the blob as the
+/// subtree at that input offset, the value [`piece`] gives for the same bytes. The
+/// offset must have passed `format::index`'s check (a multiple of 1024, the blob no
+/// longer than a subtree there), or the hasher panics.
+pub fn blob(bytes: &[u8], subtree_at: Option<u64>) -> Digest {
+    match subtree_at {
+        None => hash(bytes),
+        Some(at) => {
+            let mut h = blake3::Hasher::new();
+            h.set_input_offset(at);
+            h.update(bytes);
+            h.finalize_non_root()
+        }
     }
 }
 
-/// [`piece`], and with it the plain BLAKE3 of `bytes` when the same pass gives it: for
-/// a whole file (the same value), and for the first piece of a split file (offset 0:
-/// the same chunk counters as `bytes` hashed alone, so only the root flag of the last
-/// step differs). A piece at any other offset has other counters: `None`.
-pub fn piece_and_plain(
-    bytes: &[u8],
-    file_offset: u64,
-    whole: bool,
-) -> (PieceDigest, Option<Digest>) {
-    if whole {
-        let d = hash(bytes);
-        return (PieceDigest::Whole(d), Some(d));
+/// The digest of a piece of a file that starts at `file_offset`, when the file is
+/// `whole` (one piece) or split at multiples of a power-of-two piece length.
+pub fn piece(bytes: &[u8], file_offset: u64, whole: bool) -> PieceDigest {
+    match whole {
+        true => PieceDigest::Whole(hash(bytes)),
+        false => PieceDigest::Subtree(blob(bytes, Some(file_offset))),
     }
-    let mut h = blake3::Hasher::new();
-    h.set_input_offset(file_offset);
-    h.update(bytes);
-    let plain = (file_offset == 0).then(|| *h.finalize().as_bytes());
-    (PieceDigest::Subtree(h.finalize_non_root()), plain)
 }
 
 /// Joins the chaining values of a file's pieces (in order, each `piece_len` long except
@@ -172,25 +166,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn the_first_piece_of_a_split_file_gives_its_plain_blake3_too() {
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 251) as u8).collect();
-        let first = &data[..65536];
-        assert_eq!(
-            piece_and_plain(first, 0, false),
-            (piece(first, 0, false), Some(hash(first)))
-        );
-        let second = &data[65536..131072];
-        assert_eq!(
-            piece_and_plain(second, 65536, false),
-            (piece(second, 65536, false), None)
-        );
-        assert_eq!(
-            piece_and_plain(first, 0, true),
-            (PieceDigest::Whole(hash(first)), Some(hash(first)))
-        );
     }
 
     #[test]

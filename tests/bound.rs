@@ -26,6 +26,7 @@ fn amplifying(path: &Path, chunk: &[u8], files: usize, sparse: bool) {
         raw_len: chunk.len() as u64,
         codec: Codec::Zstd,
         digest: *blake3::hash(&blob).as_bytes(), // format 2: of the blob
+        subtree_at: None,
     }];
     bytes.extend_from_slice(&blob);
     let entries: Vec<Entry> = (0..files)

@@ -247,7 +247,7 @@ fn list_and_info_describe_the_archive() {
     );
     assert!(long.contains(" l -> a.txt"), "{long}");
     let info = String::from_utf8(ok(&[os("info"), out.as_os_str()]).stdout).unwrap();
-    assert!(info.contains("format version: 3"), "{info}");
+    assert!(info.contains("format version: 4"), "{info}");
     assert!(
         info.contains("(2 files, 1 dirs, 1 symlinks, 0 hard links, 0 special)"),
         "{info}"

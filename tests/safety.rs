@@ -162,6 +162,7 @@ fn chunk_lengths_beyond_what_zstd_can_produce_are_refused_before_any_allocation(
         raw_len: 100,
         codec: Codec::Zstd,
         digest: [0; 32],
+        subtree_at: None,
     };
     let blob_end = bytes.len() as u64;
     bytes.extend(index::encode(
@@ -521,4 +522,101 @@ fn a_mode_that_says_another_kind_is_refused() {
     bare.mode = 0o777;
     craft(&a, &[bare]);
     assert!(Archive::open(&a).unwrap().verify(1).unwrap().is_ok());
+}
+
+/// A stored chunk of `raw` at offset 16 whose digest is its chaining value as the
+/// BLAKE3 subtree at `at` (as format 4 writes a piece of a split file), in an archive
+/// of format `version` with one file over it.
+fn subtree_archive(path: &Path, raw: &[u8], at: u64, codec: znippy_uring::Codec, version: u32) {
+    use blake3::hazmat::HasherExt;
+    use znippy_uring::{ChunkRecord, DataLocation};
+    // Where BLAKE3 cannot hash `raw` as that subtree (it panics), any digest will do.
+    let fits = at.is_multiple_of(1024)
+        && blake3::hazmat::max_subtree_len(at).is_none_or(|max| raw.len() as u64 <= max);
+    let digest = match fits {
+        true => {
+            let mut h = blake3::Hasher::new();
+            h.set_input_offset(at);
+            h.update(raw);
+            h.finalize_non_root()
+        }
+        false => [0; 32],
+    };
+    let mut bytes = header::encode(0).to_vec();
+    bytes[8..12].copy_from_slice(&version.to_le_bytes());
+    bytes.extend_from_slice(raw);
+    let chunk = ChunkRecord {
+        offset: header::HEADER_LEN,
+        stored_len: raw.len() as u64,
+        raw_len: raw.len() as u64,
+        codec,
+        digest,
+        subtree_at: Some(at),
+    };
+    let mut file = entry(b"f", EntryKind::File, None);
+    file.size = raw.len() as u64;
+    file.digest = Some(*blake3::hash(raw).as_bytes());
+    file.location = Some(DataLocation {
+        first_chunk: 0,
+        last_chunk: 0,
+        chunk_offset: 0,
+        base: None,
+    });
+    let blob_end = bytes.len() as u64;
+    bytes.extend(index::encode_as(
+        version,
+        &[(Group::default(), &[file])],
+        &[chunk],
+        &[],
+        blob_end,
+    ));
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn subtree_digests_a_hasher_cannot_take_are_refused_when_opening_not_panicked_on() {
+    use znippy_uring::Codec;
+    let s = Scratch::new("subtree");
+    let raw = vec![7u8; 3000];
+    // What BLAKE3's hazmat API would panic on, or give no subtree's value for, and
+    // what the format does not allow: each refused by name when the index is read.
+    for (at, codec, version, why) in [
+        (100, Codec::Stored, 4, "not a multiple of 1024"),
+        (1024, Codec::Stored, 4, "longer than a BLAKE3 subtree there"),
+        (2048, Codec::Stored, 4, "longer than a BLAKE3 subtree there"),
+        (4096, Codec::Zstd, 4, "only a stored chunk's digest"),
+        (
+            4096,
+            Codec::Stored,
+            3,
+            "no such digests before format version 4",
+        ),
+    ] {
+        let a = s.path(&format!("a-{at}-{version}-{}.znippy", codec.name()));
+        subtree_archive(&a, &raw, at, codec, version);
+        let err = Archive::open(&a).err().map(|e| e.to_string());
+        let err = err.unwrap_or_else(|| panic!("{at} {codec:?} v{version} accepted"));
+        assert!(err.contains(&format!("subtree_at {at}: {why}")), "{err}");
+        let out = run(&[os("verify"), a.as_os_str()]);
+        assert_eq!(out.status.code(), Some(1), "{at}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panick"));
+    }
+    // Where the subtree fits (4096 bytes may start at 4096), the chunk is read by it.
+    let a = s.path("fits.znippy");
+    subtree_archive(&a, &raw, 4096, Codec::Stored, 4);
+    ok(&[os("verify"), a.as_os_str(), os("-q")]);
+    assert_eq!(ok(&[os("cat"), a.as_os_str(), os("f")]).stdout, raw);
+    // One byte of that chunk changed is damage found by its subtree digest.
+    let b = s.path("moved.znippy");
+    subtree_archive(&b, &raw, 4096, Codec::Stored, 4);
+    let mut bytes = fs::read(&b).unwrap();
+    bytes[20] ^= 1;
+    fs::write(&b, bytes).unwrap();
+    let out = run(&[os("verify"), b.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chunk 0: BLAKE3 mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

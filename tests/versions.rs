@@ -10,6 +10,8 @@
 //!
 //! `tests/data/v2-plain.znippy` is the same tree packed the same way by the format-2
 //! build (e9d0f16): its index streams are uncompressed Arrow IPC.
+//! `tests/data/v3-plain.znippy` is the same tree packed the same way by the format-3
+//! build (9654a31): every chunk digest a plain BLAKE3 of its blob, no `subtree_at`.
 
 mod common;
 
@@ -27,6 +29,11 @@ fn fixture() -> std::path::PathBuf {
 /// The version-2 fixture, as committed.
 fn fixture_v2() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v2-plain.znippy")
+}
+
+/// The version-3 fixture, as committed.
+fn fixture_v3() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v3-plain.znippy")
 }
 
 /// The mtime every file of the tree gets: `pack --since` then sees the same size and
@@ -160,6 +167,11 @@ fn a_current_archive_built_on_the_v2_fixture_reads_its_files_from_it() {
     incremental_on(&fixture_v2(), "v2");
 }
 
+#[test]
+fn a_current_archive_built_on_the_v3_fixture_reads_its_files_from_it() {
+    incremental_on(&fixture_v3(), "v3");
+}
+
 /// Packs the fixture's tree with two files changed as an incremental archive (of the
 /// current version) on a copy of `fixture`, and reads, verifies and unpacks it; damage
 /// in the base is then found there, by the base's own rule.
@@ -223,9 +235,18 @@ fn incremental_on(fixture: &Path, tag: &str) {
     );
 }
 
+/// BLAKE3's chaining value of `bytes` as the subtree at input offset `at`.
+fn subtree(bytes: &[u8], at: u64) -> [u8; 32] {
+    use blake3::hazmat::HasherExt;
+    let mut h = blake3::Hasher::new();
+    h.set_input_offset(at);
+    h.update(bytes);
+    h.finalize_non_root()
+}
+
 #[test]
 fn a_current_archive_has_chunk_digests_of_its_blobs() {
-    let s = Scratch::new("v3-digests");
+    let s = Scratch::new("v4-digests");
     let src = s.path("src");
     v1_tree(&src);
     let archive = s.path("a.znippy");
@@ -238,16 +259,38 @@ fn a_current_archive_has_chunk_digests_of_its_blobs() {
         os("64K"),
     ]);
     let a = znippy_uring::Archive::open(&archive).unwrap();
-    assert_eq!(a.format_version(), 3);
+    assert_eq!(a.format_version(), 4);
     let file = fs::read(&archive).unwrap();
-    assert_eq!(file[8..12], 3u32.to_le_bytes());
+    assert_eq!(file[8..12], 4u32.to_le_bytes());
     let mut codecs = Vec::new();
     for c in a.chunks() {
         let blob = &file[c.offset as usize..][..c.stored_len as usize];
-        assert_eq!(*blake3::hash(blob).as_bytes(), c.digest, "{c:?}");
+        let expected = match c.subtree_at {
+            None => *blake3::hash(blob).as_bytes(),
+            Some(at) => subtree(blob, at),
+        };
+        assert_eq!(expected, c.digest, "{c:?}");
         codecs.push(c.codec);
     }
     assert!(codecs.contains(&Codec::Zstd) && codecs.contains(&Codec::Stored));
+    // The split stored file's chunks carry their pieces' offsets in the file (so the
+    // writer hashed them once); every other chunk's digest is a plain BLAKE3.
+    let noise = a.entries().iter().find(|e| e.path == b"noise.bin").unwrap();
+    let loc = noise.location.unwrap();
+    let subtrees: Vec<(u64, Option<u64>)> = a
+        .chunks()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.subtree_at.is_some())
+        .map(|(i, c)| (i as u64, c.subtree_at))
+        .collect();
+    assert_eq!(
+        subtrees,
+        [
+            (loc.first_chunk, Some(0)),
+            (loc.first_chunk + 1, Some(65536))
+        ]
+    );
     // File digests stay plain BLAKE3 of the file, as b3sum prints it.
     for (rel, data) in v1_files() {
         let e = a
@@ -269,21 +312,21 @@ fn a_header_whose_version_the_manifest_does_not_state_is_refused() {
     let archive = s.path("a.znippy");
     ok(&[os("pack"), src.as_os_str(), os("-o"), archive.as_os_str()]);
     let mut file = fs::read(&archive).unwrap();
-    file[8] = 2; // the header now says version 2; the manifest still says 3
+    file[8] = 3; // the header now says version 3; the manifest still says 4
     fs::write(&archive, &file).unwrap();
     let err = znippy_uring::Archive::open(&archive)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("the header says format version 2, the manifest 3"),
+        err.contains("the header says format version 3, the manifest 4"),
         "{err}"
     );
-    file[8] = 4;
+    file[8] = 5;
     fs::write(&archive, &file).unwrap();
     let err = znippy_uring::Archive::open(&archive)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("format version 4 is not supported"), "{err}");
+    assert!(err.contains("format version 5 is not supported"), "{err}");
 }
 
 #[test]
@@ -304,4 +347,28 @@ fn the_v2_fixture_lists_verifies_and_unpacks_byte_exact() {
     unpacks_to(&fixture_v2(), &s.path("out"), &[]);
     let cat = ok(&[os("cat"), fixture_v2().as_os_str(), os("big.log")]);
     assert!(cat.stdout == bytes(3, 150 * 1024, true));
+}
+
+#[test]
+fn the_v3_fixture_lists_verifies_and_unpacks_byte_exact() {
+    let a = znippy_uring::Archive::open(&fixture_v3()).unwrap();
+    assert_eq!(a.format_version(), 3);
+    let file = fs::read(fixture_v3()).unwrap();
+    // Before format 4 every chunk digest is the plain BLAKE3 of the blob, the split
+    // stored file's too.
+    assert!(a.chunks().iter().any(|c| c.codec == Codec::Stored));
+    for c in a.chunks() {
+        assert_eq!(c.subtree_at, None);
+        let blob = &file[c.offset as usize..][..c.stored_len as usize];
+        assert_eq!(*blake3::hash(blob).as_bytes(), c.digest, "{c:?}");
+    }
+    drop(a);
+    let info = ok(&[os("info"), fixture_v3().as_os_str()]);
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("format version: 3"), "{info}");
+    ok(&[os("verify"), fixture_v3().as_os_str(), os("-q")]);
+    let s = Scratch::new("v3-fixture");
+    unpacks_to(&fixture_v3(), &s.path("out"), &[]);
+    let cat = ok(&[os("cat"), fixture_v3().as_os_str(), os("noise.bin")]);
+    assert!(cat.stdout == bytes(4, 80 * 1024, false));
 }

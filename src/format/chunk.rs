@@ -2,7 +2,7 @@
 
 use super::column;
 use arrow_array::{
-    ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray, UInt64Array,
+    Array, ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray, UInt64Array,
     builder::FixedSizeBinaryBuilder,
 };
 use arrow_schema::{DataType, Field, Schema};
@@ -50,6 +50,11 @@ impl DigestOf {
     }
 }
 
+/// Whether archives of format `version` may have [`ChunkRecord::subtree_at`] digests.
+pub fn has_subtrees(version: u32) -> bool {
+    version >= 4
+}
+
 /// One row of the chunks table: where a blob lies and what it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkRecord {
@@ -62,8 +67,13 @@ pub struct ChunkRecord {
     /// How the blob encodes the chunk.
     pub codec: Codec,
     /// BLAKE3 of the blob (format 2; of the uncompressed bytes in format 1: see
-    /// [`DigestOf`]).
+    /// [`DigestOf`]), or with [`ChunkRecord::subtree_at`] its chaining value.
     pub digest: [u8; 32],
+    /// Format 4, `stored` chunks that are one piece of a split file: the piece's offset
+    /// in its file. The digest is then the BLAKE3 chaining value of the blob as the
+    /// subtree starting at that input offset (not a root hash), which is what the
+    /// file's digest is assembled from: the writer hashes those bytes once.
+    pub subtree_at: Option<u64>,
 }
 
 /// The chunks table's schema.
@@ -75,8 +85,12 @@ pub fn schema() -> Arc<Schema> {
         Field::new("raw_len", DataType::UInt64, false),
         Field::new("codec", DataType::Utf8, false),
         Field::new("blake3", DataType::FixedSizeBinary(32), false),
+        Field::new(SUBTREE_AT, DataType::UInt64, true),
     ]))
 }
+
+/// The column of [`ChunkRecord::subtree_at`] (format 4; absent before).
+pub const SUBTREE_AT: &str = "subtree_at";
 
 /// Builds the chunks table; row `i` is chunk `i`.
 pub fn to_batch(chunks: &[ChunkRecord]) -> RecordBatch {
@@ -101,6 +115,7 @@ pub fn to_batch(chunks: &[ChunkRecord]) -> RecordBatch {
             chunks.iter().map(|c| c.codec.name()),
         )),
         Arc::new(digests.finish()),
+        Arc::new(UInt64Array::from_iter(chunks.iter().map(|c| c.subtree_at))),
     ];
     RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("chunks batch: {e}"))
 }
@@ -113,6 +128,11 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<ChunkRecord>, String> {
     let raw = column::<UInt64Array>(batch, "raw_len", false)?;
     let codecs = column::<StringArray>(batch, "codec", false)?;
     let digests = column::<FixedSizeBinaryArray>(batch, "blake3", false)?;
+    // Tables written before format 4 have no such column: every digest is a root hash.
+    let subtrees = match batch.column_by_name(SUBTREE_AT) {
+        Some(_) => Some(column::<UInt64Array>(batch, SUBTREE_AT, true)?),
+        None => None,
+    };
     if digests.value_length() != 32 {
         return Err("chunks: blake3 column is not 32 bytes wide".into());
     }
@@ -134,6 +154,7 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<ChunkRecord>, String> {
             raw_len: raw.value(i),
             codec,
             digest,
+            subtree_at: subtrees.and_then(|s| s.is_valid(i).then(|| s.value(i))),
         });
     }
     Ok(out)

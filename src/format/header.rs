@@ -3,7 +3,7 @@
 /// Magic bytes at offset 0 of every archive.
 pub const MAGIC: [u8; 8] = *b"ZNPYURNG";
 /// The format version this build writes.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// The oldest format version this build reads (it reads every version up to
 /// [`VERSION`]).
 pub const OLDEST: u32 = 1;
@@ -56,9 +56,11 @@ mod tests {
         let mut v1 = encode(0);
         v1[8] = 1;
         assert_eq!(decode(&v1), Ok(1));
-        v1[8] = 2;
-        assert_eq!(decode(&v1), Ok(2));
-        for unknown in [0u8, 4] {
+        for older in 2..VERSION {
+            v1[8] = older as u8;
+            assert_eq!(decode(&v1), Ok(older));
+        }
+        for unknown in [0u8, VERSION as u8 + 1] {
             let mut v = encode(0);
             v[8] = unknown;
             let err = decode(&v).unwrap_err();

@@ -419,7 +419,7 @@ impl Spans {
     /// Checks every chunk record and sums their lengths.
     fn of(index: &Index) -> Result<Spans, String> {
         for (i, c) in index.chunks.iter().enumerate() {
-            check_chunk(i, c, index.blob_end)?;
+            check_chunk(i, c, index.blob_end, index.version)?;
         }
         Ok(Spans::new(&index.chunks))
     }
@@ -504,8 +504,9 @@ pub fn check_based(index: &Index, base: u16, chunks: &[ChunkRecord]) -> Result<(
 }
 
 /// Checks chunk record `i`: its blob inside the blob region (ending at `blob_end`), a
-/// sane raw length, and a blob length its codec allows.
-fn check_chunk(i: usize, c: &ChunkRecord, blob_end: u64) -> Result<(), String> {
+/// sane raw length, a blob length its codec allows, and a subtree offset only where
+/// format `version` has them and BLAKE3 can hash the blob as that subtree.
+fn check_chunk(i: usize, c: &ChunkRecord, blob_end: u64, version: u32) -> Result<(), String> {
     let in_region = c
         .offset
         .checked_add(c.stored_len)
@@ -532,7 +533,31 @@ fn check_chunk(i: usize, c: &ChunkRecord, blob_end: u64) -> Result<(), String> {
             c.stored_len, c.raw_len
         ));
     }
+    if let Some(at) = c.subtree_at {
+        check_subtree(c, at, version)
+            .map_err(|why| format!("chunk {i}: subtree_at {at}: {why}"))?;
+    }
     Ok(())
+}
+
+/// Whether a chunk's digest may be the chaining value of its blob as the BLAKE3 subtree
+/// at input offset `at`: format 4 on, a `stored` chunk, `at` on a BLAKE3 chunk boundary
+/// and the blob no longer than a subtree there may be (the hasher would panic, or give
+/// a value that is no subtree's, otherwise).
+fn check_subtree(c: &ChunkRecord, at: u64, version: u32) -> Result<(), &'static str> {
+    if !chunk::has_subtrees(version) {
+        return Err("no such digests before format version 4");
+    }
+    if c.codec != Codec::Stored {
+        return Err("only a stored chunk's digest is a subtree's");
+    }
+    if !at.is_multiple_of(blake3::CHUNK_LEN as u64) {
+        return Err("not a multiple of 1024");
+    }
+    match blake3::hazmat::max_subtree_len(at) {
+        Some(max) if c.raw_len > max => Err("longer than a BLAKE3 subtree there"),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -33,8 +33,10 @@ pub struct Sealed {
     pub stored_len: usize,
     /// Uncompressed length.
     pub raw_len: usize,
-    /// BLAKE3 of the blob.
+    /// BLAKE3 of the blob, or its chaining value as the subtree at `subtree_at`.
     pub digest: Digest,
+    /// See `ChunkRecord::subtree_at`.
+    pub subtree_at: Option<u64>,
     /// Digests of the file pieces in the chunk, by entry.
     pub pieces: Vec<(usize, PieceDigest)>,
 }
@@ -543,12 +545,13 @@ impl Compressor {
     }
 
     /// Hashes and encodes a filled slot; a zstd frame that pays replaces the data in
-    /// the slot. Every input byte is hashed once, for its file's digest; the chunk's
-    /// digest is of the blob (format 2), so a zstd chunk costs a hash of its frame on
-    /// top, and a stored chunk a second pass over its bytes unless it is one whole
-    /// file, whose digest it shares, or the first piece of a split file, whose pass
-    /// gives it too (`digest::piece_and_plain`). A chunk the sample test finds incompressible is
-    /// stored without a full zstd pass (`codec::worth_compressing`).
+    /// the slot. Every input byte is hashed once, for its file's digest, and the chunk's
+    /// digest is of the blob: a zstd chunk costs a hash of its frame on top; a stored
+    /// chunk that is one whole file shares that file's digest, and one that is a piece
+    /// of a split file its piece's chaining value (format 4, `subtree_at`); only a stored
+    /// chunk of several pieces (small files of compressed types) is hashed again. A chunk
+    /// the sample test finds incompressible is stored without a full zstd pass
+    /// (`codec::worth_compressing`).
     fn seal(
         &self,
         encoder: &mut Encoder,
@@ -560,13 +563,16 @@ impl Compressor {
         let data: &[u8] = unsafe { self.ring.slot(f.slot, f.plan.len) };
         let raw_len = data.len();
         pieces.clear();
-        // The plain BLAKE3 of the chunk, when its one piece's pass gave it.
-        let mut plain = None;
+        // The chunk's digest as a stored chunk, when its one piece's pass gave it.
+        let mut shared = None;
         for p in &f.plan.pieces {
             let bytes = &data[p.chunk_offset..p.chunk_offset + p.len];
-            let (d, whole) = digest::piece_and_plain(bytes, p.file_offset, p.whole);
+            let d = digest::piece(bytes, p.file_offset, p.whole);
             if p.len == raw_len {
-                plain = whole;
+                shared = Some(match d {
+                    PieceDigest::Whole(d) => (d, None),
+                    PieceDigest::Subtree(cv) => (cv, Some(p.file_offset)),
+                });
             }
             pieces.push((p.entry, d));
         }
@@ -574,9 +580,13 @@ impl Compressor {
         let blob = encoder.encode(data, f.plan.store)?;
         clock.work("compress");
         if blob.codec == Codec::Stored {
-            let chunk_digest = plain.unwrap_or_else(|| digest::hash(data));
+            let (digest, subtree_at) = shared.unwrap_or_else(|| (digest::hash(data), None));
             clock.work("hash");
-            return Ok(self.sealed(&f, Codec::Stored, raw_len, raw_len, chunk_digest, pieces));
+            let stored = self.sealed(&f, Codec::Stored, raw_len, raw_len, digest, pieces);
+            return Ok(Sealed {
+                subtree_at,
+                ..stored
+            });
         }
         let (codec, frame) = (blob.codec, blob.bytes);
         let chunk_digest = digest::hash(frame);
@@ -588,7 +598,8 @@ impl Compressor {
         Ok(self.sealed(&f, codec, frame.len(), raw_len, chunk_digest, pieces))
     }
 
-    /// The sealed chunk of slot `f`, its blob `stored_len` bytes of `codec`.
+    /// The sealed chunk of slot `f`, its blob `stored_len` bytes of `codec` with a
+    /// plain BLAKE3 `digest`.
     fn sealed(
         &self,
         f: &Filling,
@@ -606,6 +617,7 @@ impl Compressor {
             stored_len,
             raw_len,
             digest,
+            subtree_at: None,
             pieces,
         }
     }

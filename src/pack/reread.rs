@@ -146,12 +146,14 @@ impl<'a> Rereader<'a> {
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
                 Err(e) => return Err(Error::io(path, "read", e)),
             }
-            // Each byte hashed once for the file; the chunk's digest is of its blob.
-            let (piece, plain) = digest::piece_and_plain(data, offset, whole);
+            // Each byte hashed once for the file; the chunk's digest is of its blob,
+            // which for a stored chunk is what the piece's pass gave (format 4).
+            let piece = digest::piece(data, offset, whole);
             let blob = self.encoder.encode(data, store)?;
-            let chunk_digest = match (blob.codec, plain) {
-                (Codec::Stored, Some(d)) => d,
-                _ => digest::hash(blob.bytes),
+            let (chunk_digest, subtree_at) = match (blob.codec, piece) {
+                (Codec::Stored, PieceDigest::Whole(d)) => (d, None),
+                (Codec::Stored, PieceDigest::Subtree(cv)) => (cv, Some(offset)),
+                _ => (digest::hash(blob.bytes), None),
             };
             let (codec, blob) = (blob.codec, blob.bytes);
             self.output.write_at(blob, *blob_end)?;
@@ -162,6 +164,7 @@ impl<'a> Rereader<'a> {
                 raw_len: len as u64,
                 codec,
                 digest: chunk_digest,
+                subtree_at,
             });
             *blob_end += blob.len() as u64;
             offset += len as u64;

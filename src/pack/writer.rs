@@ -190,6 +190,7 @@ impl Writer {
             raw_len: s.raw_len as u64,
             codec: s.codec,
             digest: s.digest,
+            subtree_at: s.subtree_at,
         });
         let w = InFlight {
             sealed: s,

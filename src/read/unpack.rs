@@ -594,7 +594,10 @@ impl<'a> Job<'a> {
             let bytes = data
                 .get(p.chunk_offset..p.chunk_offset + p.len)
                 .unwrap_or_default();
-            let d = piece_digest(data, p);
+            let chunk = usize::try_from(id)
+                .ok()
+                .and_then(|i| self.archive.data_chunks().get(i));
+            let d = piece_digest(chunk, data, p);
             w.tally.pieces.push((p.entry, id, d));
             if p.whole {
                 if d != PieceDigest::Whole(e.digest.unwrap_or_default()) {
@@ -796,6 +799,7 @@ mod tests {
             raw_len,
             codec,
             digest: [0; 32],
+            subtree_at: None,
         };
         let four = [
             chunk(4 << 20, 1 << 20, Codec::Zstd),

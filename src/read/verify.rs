@@ -6,6 +6,7 @@ use super::layout::{Layout, Piece};
 use super::visit;
 use crate::digest::{self, Digest, PieceDigest};
 use crate::error::Result;
+use crate::format::chunk::ChunkRecord;
 use crate::format::entry::EntryKind;
 use std::collections::{BTreeMap, HashMap};
 
@@ -79,8 +80,19 @@ pub(crate) struct Tally {
     pub bytes: u64,
 }
 
-/// The digest of piece `p` of a chunk whose bytes are `data`.
-pub(crate) fn piece_digest(data: &[u8], p: &Piece) -> PieceDigest {
+/// The digest of piece `p` of chunk `chunk`, whose bytes are `data` and were checked
+/// against its digest: a stored piece of a split file that fills its chunk has as its
+/// digest the very chaining value that check computed (format 4, `subtree_at`), so it
+/// is not hashed again.
+pub(crate) fn piece_digest(chunk: Option<&ChunkRecord>, data: &[u8], p: &Piece) -> PieceDigest {
+    if let Some(c) = chunk
+        && !p.whole
+        && p.chunk_offset == 0
+        && p.len as u64 == c.raw_len
+        && c.subtree_at == Some(p.file_offset)
+    {
+        return PieceDigest::Subtree(c.digest);
+    }
     let bytes = data
         .get(p.chunk_offset..p.chunk_offset + p.len)
         .unwrap_or_default();
@@ -198,7 +210,9 @@ impl Archive {
                         t.bytes += data.len() as u64;
                         if let Ok(j) = layout.chunks.binary_search(&id) {
                             let pieces = layout.pieces(j);
-                            let digests = distinct_digests(pieces, |p| piece_digest(data, p));
+                            let chunk = self.data_chunks().get(k); // ids are 0..n
+                            let digests =
+                                distinct_digests(pieces, |p| piece_digest(chunk, data, p));
                             t.pieces.extend(
                                 (pieces.iter().zip(digests)).map(|(p, d)| (p.entry, id, d)),
                             );
@@ -259,12 +273,12 @@ mod tests {
         let mut hashed = 0;
         let digests = distinct_digests(&pieces, |p| {
             hashed += 1;
-            piece_digest(&data, p)
+            piece_digest(None, &data, p)
         });
         assert_eq!(hashed, 3);
         assert_eq!(digests.len(), pieces.len());
         for (p, d) in pieces.iter().zip(&digests) {
-            assert_eq!(*d, piece_digest(&data, p));
+            assert_eq!(*d, piece_digest(None, &data, p));
         }
     }
 }

@@ -46,6 +46,7 @@ pub fn write(path: &Path, link: bool) {
             raw_len: raw.len() as u64,
             codec: Codec::Stored,
             digest: *blake3::hash(raw).as_bytes(),
+            subtree_at: None,
         });
         bytes.extend_from_slice(raw);
         chunks.len() as u64 - 1
