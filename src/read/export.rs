@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::format::base::id_of;
 use arrow_array::builder::{StringBuilder, UInt16Builder};
 use arrow_array::{
-    ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampNanosecondArray, UInt32Array,
-    UInt64Array,
+    ArrayRef, BinaryArray, FixedSizeBinaryArray, RecordBatch, StringArray,
+    TimestampNanosecondArray, UInt32Array,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use std::io::Write;
@@ -101,35 +101,77 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// How a column of the exported entries table is made. Every column but the group's
+/// and the data archive's is a column of the archive's own entries table
+/// ([`crate::format::entry::schema`], which names and types it: one place for each),
+/// as it is or in a plain type.
+#[derive(Clone, Copy)]
+enum View {
+    /// The stored column as it is.
+    Same,
+    /// A binary stored column as text (lossy UTF-8).
+    Text,
+    /// A digest as hex, as `b3sum` prints it.
+    Hex,
+    /// A timestamp with its zone written as an offset, which the CSV and JSON writers
+    /// format without a time zone database.
+    Offset,
+    /// The number of extended attributes in the encoded stored column.
+    Count,
+    /// Not stored per entry: the entry's group's package type.
+    PkgType,
+    /// Not stored per entry: the entry's group's repository.
+    Repo,
+    /// Not stored per entry: the id of the base that holds the file's data.
+    DataArchiveId,
+}
+
+/// The exported entries table's columns, in order (docs/QUERY.md; the list only grows).
+const ENTRIES: [(&str, View); 20] = [
+    ("path", View::Same),
+    ("kind", View::Same),
+    ("size", View::Same),
+    ("mode", View::Same),
+    ("mtime", View::Offset),
+    ("uid", View::Same),
+    ("gid", View::Same),
+    ("user", View::Same),
+    ("group", View::Same),
+    ("blake3", View::Hex),
+    ("link_target", View::Text),
+    ("first_chunk", View::Same),
+    ("last_chunk", View::Same),
+    ("chunk_offset", View::Same),
+    ("sparse", View::Same),
+    ("rdev", View::Same),
+    ("xattrs", View::Count),
+    ("pkg_type", View::PkgType),
+    ("repo", View::Repo),
+    ("data_archive_id", View::DataArchiveId),
+];
+
 /// The entries table's export schema.
 pub fn entries_schema() -> Arc<Schema> {
-    let nullable = |name: &str, t: DataType| Field::new(name, t, true);
-    Arc::new(Schema::new(vec![
-        Field::new("path", DataType::Utf8, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("size", DataType::UInt64, false),
-        Field::new("mode", DataType::UInt32, false),
-        Field::new(
-            "mtime",
-            DataType::Timestamp(TimeUnit::Nanosecond, Some(UTC.into())),
-            false,
-        ),
-        Field::new("uid", DataType::UInt32, false),
-        Field::new("gid", DataType::UInt32, false),
-        nullable("user", DataType::Utf8),
-        nullable("group", DataType::Utf8),
-        nullable("blake3", DataType::Utf8),
-        nullable("link_target", DataType::Utf8),
-        nullable("first_chunk", DataType::UInt64),
-        nullable("last_chunk", DataType::UInt64),
-        nullable("chunk_offset", DataType::UInt64),
-        Field::new("sparse", DataType::Boolean, false),
-        nullable("rdev", DataType::UInt64),
-        Field::new("xattrs", DataType::UInt32, false),
-        nullable("pkg_type", DataType::UInt16),
-        nullable("repo", DataType::Utf8),
-        nullable("data_archive_id", DataType::Utf8),
-    ]))
+    let stored = crate::format::entry::schema();
+    let field = |name: &str, view| {
+        let of = |t: DataType| {
+            stored
+                .field_with_name(name)
+                .map(|f| Field::new(name, t, f.is_nullable()))
+        };
+        let field = match view {
+            View::Same => stored.field_with_name(name).cloned(),
+            View::Text | View::Hex => of(DataType::Utf8),
+            View::Offset => of(DataType::Timestamp(TimeUnit::Nanosecond, Some(UTC.into()))),
+            View::Count => Ok(Field::new(name, DataType::UInt32, false)),
+            View::PkgType => Ok(Field::new(name, DataType::UInt16, true)),
+            View::Repo | View::DataArchiveId => Ok(Field::new(name, DataType::Utf8, true)),
+        };
+        field.unwrap_or_else(|e| unreachable!("exported entries column {name}: {e}"))
+    };
+    Arc::new(Schema::new(
+        (ENTRIES.iter().map(|&(name, view)| field(name, view))).collect::<Vec<_>>(),
+    ))
 }
 
 /// The chunks table's export schema: the archive's own chunks table
@@ -155,7 +197,7 @@ pub fn batch(archive: &Archive, table: Table) -> RecordBatch {
 
 fn entries_batch(archive: &Archive) -> RecordBatch {
     let entries = archive.entries();
-    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let stored = crate::format::entry::to_batch(entries.iter());
     let mut pkg_type = UInt16Builder::with_capacity(entries.len());
     let mut repo = StringBuilder::new();
     for (group, range) in archive.groups() {
@@ -164,75 +206,65 @@ fn entries_batch(archive: &Archive) -> RecordBatch {
             repo.append_option(group.repo.as_deref());
         }
     }
-    let loc = |f: fn(&crate::format::entry::DataLocation) -> u64| {
-        UInt64Array::from_iter(entries.iter().map(|e| e.location.as_ref().map(f)))
+    let (pkg_type, repo): (ArrayRef, ArrayRef) =
+        (Arc::new(pkg_type.finish()), Arc::new(repo.finish()));
+    let column = |name: &str, view| -> ArrayRef {
+        let stored = || {
+            stored
+                .column_by_name(name)
+                .unwrap_or_else(|| unreachable!("stored entries column {name}"))
+        };
+        let text = |f: &dyn Fn(&[u8]) -> String| {
+            let any = stored().as_any();
+            let values: Vec<Option<String>> = match any.downcast_ref::<BinaryArray>() {
+                Some(b) => b.iter().map(|v| v.map(f)).collect(),
+                None => (any.downcast_ref::<FixedSizeBinaryArray>())
+                    .map(|b| b.iter().map(|v| v.map(f)).collect())
+                    .unwrap_or_else(|| unreachable!("entries column {name} is not binary")),
+            };
+            Arc::new(StringArray::from(values)) as ArrayRef
+        };
+        match view {
+            View::Same => stored().clone(),
+            View::Text => text(&|b| String::from_utf8_lossy(b).into_owned()),
+            View::Hex => text(&|b| hex(b)),
+            View::Offset => Arc::new(
+                (stored().as_any().downcast_ref::<TimestampNanosecondArray>())
+                    .unwrap_or_else(|| unreachable!("entries column {name} is no timestamp"))
+                    .clone()
+                    .with_timezone(UTC),
+            ),
+            View::Count => Arc::new(UInt32Array::from_iter_values(
+                entries.iter().map(|e| e.xattrs.len() as u32),
+            )),
+            View::PkgType => pkg_type.clone(),
+            View::Repo => repo.clone(),
+            View::DataArchiveId => Arc::new(StringArray::from_iter(entries.iter().map(|e| {
+                let base = e.location.and_then(|l| l.base)?;
+                let b = archive.index_bases().get(usize::from(base))?;
+                Some(id_of(&b.manifest_digest))
+            }))),
+        }
     };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            entries.iter().map(|e| lossy(&e.path)),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            entries.iter().map(|e| e.kind.name()),
-        )),
-        Arc::new(UInt64Array::from_iter_values(
-            entries.iter().map(|e| e.size),
-        )),
-        Arc::new(UInt32Array::from_iter_values(
-            entries.iter().map(|e| e.mode),
-        )),
-        Arc::new(
-            TimestampNanosecondArray::from_iter_values(entries.iter().map(|e| e.mtime_ns))
-                .with_timezone(UTC),
-        ),
-        Arc::new(UInt32Array::from_iter_values(entries.iter().map(|e| e.uid))),
-        Arc::new(UInt32Array::from_iter_values(entries.iter().map(|e| e.gid))),
-        Arc::new(StringArray::from_iter(
-            entries.iter().map(|e| e.user.as_deref()),
-        )),
-        Arc::new(StringArray::from_iter(
-            entries.iter().map(|e| e.group.as_deref()),
-        )),
-        Arc::new(StringArray::from_iter(
-            entries.iter().map(|e| e.digest.as_ref().map(|d| hex(d))),
-        )),
-        Arc::new(StringArray::from_iter(
-            entries.iter().map(|e| e.link_target.as_deref().map(lossy)),
-        )),
-        Arc::new(loc(|l| l.first_chunk)),
-        Arc::new(loc(|l| l.last_chunk)),
-        Arc::new(loc(|l| l.chunk_offset)),
-        Arc::new(BooleanArray::from_iter(
-            entries.iter().map(|e| Some(e.sparse)),
-        )),
-        Arc::new(UInt64Array::from_iter(entries.iter().map(|e| e.rdev))),
-        Arc::new(UInt32Array::from_iter_values(
-            entries.iter().map(|e| e.xattrs.len() as u32),
-        )),
-        Arc::new(pkg_type.finish()),
-        Arc::new(repo.finish()),
-        Arc::new(StringArray::from_iter(entries.iter().map(|e| {
-            let base = e.location.and_then(|l| l.base)?;
-            let b = archive.index_bases().get(usize::from(base))?;
-            Some(id_of(&b.manifest_digest))
-        }))),
-    ];
+    let columns: Vec<ArrayRef> = ENTRIES
+        .iter()
+        .map(|&(name, view)| column(name, view))
+        .collect();
     RecordBatch::try_new(entries_schema(), columns)
         .unwrap_or_else(|e| unreachable!("export entries batch: {e}"))
 }
 
 fn chunks_batch(archive: &Archive) -> RecordBatch {
     let table = crate::format::chunk::to_batch(archive.chunks());
-    let columns = table.columns().iter().map(|c| {
-        match c
-            .as_any()
-            .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
-        {
-            Some(digests) => Arc::new(StringArray::from_iter_values(
-                digests.iter().map(|d| hex(d.unwrap_or_default())),
-            )) as ArrayRef,
-            None => c.clone(),
-        }
-    });
+    let columns =
+        table.columns().iter().map(
+            |c| match c.as_any().downcast_ref::<FixedSizeBinaryArray>() {
+                Some(digests) => Arc::new(StringArray::from_iter_values(
+                    digests.iter().map(|d| hex(d.unwrap_or_default())),
+                )) as ArrayRef,
+                None => c.clone(),
+            },
+        );
     RecordBatch::try_new(chunks_schema(), columns.collect())
         .unwrap_or_else(|e| unreachable!("export chunks batch: {e}"))
 }
