@@ -199,3 +199,67 @@ fn a_file_that_fails_its_digest_is_never_served_where_unpack_refuses_it() {
         );
     }
 }
+
+#[test]
+fn a_stored_piece_whose_subtree_offset_is_another_place_is_served_by_no_reader() {
+    use znippy_uring::testing::format::index;
+    let s = Scratch::new("cache-misplaced");
+    let src = s.path("src");
+    let data = bytes(9, 300_000, false); // five stored pieces of 64 KiB
+    write(&src, "a.bin", &data);
+    let good = s.path("good.znippy");
+    let opts = PackOptions {
+        chunk_size: 64 << 10,
+        ..PackOptions::default()
+    };
+    pack(&src, &good, &opts).unwrap();
+    // Swap the records of the file's second and third pieces: each record still
+    // matches its blob, checked as the subtree at its own offset, but the file now
+    // says its bytes at 65536 are those from 131072.
+    let file = fs::read(&good).unwrap();
+    let idx = index::read(file.len() as u64, |off, len| {
+        Ok(file[off as usize..off as usize + len].to_vec())
+    })
+    .unwrap();
+    let mut chunks = idx.chunks.clone();
+    assert_eq!(chunks[1].subtree_at, Some(65536), "{chunks:?}");
+    chunks.swap(1, 2);
+    let entries = idx.entries();
+    let groups: Vec<_> = (idx.groups.iter())
+        .map(|(g, r)| (g.clone(), &entries[r.clone()]))
+        .collect();
+    let mut out = file[..idx.blob_end as usize].to_vec();
+    out.extend(index::encode(&groups, &chunks, &idx.bases, idx.blob_end));
+    let bad = s.path("swapped.znippy");
+    fs::write(&bad, out).unwrap();
+    let why = "chunk 1: its digest is of the bytes at offset 131072 of a file, but it holds those at offset 65536";
+
+    let archive = Arc::new(Archive::open(&bad).unwrap());
+    let cache = ChunkCache::new(archive.clone(), 1 << 20);
+    let i = archive.find(b"a.bin").unwrap();
+    let mut buf = vec![0u8; 4096];
+    // The first piece is where it says; the second is refused before a byte of it.
+    assert_eq!(cache.read_at(i, 0, &mut buf).unwrap(), 4096);
+    let err = cache.read_at(i, 70_000, &mut buf).unwrap_err().to_string();
+    assert!(err.contains(why), "{err}");
+    // cat writes nothing of the misplaced piece; verify and unpack name the file.
+    let cat = run(&[os("cat"), bad.as_os_str(), os("a.bin")]);
+    assert_eq!(cat.status.code(), Some(1));
+    assert!(cat.stdout.len() <= 65536, "{}", cat.stdout.len());
+    assert!(String::from_utf8_lossy(&cat.stderr).contains(why));
+    for cmd in ["verify", "unpack"] {
+        let dest = s.path(&format!("out-{cmd}"));
+        let mut args = vec![os(cmd), bad.as_os_str()];
+        if cmd == "unpack" {
+            args.extend([os("-C"), dest.as_os_str()]);
+        }
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd}");
+        assert!(err.contains(&format!("a.bin: {why}")), "{cmd}: {err}");
+    }
+    assert!(
+        !s.path("out-unpack/a.bin").exists()
+            || fs::read(s.path("out-unpack/a.bin")).unwrap().is_empty()
+    );
+}

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use znippy_uring::{Archive, Error, PackOptions, UnpackOptions, pack};
 
 fn packed(s: &Scratch) -> std::path::PathBuf {
@@ -347,4 +348,45 @@ fn every_flipped_byte_of_a_zstd_or_stored_blob_fails_its_digest_before_decoding(
             );
         }
     }
+}
+
+#[test]
+fn damage_in_a_base_is_named_by_the_bases_own_chunk_number() {
+    let s = Scratch::new("base-chunk-number");
+    let src = s.path("src");
+    write(&src, "big.jpg", &bytes(1, 700_000, false)); // 11 stored chunks of 64 KiB
+    write(&src, "t.txt", &bytes(2, 5000, true));
+    let base = s.path("base.znippy");
+    let pack = |out: &Path, since: Option<&Path>| {
+        let mut args = vec![os("pack"), src.as_os_str(), os("-o"), out.as_os_str()];
+        args.extend([os("--chunk-size"), os("64K"), os("-q")]);
+        if let Some(b) = since {
+            args.extend([os("--since"), b.as_os_str()]);
+        }
+        ok(&args);
+    };
+    pack(&base, None);
+    write(&src, "t.txt", &bytes(3, 5000, true));
+    let g1 = s.path("g1.znippy");
+    pack(&g1, Some(&base));
+    let a = znippy_uring::Archive::open(&base).unwrap();
+    let chunk = a.chunks()[3].clone();
+    drop(a);
+    flip(&base, chunk.offset + 100);
+    // The base names its chunk 3; so must the incremental archive that reads it.
+    for archive in [&base, &g1] {
+        let out = run(&[os("verify"), archive.as_os_str()]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("DAMAGED big.jpg: chunk 3"), "{err}");
+        let json = run(&[os("verify"), archive.as_os_str(), os("--json")]);
+        let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(report["damaged_chunks"][0]["chunk"], 3, "{report}");
+    }
+    let out = run(&[os("verify"), g1.as_os_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("chunk 3 (in base {})", base.display())),
+        "{err}"
+    );
 }

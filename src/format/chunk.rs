@@ -76,6 +76,26 @@ pub struct ChunkRecord {
     pub subtree_at: Option<u64>,
 }
 
+impl ChunkRecord {
+    /// Checks that chunk `id` may hold what a file's entry says it holds: the piece of a
+    /// split file at `file_offset` that fills the chunk (`fills`), or otherwise part of
+    /// one or several files. A digest that is the subtree at an offset (format 4) is of
+    /// the bytes at that place in a file; the chunk holding anything else is a misplaced
+    /// or crafted record, refused before its bytes are served.
+    pub fn check_placed(&self, id: u64, file_offset: u64, fills: bool) -> Result<(), String> {
+        match self.subtree_at {
+            Some(at) if !fills || at != file_offset => Err(format!(
+                "chunk {id}: its digest is of the bytes at offset {at} of a file, but it holds {}",
+                match fills {
+                    true => format!("those at offset {file_offset}"),
+                    false => "part of a file, or several files".to_string(),
+                }
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The chunks table's schema.
 pub fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
@@ -120,8 +140,9 @@ pub fn to_batch(chunks: &[ChunkRecord]) -> RecordBatch {
     RecordBatch::try_new(schema(), columns).unwrap_or_else(|e| unreachable!("chunks batch: {e}"))
 }
 
-/// Reads the chunks table, checking types and the row numbering.
-pub fn from_batch(batch: &RecordBatch) -> Result<Vec<ChunkRecord>, String> {
+/// Reads the chunks table of a format-`version` archive, checking types and the row
+/// numbering.
+pub fn from_batch(batch: &RecordBatch, version: u32) -> Result<Vec<ChunkRecord>, String> {
     let ids = column::<UInt64Array>(batch, "chunk", false)?;
     let offsets = column::<UInt64Array>(batch, "offset", false)?;
     let stored = column::<UInt64Array>(batch, "stored_len", false)?;
@@ -129,9 +150,10 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<ChunkRecord>, String> {
     let codecs = column::<StringArray>(batch, "codec", false)?;
     let digests = column::<FixedSizeBinaryArray>(batch, "blake3", false)?;
     // Tables written before format 4 have no such column: every digest is a root hash.
+    // From format 4 on it must be there, or its digests would be checked as root hashes.
     let subtrees = match batch.column_by_name(SUBTREE_AT) {
-        Some(_) => Some(column::<UInt64Array>(batch, SUBTREE_AT, true)?),
-        None => None,
+        None if !has_subtrees(version) => None,
+        _ => Some(column::<UInt64Array>(batch, SUBTREE_AT, true)?),
     };
     if digests.value_length() != 32 {
         return Err("chunks: blake3 column is not 32 bytes wide".into());
@@ -158,4 +180,28 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<ChunkRecord>, String> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subtree_column_is_required_from_format_4_and_absent_before() {
+        let chunks = [ChunkRecord {
+            offset: 16,
+            stored_len: 5,
+            raw_len: 5,
+            codec: Codec::Stored,
+            digest: [1; 32],
+            subtree_at: None,
+        }];
+        let full = to_batch(&chunks);
+        assert_eq!(from_batch(&full, 4), Ok(chunks.to_vec()));
+        let mut without = full.clone();
+        without.remove_column(full.schema().index_of(SUBTREE_AT).unwrap());
+        assert_eq!(from_batch(&without, 3), Ok(chunks.to_vec()));
+        let err = from_batch(&without, 4).unwrap_err();
+        assert!(err.contains("\"subtree_at\" missing"), "{err}");
+    }
 }

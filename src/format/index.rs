@@ -219,7 +219,7 @@ fn read_scoped(
         match r.kind {
             SubIndexKind::Chunks => {
                 chunk_tables += 1;
-                index.chunks = chunk::from_batch(&batch)?;
+                index.chunks = chunk::from_batch(&batch, version)?;
             }
             SubIndexKind::Bases => {
                 if !index.bases.is_empty() {
@@ -550,6 +550,9 @@ fn check_subtree(c: &ChunkRecord, at: u64, version: u32) -> Result<(), &'static 
     }
     if c.codec != Codec::Stored {
         return Err("only a stored chunk's digest is a subtree's");
+    }
+    if at > i64::MAX as u64 {
+        return Err("beyond any file's length");
     }
     if !at.is_multiple_of(blake3::CHUNK_LEN as u64) {
         return Err("not a multiple of 1024");

@@ -600,12 +600,14 @@ impl Archive {
                 file: &self.file,
                 path: &self.path,
                 digest_of: self.index.digest_of(),
+                id,
             },
         };
-        // A base's chunk is named by its archive, so damage there is found where it is.
+        // A base's chunk is named by its number there and its archive, so damage there
+        // is found where it is.
         let chunk = match from.path == self.path {
             true => format!("chunk {id}"),
-            false => format!("chunk {id} (in base {})", from.path.display()),
+            false => format!("chunk {} (in base {})", from.id, from.path.display()),
         };
         from.file
             .read_exact_at(&mut r.blob, rec.offset)
@@ -631,6 +633,15 @@ impl Archive {
             }
         }
         Ok(data)
+    }
+
+    /// Chunk `id` (of [`Archive::data_chunks`]) as its archive numbers it, and that
+    /// archive's path when it is a base: how a report names it.
+    pub(crate) fn chunk_home(&self, id: u64) -> (u64, Option<&Path>) {
+        match self.chain.as_ref().and_then(|c| c.source(id)) {
+            Some(from) if from.path != self.path => (from.id, Some(from.path)),
+            _ => (id, None),
+        }
     }
 
     /// Like [`Archive::load_chunk`], but the chunk's bytes are handed over in a buffer
@@ -729,6 +740,15 @@ impl Archive {
                 let part = data
                     .get(start..end)
                     .ok_or_else(|| damaged(format!("chunk {id}: short")))?;
+                let split = loc.last_chunk > loc.first_chunk;
+                let fills = split && start == 0 && part.len() == data.len();
+                let rec = usize::try_from(id)
+                    .ok()
+                    .and_then(|i| self.data_chunks().get(i));
+                if let Some(rec) = rec {
+                    rec.check_placed(id, entry.size - left, fills)
+                        .map_err(&damaged)?;
+                }
                 hasher.update(part);
                 out.write_all(part)
                     .map_err(|e| Error::io("<output>", "write", e))?;

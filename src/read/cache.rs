@@ -230,6 +230,7 @@ impl ChunkCache {
             let (id, within) = locate(archive, loc.first_chunk, loc.last_chunk, pos)
                 .ok_or_else(|| damaged("short".into()))?;
             let data = self.chunk(id).map_err(damaged)?;
+            placed(archive, e, loc, id, data.len()).map_err(damaged)?;
             if unchecked && split {
                 self.check_piece(file, e, loc, id, &data).map_err(damaged)?;
             }
@@ -493,6 +494,29 @@ fn file_entry(archive: &Archive, entry: usize) -> Result<(usize, &Entry)> {
 /// The chunk holding byte `pos` of the run of chunks `first..=last`, and where in it.
 /// A file over several chunks has them all of one length (checked when the archive
 /// was opened), so this is a division, not a walk.
+/// Whether chunk `id` (`len` bytes) may hold its part of file `e` (`loc`): the piece
+/// of a split file at its place, or part of a file in one chunk
+/// (`ChunkRecord::check_placed`). Checked on every read, before any byte is served.
+fn placed(
+    archive: &Archive,
+    e: &Entry,
+    loc: DataLocation,
+    id: u64,
+    len: usize,
+) -> std::result::Result<(), String> {
+    let chunks = archive.data_chunks();
+    let get = |i: u64| usize::try_from(i).ok().and_then(|i| chunks.get(i));
+    let (Some(first), Some(c)) = (get(loc.first_chunk), get(id)) else {
+        return Err(format!("chunk {id}: short"));
+    };
+    if loc.first_chunk == loc.last_chunk {
+        return c.check_placed(id, 0, false);
+    }
+    let at = (id - loc.first_chunk).saturating_mul(first.raw_len);
+    let fills = len as u64 == first.raw_len.min(e.size.saturating_sub(at));
+    c.check_placed(id, at, fills)
+}
+
 fn locate(archive: &Archive, first: u64, last: u64, pos: u64) -> Option<(u64, usize)> {
     let len = archive
         .data_chunks()

@@ -56,6 +56,8 @@ pub struct ChunkSource<'a> {
     pub path: &'a Path,
     /// What its digest is BLAKE3 of.
     pub digest_of: DigestOf,
+    /// Its number in that archive.
+    pub id: u64,
 }
 
 /// An archive opened as a possible base: its index, its file, its path, and its device
@@ -206,6 +208,7 @@ impl Chain {
             file: &s.file,
             path: &s.path,
             digest_of: s.digest_of,
+            id: id - s.start,
         })
     }
 

@@ -25,7 +25,7 @@ pub fn convert(batch: &RecordBatch) -> Result<RecordBatch> {
         let any = column.as_any();
         let int64 = |f: &Field| Field::new(f.name(), DataType::Int64, f.is_nullable());
         match field.data_type() {
-            // Sizes, offsets and device numbers: far below 2^63.
+            // Sizes, offsets and device numbers: far below 2^63 (see `widen`).
             DataType::UInt16 => {
                 columns.push(widen::<UInt16Type>(column, field)?);
                 fields.push(int64(field));
@@ -61,14 +61,27 @@ pub fn convert(batch: &RecordBatch) -> Result<RecordBatch> {
         .map_err(|e| Error::Invalid(format!("parquet export: {e}")))
 }
 
-/// An unsigned column as Int64 (a value beyond `i64::MAX` would become null).
+/// An unsigned column as Int64. A value beyond `i64::MAX` (only a crafted archive has
+/// one: sizes, offsets and device numbers are far below) is an error naming the column
+/// and the row, never a null.
 fn widen<T: ArrowPrimitiveType>(column: &ArrayRef, field: &Field) -> Result<ArrayRef>
 where
-    T::Native: TryInto<i64>,
+    T::Native: TryInto<i64> + std::fmt::Display,
 {
     let a = (column.as_any().downcast_ref::<PrimitiveArray<T>>()).ok_or_else(|| mistyped(field))?;
-    let values = a.iter().map(|v| v.and_then(|v| v.try_into().ok()));
-    Ok(Arc::new(values.collect::<Int64Array>()))
+    let values = a.iter().enumerate().map(|(row, v)| {
+        v.map(|v| {
+            let shown = v.to_string();
+            v.try_into().map_err(|_| {
+                Error::Invalid(format!(
+                    "parquet export: column {} holds {shown} in row {row}, beyond Parquet's Int64",
+                    field.name()
+                ))
+            })
+        })
+        .transpose()
+    });
+    Ok(Arc::new(values.collect::<Result<Int64Array>>()?))
 }
 
 fn mistyped(field: &Field) -> Error {
@@ -103,6 +116,22 @@ pub fn write(batch: &RecordBatch, out: impl Write, name: &std::path::Path) -> Re
 mod tests {
     use super::*;
     use arrow_array::{Array, UInt16Array, UInt32Array, UInt64Array};
+
+    #[test]
+    fn an_unsigned_value_beyond_int64_is_an_error_not_a_null() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "rdev",
+            DataType::UInt64,
+            true,
+        )]));
+        let values = UInt64Array::from(vec![Some(5u64), None, Some((1u64 << 63) + 5)]);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap();
+        let err = convert(&batch).unwrap_err().to_string();
+        assert!(
+            err.contains("column rdev holds 9223372036854775813 in row 2, beyond Parquet's Int64"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn unsigned_become_int64_and_mtime_is_kept_twice() {

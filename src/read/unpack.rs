@@ -6,7 +6,7 @@
 use super::archive::{Archive, ReaderSize};
 use super::beneath::{Beneath, LastDir, MadeDir, Staged, apply_meta};
 use super::layout::Layout;
-use super::verify::{Tally, conclude, piece_digest};
+use super::verify::{Tally, conclude, misplaced, piece_digest};
 use super::visit;
 use crate::digest::PieceDigest;
 use crate::error::{Error, Result};
@@ -564,6 +564,11 @@ impl<'a> Job<'a> {
             Worker::default,
             |w, k, data| {
                 let id = layout.chunks.get(k).copied().unwrap_or_default();
+                let chunk = usize::try_from(id).ok().and_then(|i| chunks.get(i));
+                let data = data.and_then(|d| match misplaced(chunk, id, layout.pieces(k)) {
+                    Some(why) => Err(why),
+                    None => Ok(d),
+                });
                 match data {
                     Ok(data) => self.write_chunk(w, &layout, &split_locks, k, id, data),
                     Err(problem) => {

@@ -23,7 +23,8 @@ pub struct VerifyReport {
     /// Damaged files (path, lossy UTF-8) and what is wrong with each.
     #[serde(serialize_with = "damage::files")]
     pub damaged: Vec<(String, String)>,
-    /// Damaged chunks (number) and what is wrong with each, by number.
+    /// Damaged chunks (number in the archive that holds each: this one, or a base the
+    /// problem names) and what is wrong with each.
     #[serde(serialize_with = "damage::chunks")]
     pub damaged_chunks: Vec<(u64, String)>,
 }
@@ -97,6 +98,17 @@ pub(crate) fn piece_digest(chunk: Option<&ChunkRecord>, data: &[u8], p: &Piece) 
         .get(p.chunk_offset..p.chunk_offset + p.len)
         .unwrap_or_default();
     digest::piece(bytes, p.file_offset, p.whole)
+}
+
+/// Why chunk `id` (`chunk`) cannot hold `pieces`, if it cannot: its digest is the
+/// subtree at one place in a file (format 4) and a piece is not exactly that place
+/// (`ChunkRecord::check_placed`). Such a chunk is treated as damaged.
+pub(crate) fn misplaced(chunk: Option<&ChunkRecord>, id: u64, pieces: &[Piece]) -> Option<String> {
+    let c = chunk.filter(|c| c.subtree_at.is_some())?;
+    pieces.iter().find_map(|p| {
+        let fills = !p.whole && p.chunk_offset == 0 && p.len as u64 == c.raw_len;
+        c.check_placed(id, p.file_offset, fills).err()
+    })
 }
 
 /// The digest of each of `pieces` (those of one chunk), each distinct piece (same
@@ -211,6 +223,10 @@ impl Archive {
                         if let Ok(j) = layout.chunks.binary_search(&id) {
                             let pieces = layout.pieces(j);
                             let chunk = self.data_chunks().get(k); // ids are 0..n
+                            if let Some(why) = misplaced(chunk, id, pieces) {
+                                t.bad_chunks.push((id, why));
+                                return Ok(());
+                            }
                             let digests =
                                 distinct_digests(pieces, |p| piece_digest(chunk, data, p));
                             t.pieces.extend(
@@ -235,8 +251,18 @@ impl Archive {
         for (id, why) in &bad_chunks {
             let used = layout.chunks.binary_search(id).is_ok();
             if !used {
-                damaged.push((format!("<chunk {id}, no file>"), why.clone()));
+                let (n, base) = self.chunk_home(*id);
+                let name = match base {
+                    None => format!("<chunk {n}, no file>"),
+                    Some(b) => format!("<chunk {n} of base {}, no file>", b.display()),
+                };
+                damaged.push((name, why.clone()));
             }
+        }
+        // Reported by the number the archive that holds each has for it (the problem
+        // names the base).
+        for (id, _) in &mut bad_chunks {
+            *id = self.chunk_home(*id).0;
         }
         Ok(VerifyReport {
             files: self
