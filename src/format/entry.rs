@@ -582,6 +582,14 @@ fn name(column: Option<&StringArray>, i: usize) -> Option<Arc<str>> {
         .map(|c| Arc::from(c.value(i)))
 }
 
+/// The proper ancestors of archive path `path`, shortest first (`a`, `a/b` for
+/// `a/b/c`): the entries that must be directories for `path` to be created.
+pub fn parents(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    (path.iter().enumerate())
+        .filter(|&(_, &b)| b == b'/')
+        .filter_map(|(k, _)| path.get(..k))
+}
+
 /// Checks that an entry path is relative and made of normal components: no leading
 /// `/`, no empty, `.` or `..` component, no NUL byte. Returns why not.
 pub fn check_path(path: &[u8]) -> Result<(), &'static str> {
@@ -608,6 +616,13 @@ pub fn check_path(path: &[u8]) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parents_are_the_proper_ancestors_shortest_first() {
+        let all = |p: &'static [u8]| parents(p).collect::<Vec<_>>();
+        assert_eq!(all(b"a/b/c"), [&b"a"[..], b"a/b"]);
+        assert!(all(b"top").is_empty());
+    }
 
     #[test]
     fn xattrs_decode_what_they_encode_and_refuse_truncation() {

@@ -513,10 +513,7 @@ impl Archive {
             path: shown(),
             why,
         })?;
-        let parents = (path.iter().enumerate())
-            .filter(|&(_, &b)| b == b'/')
-            .filter_map(|(k, _)| path.get(..k));
-        for p in parents {
+        for p in crate::format::entry::parents(path) {
             let not_dir = (self.index.positions(p).into_iter())
                 .filter_map(|n| self.data_entry(n))
                 .any(|e| e.kind != EntryKind::Dir);

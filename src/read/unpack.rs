@@ -405,10 +405,8 @@ impl Archive {
             .map(|e| e.path.as_slice())
             .collect();
         for e in selected.iter().filter_map(|&i| entries.get(i)) {
-            let parents = (e.path.iter().enumerate())
-                .filter(|&(_, &b)| b == b'/')
-                .filter_map(|(k, _)| e.path.get(..k));
-            if let Some(p) = parents.into_iter().find(|p| not_dirs.contains(p)) {
+            let mut parents = crate::format::entry::parents(&e.path);
+            if let Some(p) = parents.find(|p| not_dirs.contains(p)) {
                 return Err(Error::corrupt(
                     self.path(),
                     format!(
