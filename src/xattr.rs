@@ -208,6 +208,10 @@ enum Skip {
     NotPermitted,
     /// ENOTSUP: the target's file system keeps no such attributes.
     Unsupported,
+    /// On a symlink entry: packs record none there (Linux keeps no `user.*` on one, and
+    /// the rest are not archived on symlinks), so only an older or crafted archive has
+    /// them; they are named, not set.
+    OnSymlink,
 }
 
 impl Skip {
@@ -226,6 +230,7 @@ impl Skip {
         match self {
             Skip::NotPermitted => "not permitted (trusted.* and security.* need root)",
             Skip::Unsupported => "the target's file system does not support them",
+            Skip::OnSymlink => "recorded on a symlink, which is restored without any",
         }
     }
 }
@@ -291,6 +296,23 @@ impl Restorer {
 }
 
 impl ToSet<'_> {
+    /// Counts, for [`Restorer::warnings`], the attributes the policy covers that a
+    /// symlink entry carries: a symlink is made without any.
+    pub fn not_on_symlink(&self) {
+        let r = self.restorer;
+        let mut wanted = self.xattrs.iter().filter(|(n, _)| r.policy.wants(n));
+        let Some((name, _)) = wanted.next() else {
+            return;
+        };
+        let mut skipped = r.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        let path = String::from_utf8_lossy(self.path);
+        let first = || format!("{} of {path:?}", shown(name));
+        skipped
+            .entry(Skip::OnSymlink)
+            .or_insert_with(|| (0, first()))
+            .0 += 1 + wanted.count() as u64;
+    }
+
     /// Sets on `fd` the attributes the policy covers. A failure that is tolerated
     /// (ENOTSUP; EPERM for `trusted.*` and `security.*` when not root) is counted for
     /// [`Restorer::warnings`]; any other fails, naming the attribute.

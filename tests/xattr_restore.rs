@@ -217,3 +217,48 @@ fn a_file_system_without_xattrs_gets_the_data_and_one_warning() {
         bytes(1, 100_000, true)
     );
 }
+
+#[test]
+fn attributes_recorded_on_a_symlink_are_named_not_set_and_none_are_archived_there() {
+    let s = Scratch::new("xattr-symlink");
+    // An archive (older, or crafted) whose symlink entry carries attributes.
+    let a = s.path("link.znippy");
+    let link = Entry {
+        link_target: Some(b"target".to_vec()),
+        xattrs: vec![(b"user.k".to_vec(), b"v".to_vec())],
+        ..Entry::new(b"l".to_vec(), EntryKind::Symlink, 0o120777)
+    };
+    craft(&a, &[file("target", &[]), link]);
+    let report = (Archive::open(&a).unwrap())
+        .unpack(&s.path("dest"), &UnpackOptions::default())
+        .unwrap();
+    assert_eq!(
+        report.xattr_warnings,
+        [
+            "1 extended attribute(s) not set: recorded on a symlink, which is restored \
+          without any (first: \"user.k\" of \"l\")"
+        ]
+    );
+    assert!(fs::symlink_metadata(s.path("dest/l")).unwrap().is_symlink());
+
+    // A pack records none on a symlink, even in the namespaces a symlink may carry.
+    let src = s.path("src");
+    write(&src, "f", b"x");
+    std::os::unix::fs::symlink("f", src.join("l")).unwrap();
+    let set = rustix::fs::lsetxattr(
+        src.join("l"),
+        "trusted.t",
+        b"1",
+        rustix::fs::XattrFlags::empty(),
+    );
+    if set.is_err() {
+        return; // not root, or no trusted.* here
+    }
+    let out = s.path("a.znippy");
+    let args = [os("pack"), src.as_os_str(), os("-o"), out.as_os_str()];
+    ok(&[&args[..], &[os("--xattrs"), os("all"), os("-q")]].concat());
+    let archive = Archive::open(&out).unwrap();
+    let l = archive.entries().iter().find(|e| e.path == b"l").unwrap();
+    assert_eq!(l.kind, EntryKind::Symlink);
+    assert!(l.xattrs.is_empty(), "{:?}", l.xattrs);
+}

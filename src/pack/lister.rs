@@ -438,10 +438,26 @@ fn entry(
     }
     Ok(Some(Found {
         link: (meta.kind == FileType::Symlink).then(|| read_link(dir, name)),
-        xattrs: xattr::read_at(dir, name_os, shared.rules.xattrs),
+        xattrs: read_xattrs(dir, name_os, meta.kind, shared.rules.xattrs),
         path,
         meta,
     }))
+}
+
+/// The extended attributes of entry `name` (of type `kind`) of the directory open as
+/// `dir`. A symlink has none: none are archived or restored on symlinks, and reading
+/// them by name would take, when the name was swapped between the stat and the
+/// listing, the attributes of the file that had it.
+pub fn read_xattrs(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    kind: FileType,
+    policy: XattrPolicy,
+) -> io::Result<Vec<Xattr>> {
+    match kind {
+        FileType::Symlink => Ok(Vec::new()),
+        _ => xattr::read_at(dir, name, policy),
+    }
 }
 
 /// The target of symlink `name` of the directory open as `dir`.

@@ -14,7 +14,6 @@ use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind};
 use crate::resolve::Blocked;
 use crate::stages::Clock;
-use crate::xattr;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -183,7 +182,7 @@ pub fn walk_list(
             continue;
         }
         let link = (meta.kind == FileType::Symlink).then(|| super::lister::read_link(dir, name));
-        let xattrs = xattr::read_at(dir, name, scan.rules.xattrs);
+        let xattrs = super::lister::read_xattrs(dir, name, meta.kind, scan.rules.xattrs);
         let found = Found {
             path: rel,
             meta,

@@ -129,14 +129,19 @@ impl<'a> Restore<'a> {
         apply_meta(
             fd,
             self.owner(e),
-            crate::xattr::ToSet {
-                xattrs: &e.xattrs,
-                path: &e.path,
-                restorer: &self.xattrs,
-            },
+            self.xattrs_of(e),
             self.mode(e),
             e.mtime_ns,
         )
+    }
+
+    /// The extended attributes of `e` to restore.
+    fn xattrs_of<'e>(&'e self, e: &'e Entry) -> crate::xattr::ToSet<'e> {
+        crate::xattr::ToSet {
+            xattrs: &e.xattrs,
+            path: &e.path,
+            restorer: &self.xattrs,
+        }
     }
 }
 
@@ -734,6 +739,7 @@ impl<'a> Job<'a> {
             };
             (root.symlink(&e.path, target, self.meta.owner(e), e.mtime_ns))
                 .map_err(root.err(&e.path, "symlink"))?;
+            self.meta.xattrs_of(e).not_on_symlink();
             links += 1;
         }
         Ok(links)
