@@ -329,33 +329,13 @@ fn a_header_whose_version_the_manifest_does_not_state_is_refused() {
     assert!(err.contains("format version 5 is not supported"), "{err}");
 }
 
-#[test]
-fn the_v2_fixture_lists_verifies_and_unpacks_byte_exact() {
-    let a = znippy_uring::Archive::open(&fixture_v2()).unwrap();
-    assert_eq!(a.format_version(), 2);
-    let file = fs::read(fixture_v2()).unwrap();
-    for c in a.chunks() {
-        let blob = &file[c.offset as usize..][..c.stored_len as usize];
-        assert_eq!(*blake3::hash(blob).as_bytes(), c.digest, "{c:?}");
-    }
-    drop(a);
-    let info = ok(&[os("info"), fixture_v2().as_os_str()]);
-    let info = String::from_utf8_lossy(&info.stdout);
-    assert!(info.contains("format version: 2"), "{info}");
-    ok(&[os("verify"), fixture_v2().as_os_str(), os("-q")]);
-    let s = Scratch::new("v2-fixture");
-    unpacks_to(&fixture_v2(), &s.path("out"), &[]);
-    let cat = ok(&[os("cat"), fixture_v2().as_os_str(), os("big.log")]);
-    assert!(cat.stdout == bytes(3, 150 * 1024, true));
-}
-
-#[test]
-fn the_v3_fixture_lists_verifies_and_unpacks_byte_exact() {
-    let a = znippy_uring::Archive::open(&fixture_v3()).unwrap();
-    assert_eq!(a.format_version(), 3);
-    let file = fs::read(fixture_v3()).unwrap();
-    // Before format 4 every chunk digest is the plain BLAKE3 of the blob, the split
-    // stored file's too.
+/// A fixture of format `version` (2 or 3): every chunk digest the plain BLAKE3 of its
+/// blob (the split stored file's too, with no `subtree_at`), and it is described,
+/// verified, unpacked and read by `cat` (`rel`, whose bytes are `expected`) exactly.
+fn plain_digest_fixture_reads(fixture: &Path, version: u32, rel: &str, expected: &[u8]) {
+    let a = znippy_uring::Archive::open(fixture).unwrap();
+    assert_eq!(a.format_version(), version);
+    let file = fs::read(fixture).unwrap();
     assert!(a.chunks().iter().any(|c| c.codec == Codec::Stored));
     for c in a.chunks() {
         assert_eq!(c.subtree_at, None);
@@ -363,12 +343,25 @@ fn the_v3_fixture_lists_verifies_and_unpacks_byte_exact() {
         assert_eq!(*blake3::hash(blob).as_bytes(), c.digest, "{c:?}");
     }
     drop(a);
-    let info = ok(&[os("info"), fixture_v3().as_os_str()]);
+    let info = ok(&[os("info"), fixture.as_os_str()]);
     let info = String::from_utf8_lossy(&info.stdout);
-    assert!(info.contains("format version: 3"), "{info}");
-    ok(&[os("verify"), fixture_v3().as_os_str(), os("-q")]);
-    let s = Scratch::new("v3-fixture");
-    unpacks_to(&fixture_v3(), &s.path("out"), &[]);
-    let cat = ok(&[os("cat"), fixture_v3().as_os_str(), os("noise.bin")]);
-    assert!(cat.stdout == bytes(4, 80 * 1024, false));
+    assert!(
+        info.contains(&format!("format version: {version}")),
+        "{info}"
+    );
+    ok(&[os("verify"), fixture.as_os_str(), os("-q")]);
+    let s = Scratch::new(&format!("v{version}-fixture"));
+    unpacks_to(fixture, &s.path("out"), &[]);
+    let cat = ok(&[os("cat"), fixture.as_os_str(), os(rel)]);
+    assert!(cat.stdout == expected, "{rel}");
+}
+
+#[test]
+fn the_v2_fixture_lists_verifies_and_unpacks_byte_exact() {
+    plain_digest_fixture_reads(&fixture_v2(), 2, "big.log", &bytes(3, 150 * 1024, true));
+}
+
+#[test]
+fn the_v3_fixture_lists_verifies_and_unpacks_byte_exact() {
+    plain_digest_fixture_reads(&fixture_v3(), 3, "noise.bin", &bytes(4, 80 * 1024, false));
 }

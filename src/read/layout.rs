@@ -18,6 +18,14 @@ pub struct Piece {
     pub whole: bool,
 }
 
+impl Piece {
+    /// Whether this is a piece of a split file that fills `chunk` (the only kind of
+    /// piece a `subtree_at` digest may cover).
+    pub fn fills(&self, chunk: &ChunkRecord) -> bool {
+        !self.whole && self.chunk_offset == 0 && self.len as u64 == chunk.raw_len
+    }
+}
+
 /// Chunks in ascending order, each with its pieces.
 pub struct Layout {
     /// The chunks that hold selected data, ascending.

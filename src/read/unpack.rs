@@ -10,6 +10,7 @@ use super::verify::{Tally, conclude, misplaced, piece_digest};
 use super::visit;
 use crate::digest::PieceDigest;
 use crate::error::{Error, Result};
+use crate::format::chunk::ChunkRecord;
 use crate::format::entry::{Entry, EntryKind, check_path};
 use crate::owner::Owners;
 use crate::stages::{self, Clock, Stage};
@@ -573,7 +574,7 @@ impl<'a> Job<'a> {
                     None => Ok(d),
                 });
                 match data {
-                    Ok(data) => self.write_chunk(w, &layout, &split_locks, k, id, data),
+                    Ok(data) => self.write_chunk(w, &layout, &split_locks, k, (id, chunk), data),
                     Err(problem) => {
                         w.tally.bad_chunks.push((id, problem));
                         Ok(())
@@ -583,15 +584,16 @@ impl<'a> Job<'a> {
         )
     }
 
-    /// Writes the pieces of chunk `k` (archive chunk `id`) that were selected; a whole
-    /// file only when its digest matches (a damaged one is never written).
+    /// Writes the pieces of chunk `k` (archive chunk `id`, its record `chunk`) that
+    /// were selected; a whole file only when its digest matches (a damaged one is
+    /// never written).
     fn write_chunk(
         &self,
         w: &mut Worker,
         layout: &Layout,
         split_locks: &HashMap<usize, Mutex<()>>,
         k: usize,
-        id: u64,
+        (id, chunk): (u64, Option<&ChunkRecord>),
         data: &[u8],
     ) -> Result<()> {
         let root = &self.root;
@@ -602,9 +604,6 @@ impl<'a> Job<'a> {
             let bytes = data
                 .get(p.chunk_offset..p.chunk_offset + p.len)
                 .unwrap_or_default();
-            let chunk = usize::try_from(id)
-                .ok()
-                .and_then(|i| self.archive.data_chunks().get(i));
             let d = piece_digest(chunk, data, p);
             w.tally.pieces.push((p.entry, id, d));
             if p.whole {

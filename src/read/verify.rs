@@ -87,9 +87,7 @@ pub(crate) struct Tally {
 /// is not hashed again.
 pub(crate) fn piece_digest(chunk: Option<&ChunkRecord>, data: &[u8], p: &Piece) -> PieceDigest {
     if let Some(c) = chunk
-        && !p.whole
-        && p.chunk_offset == 0
-        && p.len as u64 == c.raw_len
+        && p.fills(c)
         && c.subtree_at == Some(p.file_offset)
     {
         return PieceDigest::Subtree(c.digest);
@@ -105,10 +103,7 @@ pub(crate) fn piece_digest(chunk: Option<&ChunkRecord>, data: &[u8], p: &Piece) 
 /// (`ChunkRecord::check_placed`). Such a chunk is treated as damaged.
 pub(crate) fn misplaced(chunk: Option<&ChunkRecord>, id: u64, pieces: &[Piece]) -> Option<String> {
     let c = chunk.filter(|c| c.subtree_at.is_some())?;
-    pieces.iter().find_map(|p| {
-        let fills = !p.whole && p.chunk_offset == 0 && p.len as u64 == c.raw_len;
-        c.check_placed(id, p.file_offset, fills).err()
-    })
+    (pieces.iter()).find_map(|p| c.check_placed(id, p.file_offset, p.fills(c)).err())
 }
 
 /// The digest of each of `pieces` (those of one chunk), each distinct piece (same
